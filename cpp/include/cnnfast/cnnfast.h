@@ -1,0 +1,96 @@
+// cnnfast: CPU kernels for convolutional networks (float32, NCHW / OIHW).
+//
+// This is the whole public C++ API. Every function here is safe to call from several threads at once,
+// never touches Python, and expects arguments that were already validated (debug builds assert them).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cnnfast {
+
+using index_t = std::int64_t;
+
+enum class Activation : int { none = 0, relu = 1 };
+
+// --- convolution --------------------------------------------------------------------------------
+// x: (n, c, h, w); weight: (oc, c / groups, kh, kw); bias: (oc) or null; y: (n, oc, oh, ow).
+// Padding may be asymmetric ('same' with an even kernel): pad_t / pad_l are the leading pads, the
+// trailing ones are implied by oh / ow.
+struct Conv2dShape {
+    index_t n, c, h, w;
+    index_t oc, kh, kw;
+    index_t stride_h, stride_w;
+    index_t pad_t, pad_l;
+    index_t dil_h, dil_w;
+    index_t groups;
+    index_t oh, ow;
+};
+
+enum class ConvAlgorithm : int { automatic = 0, direct = 1 };
+
+void conv2d_f32(const Conv2dShape& s, const float* x, const float* weight, const float* bias, float* y,
+                Activation act);
+// Plain nested loops accumulating in double: the specification the fast kernels are tested against.
+void conv2d_f32_reference(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
+                          float* y, Activation act);
+// Bytes of scratch memory conv2d_f32 takes for this shape (bounded; see workspace.h).
+std::size_t conv2d_workspace_bytes(const Conv2dShape& s, int threads);
+
+// --- pooling -------------------------------------------------------------------------------------
+enum class PoolKind : int { max = 0, avg = 1 };
+
+// x: (n, c, h, w) -> y: (n, c, oh, ow). Windows are clipped to the padded input (PyTorch semantics);
+// max ignores padding and propagates NaN; avg divides by the clipped window (count_include_pad) or by
+// the number of in-bounds elements.
+struct Pool2dShape {
+    index_t n, c, h, w;
+    index_t kh, kw;
+    index_t stride_h, stride_w;
+    index_t pad_h, pad_w;
+    index_t oh, ow;
+    bool count_include_pad;
+};
+
+void pool2d_f32(PoolKind kind, const Pool2dShape& s, const float* x, float* y);
+void pool2d_f32_reference(PoolKind kind, const Pool2dShape& s, const float* x, float* y);
+
+// x: (planes, hw) -> y: (planes): the mean of each plane.
+void global_avg_pool_f32(index_t planes, index_t hw, const float* x, float* y);
+void global_avg_pool_f32_reference(index_t planes, index_t hw, const float* x, float* y);
+
+// --- element-wise --------------------------------------------------------------------------------
+// y[i] = a[i] + b[i], then ReLU if asked. y may alias a or b exactly.
+void add_f32(index_t count, const float* a, const float* b, float* y, Activation act);
+void add_f32_reference(index_t count, const float* a, const float* b, float* y, Activation act);
+
+// --- fully connected -----------------------------------------------------------------------------
+// x: (batch, in); weight: (out, in); bias: (out) or null; y: (batch, out) = x @ weight.T + bias.
+void linear_f32(index_t batch, index_t in, index_t out, const float* x, const float* weight, const float* bias,
+                float* y, Activation act);
+void linear_f32_reference(index_t batch, index_t in, index_t out, const float* x, const float* weight,
+                          const float* bias, float* y, Activation act);
+
+// --- boxes ---------------------------------------------------------------------------------------
+// Boxes are (x1, y1, x2, y2) rows. iou: (na, nb). A pair whose union is empty (two zero-area boxes)
+// has IoU 0.
+void box_iou_f32(index_t na, const float* a, index_t nb, const float* b, float* iou);
+void box_iou_f32_reference(index_t na, const float* a, index_t nb, const float* b, float* iou);
+
+// Greedy non-maximum suppression. Candidates are taken in descending score order, ties by ascending
+// index; NaN scores and scores <= score_threshold (when has_score_threshold) are dropped; a candidate is
+// suppressed when its IoU with an already kept box of the same class (all one class when class_ids is
+// null) is strictly greater than iou_threshold. Writes at most max_output indices to keep (in kept order)
+// and returns how many. keep must hold n entries.
+struct NmsOptions {
+    float iou_threshold;
+    bool has_score_threshold;
+    float score_threshold;
+    index_t max_output;  // < 0: no limit
+};
+index_t nms_f32(index_t n, const float* boxes, const float* scores, const std::int64_t* class_ids,
+                const NmsOptions& opt, std::int64_t* keep);
+index_t nms_f32_reference(index_t n, const float* boxes, const float* scores, const std::int64_t* class_ids,
+                          const NmsOptions& opt, std::int64_t* keep);
+
+}  // namespace cnnfast

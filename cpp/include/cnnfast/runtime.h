@@ -1,0 +1,69 @@
+// cnnfast runtime: which instruction set the kernels use, how many threads they run on, and how much
+// scratch memory they hold.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace cnnfast {
+
+enum class Isa : int { generic = 0, avx2 = 1, avx512 = 2 };
+
+const char* isa_name(Isa isa);
+// Parses "generic" | "avx2" | "avx512"; returns false for anything else.
+bool parse_isa(const std::string& name, Isa* out);
+
+// What this CPU (and OS, for the register state) can run, and what this build contains.
+bool cpu_supports(Isa isa);
+bool isa_compiled(Isa isa);
+std::vector<Isa> supported_isas();  // compiled and runnable, best last
+
+// The kernels in use. Chosen once, on first use: CNNFAST_ISA if set, else the best supported.
+// select_isa() throws std::invalid_argument for an ISA this CPU or build cannot run.
+Isa current_isa();
+void select_isa(Isa isa);
+// Applies CNNFAST_ISA (if set) now; throws std::invalid_argument with a readable message if it names an
+// unknown or unsupported ISA.
+void init_isa_from_env();
+
+// Threads: 0 means "follow OpenMP" (OMP_NUM_THREADS, threadpoolctl); n > 0 fixes the count.
+void set_num_threads(int n);
+int get_num_threads();
+
+// Scratch memory. Kernels take their workspace through these calls so the peak can be reported.
+void* workspace_alloc(std::size_t bytes);
+void workspace_free(void* p, std::size_t bytes);
+std::size_t workspace_in_use();
+std::size_t workspace_peak();
+void workspace_reset_peak();
+
+// RAII scratch buffer, 64-byte aligned.
+template <class T>
+class Workspace {
+public:
+    explicit Workspace(std::size_t count) : bytes_(count * sizeof(T)), p_(static_cast<T*>(workspace_alloc(bytes_))) {}
+    ~Workspace() { workspace_free(p_, bytes_); }
+    Workspace(const Workspace&) = delete;
+    Workspace& operator=(const Workspace&) = delete;
+    T* get() const { return p_; }
+
+private:
+    std::size_t bytes_;
+    T* p_;
+};
+
+}  // namespace cnnfast
+
+namespace cnnfast {
+// Flush-to-zero / denormals-are-zero for the calling thread; kernels set it inside each parallel region
+// and restore the caller's mode after. Returns the previous mode.
+unsigned denormals_off();
+void denormals_restore(unsigned previous);
+
+struct DenormalsOff {
+    DenormalsOff() : prev(denormals_off()) {}
+    ~DenormalsOff() { denormals_restore(prev); }
+    unsigned prev;
+};
+}  // namespace cnnfast

@@ -1,0 +1,4 @@
+// add kernels for the avx512 path: the shared body, compiled with this ISA's flags.
+#define CNNFAST_ISA_NS isa_avx512
+#define CNNFAST_VEC_BYTES 64
+#include "add_body.h"

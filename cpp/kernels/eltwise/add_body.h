@@ -1,0 +1,36 @@
+// Internal: the residual add (+ReLU), float32, compiled once per ISA.
+#pragma once
+
+#include <omp.h>
+
+#include "../simd.h"
+#include "runtime/kernel_table.h"
+
+namespace cnnfast {
+namespace CNNFAST_ISA_NS {
+
+void add(index_t count, const float* a, const float* b, float* y, Activation act) {
+    if (count == 0) return;
+    // NOTE: below ~64K elements a parallel region costs more than it saves.
+    const int threads = count < (1 << 16) ? 1 : get_num_threads();
+    const bool relu = act == Activation::relu;
+#pragma omp parallel num_threads(threads)
+    {
+        const index_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const index_t chunk = ceil_div(ceil_div(count, nt), 16) * 16;
+        const index_t lo = imin(count, id * chunk), hi = imin(count, lo + chunk);
+        if (relu) {
+#pragma omp simd
+            for (index_t i = lo; i < hi; ++i) {
+                const float v = a[i] + b[i];
+                y[i] = v < 0.f ? 0.f : v;
+            }
+        } else {
+#pragma omp simd
+            for (index_t i = lo; i < hi; ++i) y[i] = a[i] + b[i];
+        }
+    }
+}
+
+}  // namespace CNNFAST_ISA_NS
+}  // namespace cnnfast

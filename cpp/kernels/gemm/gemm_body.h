@@ -1,0 +1,145 @@
+// Internal: a packed single-precision GEMM in the BLIS style, C (M x N, row stride ldc) = A (M x K) * B (K x N),
+// with bias, ReLU and K-blocked accumulation fused into the store. A is packed once per call into MR-row
+// panels; B is packed per (N block, K block) by a caller-supplied packer, which is where convolution does
+// its im2col gather, so no full im2col matrix ever exists.
+#pragma once
+
+#include "../simd.h"
+#include "runtime/kernel_table.h"
+
+namespace cnnfast {
+namespace CNNFAST_ISA_NS {
+namespace {
+
+// Register tile: MR rows of A times NV vectors of B.
+#if CNNFAST_VEC_BYTES == 64
+constexpr int MR = 8, NV = 3;  // 24 zmm accumulators
+#elif CNNFAST_VEC_BYTES == 32
+constexpr int MR = 4, NV = 3;  // 12 ymm accumulators
+#else
+constexpr int MR = 4, NV = 2;  // 8 xmm accumulators
+#endif
+constexpr int NR = NV * VL;
+constexpr index_t KC = 256;      // K block: an A micro-panel (MR x KC) stays in L1
+constexpr index_t NC = 8 * NR;  // N block: the packed B block (KC x NC) stays in L2
+
+struct Epilogue {
+    const float* bias_row = nullptr;  // indexed by the row of C (conv: output channel)
+    const float* bias_col = nullptr;  // indexed by the column of C (linear: output feature)
+    bool relu = false;
+};
+
+inline index_t packed_a_floats(index_t M, index_t K) { return ceil_div(M, MR) * MR * K; }
+
+// A row-major (lda) -> panels of MR rows, each stored k-major (MR floats per k), zero-padded rows.
+inline void pack_a_panel(const float* A, index_t lda, index_t rows, index_t K, float* dst) {
+    for (index_t k = 0; k < K; ++k) {
+        float* d = dst + k * MR;
+        index_t i = 0;
+        for (; i < rows; ++i) d[i] = A[i * lda + k];
+        for (; i < MR; ++i) d[i] = 0.f;
+    }
+}
+
+// One tile: C[0:mv, 0:nv] (+)= A_panel (MR x kc) * B_panel (kc x NR).
+inline void ukernel(index_t kc, const float* __restrict A, const float* __restrict B, float* __restrict C,
+                    index_t ldc, int mv, int nv, bool accumulate, bool last, const Epilogue& ep, index_t row0,
+                    index_t col0) {
+    vf acc[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[i][j] = vf{};
+
+    for (index_t k = 0; k < kc; ++k) {
+        vf b[NV];
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) b[j] = *reinterpret_cast<const vf*>(B + k * NR + j * VL);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+            const vf a = vbroadcast(A[k * MR + i]);
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; ++j) acc[i][j] += a * b[j];
+        }
+    }
+
+    if (mv == MR && nv == NR) {
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+            float* c = C + i * ldc;
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; ++j) {
+                vf v = acc[i][j];
+                if (accumulate) v += vload(c + j * VL);
+                if (last) {
+                    if (ep.bias_row) v += vbroadcast(ep.bias_row[row0 + i]);
+                    if (ep.bias_col) v += vload(ep.bias_col + col0 + j * VL);
+                    if (ep.relu) v = vrelu(v);
+                }
+                vstore(c + j * VL, v);
+            }
+        }
+        return;
+    }
+    alignas(64) float tile[MR * NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NV; ++j) *reinterpret_cast<vf*>(tile + i * NR + j * VL) = acc[i][j];
+    for (int i = 0; i < mv; ++i) {
+        float* c = C + i * ldc;
+        for (int j = 0; j < nv; ++j) {
+            float v = tile[i * NR + j];
+            if (accumulate) v += c[j];
+            if (last) {
+                if (ep.bias_row) v += ep.bias_row[row0 + i];
+                if (ep.bias_col) v += ep.bias_col[col0 + j];
+                if (ep.relu) v = v < 0.f ? 0.f : v;
+            }
+            c[j] = v;
+        }
+    }
+}
+
+// Rows [m_begin, m_end) (m_begin a multiple of MR) and columns [n0, n0 + nc) of C. pack_b(dst, pc, kc, n0, nc)
+// must fill ceil(nc / NR) panels of kc x NR floats (panel p at dst + p * kc * NR), zero beyond nc.
+template <class PackB>
+void gemm_block(index_t M, index_t m_begin, index_t m_end, index_t n0, index_t nc, index_t K, const float* Ap,
+                PackB& pack_b, float* Bbuf, float* C, index_t ldc, const Epilogue& ep) {
+    for (index_t pc = 0; pc < K; pc += KC) {
+        const index_t kc = imin(KC, K - pc);
+        pack_b(Bbuf, pc, kc, n0, nc);
+        const bool accumulate = pc > 0, last = pc + kc == K;
+        for (index_t ir = m_begin; ir < m_end; ir += MR) {
+            const float* a = Ap + (ir / MR) * MR * K + pc * MR;
+            const int mv = static_cast<int>(imin(MR, M - ir));
+            for (index_t jr = 0; jr < nc; jr += NR) {
+                const int nv = static_cast<int>(imin(NR, nc - jr));
+                ukernel(kc, a, Bbuf + (jr / NR) * kc * NR, C + ir * ldc + n0 + jr, ldc, mv, nv, accumulate, last, ep,
+                        ir, n0 + jr);
+            }
+        }
+    }
+}
+
+// How to split one GEMM of M x N (repeated `outer` times) into tasks for `threads` threads: N blocks of NC
+// columns, and M in chunks of whole MR panels when there are too few N blocks to keep every thread busy.
+struct GemmSplit {
+    index_t n_blocks, m_chunks, m_chunk_rows;
+};
+
+inline GemmSplit split_gemm(index_t outer, index_t M, index_t N, int threads) {
+    GemmSplit s;
+    s.n_blocks = ceil_div(N, NC);
+    const index_t panels = ceil_div(M, MR);
+    const index_t want = 4 * static_cast<index_t>(threads);
+    index_t chunks = 1;
+    const index_t units = outer * s.n_blocks;
+    if (units < want) chunks = imin(panels, ceil_div(want, units));
+    const index_t panels_per_chunk = ceil_div(panels, chunks);
+    s.m_chunk_rows = panels_per_chunk * MR;
+    s.m_chunks = ceil_div(panels, panels_per_chunk);
+    return s;
+}
+
+}  // namespace
+}  // namespace CNNFAST_ISA_NS
+}  // namespace cnnfast

@@ -1,0 +1,83 @@
+// Internal: the fully connected layer y = x @ W.T + b, float32, compiled once per ISA. A few rows: one
+// dot product per output (bandwidth-bound on W). More: the packed GEMM with W.T packed block by block.
+#pragma once
+
+#include <omp.h>
+
+#include "../gemm/gemm_body.h"
+
+namespace cnnfast {
+namespace CNNFAST_ISA_NS {
+namespace {
+
+// B[k][n] = W[n][k]: the transposed weight, packed panel by panel.
+struct TransposedPacker {
+    const float* w;
+    index_t in;
+
+    void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
+        const index_t panels = ceil_div(nc, NR);
+        for (index_t p = 0; p < panels; ++p) {
+            float* d = dst + p * kc * NR;
+            const index_t count = imin(NR, nc - p * NR);
+            for (index_t j = 0; j < count; ++j) {
+                const float* src = w + (n0 + p * NR + j) * in + pc;
+                for (index_t k = 0; k < kc; ++k) d[k * NR + j] = src[k];
+            }
+            for (index_t j = count; j < NR; ++j)
+                for (index_t k = 0; k < kc; ++k) d[k * NR + j] = 0.f;
+        }
+    }
+};
+
+constexpr index_t kGemvRows = 4;
+
+}  // namespace
+
+void linear(index_t batch, index_t in, index_t out, const float* x, const float* w, const float* bias, float* y,
+            Activation act) {
+    if (batch == 0 || out == 0) return;
+    const bool relu = act == Activation::relu;
+    const int threads = get_num_threads();
+    if (batch <= kGemvRows || in == 0) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (index_t o = 0; o < out; ++o) {
+            const float* wr = w + o * in;
+            for (index_t b = 0; b < batch; ++b) {
+                const float* xr = x + b * in;
+                float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+                for (index_t k = 0; k < in; ++k) acc += wr[k] * xr[k];
+                if (bias) acc += bias[o];
+                y[b * out + o] = relu ? relu1(acc) : acc;
+            }
+        }
+        return;
+    }
+    const GemmSplit split = split_gemm(1, batch, out, threads);
+    Scratch a_packed(static_cast<std::size_t>(packed_a_floats(batch, in)));
+    const index_t panels = ceil_div(batch, MR);
+    const index_t tasks = split.n_blocks * split.m_chunks;
+    Epilogue ep;
+    ep.bias_col = bias;
+    ep.relu = relu;
+#pragma omp parallel num_threads(threads)
+    {
+        DenormalsOff ftz;
+#pragma omp for schedule(static)
+        for (index_t p = 0; p < panels; ++p)
+            pack_a_panel(x + p * MR * in, in, imin(MR, batch - p * MR), in, a_packed.p + p * MR * in);
+        Scratch b_buf(static_cast<std::size_t>(KC * NC));
+        TransposedPacker pk{w, in};
+#pragma omp for schedule(static)
+        for (index_t t = 0; t < tasks; ++t) {
+            const index_t mc = t % split.m_chunks, nb = t / split.m_chunks;
+            const index_t m0 = mc * split.m_chunk_rows, m1 = imin(batch, m0 + split.m_chunk_rows);
+            const index_t n0 = nb * NC, nc = imin(NC, out - n0);
+            gemm_block(batch, m0, m1, n0, nc, in, a_packed.p, pk, b_buf.p, y, out, ep);
+        }
+    }
+}
+
+}  // namespace CNNFAST_ISA_NS
+}  // namespace cnnfast

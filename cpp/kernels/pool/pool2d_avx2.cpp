@@ -1,0 +1,4 @@
+// pool2d kernels for the avx2 path: the shared body, compiled with this ISA's flags.
+#define CNNFAST_ISA_NS isa_avx2
+#define CNNFAST_VEC_BYTES 32
+#include "pool2d_body.h"

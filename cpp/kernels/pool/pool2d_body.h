@@ -1,0 +1,95 @@
+// Internal: max / average pooling and global average pooling, float32 NCHW, compiled once per ISA.
+#pragma once
+
+#include <omp.h>
+
+#include "../simd.h"
+#include "runtime/kernel_table.h"
+
+namespace cnnfast {
+namespace CNNFAST_ISA_NS {
+namespace {
+
+inline float max_nan(float m, float v) { return (v > m || v != v) ? v : m; }
+
+void pool_plane(PoolKind kind, const Pool2dShape& s, const float* __restrict xp, float* __restrict yp) {
+    const index_t H = s.h, W = s.w;
+    for (index_t oh = 0; oh < s.oh; ++oh) {
+        const index_t h0 = oh * s.stride_h - s.pad_h;
+        const index_t h_end_pad = imin(h0 + s.kh, H + s.pad_h);
+        const index_t hs = imax(h0, 0), he = imin(h0 + s.kh, H);
+        for (index_t ow = 0; ow < s.ow; ++ow) {
+            const index_t w0 = ow * s.stride_w - s.pad_w;
+            const index_t w_end_pad = imin(w0 + s.kw, W + s.pad_w);
+            const index_t ws = imax(w0, 0), we = imin(w0 + s.kw, W);
+            float out;
+            if (kind == PoolKind::max) {
+                float m = -__builtin_inff();
+                for (index_t ih = hs; ih < he; ++ih)
+                    for (index_t iw = ws; iw < we; ++iw) m = max_nan(m, xp[ih * W + iw]);
+                out = m;
+            } else {
+                float acc = 0.f;
+                for (index_t ih = hs; ih < he; ++ih)
+                    for (index_t iw = ws; iw < we; ++iw) acc += xp[ih * W + iw];
+                const index_t count = s.count_include_pad ? (h_end_pad - h0) * (w_end_pad - w0) : (he - hs) * (we - ws);
+                out = count > 0 ? acc / static_cast<float>(count) : 0.f;
+            }
+            yp[oh * s.ow + ow] = out;
+        }
+    }
+}
+
+// 2x2 stride 2 without padding (VGG): rows pairwise, vectorizable.
+void max_pool_2x2s2_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp) {
+    for (index_t oh = 0; oh < s.oh; ++oh) {
+        const float* r0 = xp + (2 * oh) * s.w;
+        const float* r1 = r0 + s.w;
+        float* yr = yp + oh * s.ow;
+        // ceil_mode may add a last column whose window holds one input column
+        const index_t full = imin(s.ow, s.w / 2);
+#pragma omp simd
+        for (index_t ow = 0; ow < full; ++ow) {
+            const float a = max_nan(r0[2 * ow], r0[2 * ow + 1]);
+            const float b = max_nan(r1[2 * ow], r1[2 * ow + 1]);
+            yr[ow] = max_nan(a, b);
+        }
+        for (index_t ow = full; ow < s.ow; ++ow) yr[ow] = max_nan(r0[2 * ow], r1[2 * ow]);
+    }
+}
+
+}  // namespace
+
+void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
+    const index_t planes = s.n * s.c;
+    if (planes == 0 || s.oh == 0 || s.ow == 0) return;
+    const bool fast22 = kind == PoolKind::max && s.kh == 2 && s.kw == 2 && s.stride_h == 2 && s.stride_w == 2 &&
+                        s.pad_h == 0 && s.pad_w == 0 && 2 * s.oh <= s.h;
+    const int threads = get_num_threads();
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t p = 0; p < planes; ++p) {
+        const float* xp = x + p * s.h * s.w;
+        float* yp = y + p * s.oh * s.ow;
+        if (fast22)
+            max_pool_2x2s2_plane(s, xp, yp);
+        else
+            pool_plane(kind, s, xp, yp);
+    }
+}
+
+void global_avg_pool(index_t planes, index_t hw, const float* x, float* y) {
+    if (planes == 0) return;
+    const int threads = get_num_threads();
+    const float inv = hw > 0 ? 1.0f / static_cast<float>(hw) : 0.f;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t p = 0; p < planes; ++p) {
+        const float* xp = x + p * hw;
+        float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+        for (index_t i = 0; i < hw; ++i) acc += xp[i];
+        y[p] = hw > 0 ? acc * inv : __builtin_nanf("");
+    }
+}
+
+}  // namespace CNNFAST_ISA_NS
+}  // namespace cnnfast

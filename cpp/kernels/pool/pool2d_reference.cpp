@@ -1,0 +1,47 @@
+// The specification of pooling (PyTorch semantics), plain loops.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "cnnfast/cnnfast.h"
+
+namespace cnnfast {
+
+void pool2d_f32_reference(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
+    for (index_t p = 0; p < s.n * s.c; ++p)
+        for (index_t oh = 0; oh < s.oh; ++oh)
+            for (index_t ow = 0; ow < s.ow; ++ow) {
+                const index_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
+                double acc = 0;
+                float m = -std::numeric_limits<float>::infinity();
+                index_t inside = 0;
+                for (index_t ih = h0; ih < h0 + s.kh; ++ih)
+                    for (index_t iw = w0; iw < w0 + s.kw; ++iw) {
+                        if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+                        const float v = x[(p * s.h + ih) * s.w + iw];
+                        if (std::isnan(v) || v > m) m = std::isnan(m) ? m : v;
+                        acc += v;
+                        ++inside;
+                    }
+                float out;
+                if (kind == PoolKind::max) {
+                    out = m;
+                } else {
+                    // the divisor counts padding, but not the part of a window past the padded input
+                    const index_t he = std::min(h0 + s.kh, s.h + s.pad_h), we = std::min(w0 + s.kw, s.w + s.pad_w);
+                    const index_t div = s.count_include_pad ? (he - h0) * (we - w0) : inside;
+                    out = div > 0 ? static_cast<float>(acc / div) : 0.f;
+                }
+                y[(p * s.oh + oh) * s.ow + ow] = out;
+            }
+}
+
+void global_avg_pool_f32_reference(index_t planes, index_t hw, const float* x, float* y) {
+    for (index_t p = 0; p < planes; ++p) {
+        double acc = 0;
+        for (index_t i = 0; i < hw; ++i) acc += x[p * hw + i];
+        y[p] = static_cast<float>(acc / static_cast<double>(hw));
+    }
+}
+
+}  // namespace cnnfast

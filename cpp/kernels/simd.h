@@ -1,0 +1,57 @@
+// Internal: the vector type a kernel body is written in. A per-ISA translation unit defines
+// CNNFAST_ISA_NS (the namespace its kernels live in) and CNNFAST_VEC_BYTES (16, 32 or 64), is compiled
+// with that ISA's flags, and includes a *_body.h header, which includes this file.
+//
+// NOTE: bodies use GCC/Clang vector extensions rather than intrinsics, so one source serves every width.
+// They must not instantiate standard-library templates shared with other translation units (vector,
+// min, max...): the linker keeps one copy of such code, and an AVX-512 copy would then run on CPUs
+// without AVX-512. Helpers here are static, so each ISA gets its own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "cnnfast/cnnfast.h"
+#include "cnnfast/runtime.h"
+
+#ifndef CNNFAST_ISA_NS
+#error "define CNNFAST_ISA_NS before including a kernel body"
+#endif
+#ifndef CNNFAST_VEC_BYTES
+#error "define CNNFAST_VEC_BYTES before including a kernel body"
+#endif
+
+namespace cnnfast {
+namespace CNNFAST_ISA_NS {
+namespace {
+
+constexpr int kVecBytes = CNNFAST_VEC_BYTES;
+constexpr int VL = kVecBytes / 4;  // floats per vector
+
+typedef float vf __attribute__((vector_size(kVecBytes)));
+typedef float vf_u __attribute__((vector_size(kVecBytes), aligned(4), may_alias));
+
+inline vf vload(const float* p) { return *reinterpret_cast<const vf_u*>(p); }
+inline void vstore(float* p, vf v) { *reinterpret_cast<vf_u*>(p) = v; }
+inline vf vbroadcast(float s) { return vf{} + s; }
+inline vf vrelu(vf v) { return v < vf{} ? vf{} : v; }  // keeps NaN, as PyTorch does
+
+inline index_t imin(index_t a, index_t b) { return a < b ? a : b; }
+inline index_t imax(index_t a, index_t b) { return a > b ? a : b; }
+inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+inline float relu1(float v) { return v < 0.f ? 0.f : v; }
+
+// Scratch memory owned by one scope.
+struct Scratch {
+    explicit Scratch(std::size_t floats) : bytes(floats * sizeof(float)), p(static_cast<float*>(workspace_alloc(bytes))) {}
+    ~Scratch() { workspace_free(p, bytes); }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    std::size_t bytes;
+    float* p;
+};
+
+}  // namespace
+}  // namespace CNNFAST_ISA_NS
+}  // namespace cnnfast

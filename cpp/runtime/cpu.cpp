@@ -1,0 +1,70 @@
+// CPU feature detection. Baseline code: no ISA flags may reach this file.
+#include "cnnfast/runtime.h"
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#define CNNFAST_X86 1
+#include <cpuid.h>
+#endif
+
+namespace cnnfast {
+
+namespace {
+
+#ifdef CNNFAST_X86
+struct X86Features {
+    bool avx2_fma = false;
+    bool avx512 = false;  // F + BW + VL + DQ, with the OS saving ZMM state
+};
+
+unsigned long long xgetbv0() {
+    unsigned int eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+
+X86Features detect() {
+    X86Features f;
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return f;
+    const bool osxsave = ecx & (1u << 27);
+    const bool avx = ecx & (1u << 28);
+    const bool fma = ecx & (1u << 12);
+    if (!osxsave || !avx) return f;
+    const unsigned long long xcr0 = xgetbv0();
+    const bool ymm_state = (xcr0 & 0x6) == 0x6;
+    const bool zmm_state = (xcr0 & 0xe6) == 0xe6;
+    if (__get_cpuid_max(0, nullptr) < 7) return f;
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    const bool avx2 = ebx & (1u << 5);
+    const bool avx512f = ebx & (1u << 16);
+    const bool avx512dq = ebx & (1u << 17);
+    const bool avx512bw = ebx & (1u << 30);
+    const bool avx512vl = ebx & (1u << 31);
+    f.avx2_fma = ymm_state && avx2 && fma;
+    f.avx512 = f.avx2_fma && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
+    return f;
+}
+
+const X86Features& features() {
+    static const X86Features f = detect();
+    return f;
+}
+#endif
+
+}  // namespace
+
+bool cpu_supports(Isa isa) {
+    switch (isa) {
+        case Isa::generic: return true;
+#ifdef CNNFAST_X86
+        case Isa::avx2: return features().avx2_fma;
+        case Isa::avx512: return features().avx512;
+#else
+        case Isa::avx2:
+        case Isa::avx512: return false;
+#endif
+    }
+    return false;
+}
+
+}  // namespace cnnfast

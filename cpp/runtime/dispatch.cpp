@@ -1,0 +1,139 @@
+// Chooses the kernel table once (CNNFAST_ISA or the best the CPU runs) and routes the public API to it.
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "kernel_table.h"
+
+namespace cnnfast {
+
+namespace {
+
+#define CNNFAST_TABLE(ISA, NS) \
+    KernelTable{ISA, &NS::conv2d, &NS::pool2d, &NS::global_avg_pool, &NS::add, &NS::linear, &NS::box_iou, &NS::nms}
+
+const KernelTable kGeneric = CNNFAST_TABLE(Isa::generic, isa_generic);
+#ifdef CNNFAST_HAVE_X86_ISAS
+const KernelTable kAvx2 = CNNFAST_TABLE(Isa::avx2, isa_avx2);
+const KernelTable kAvx512 = CNNFAST_TABLE(Isa::avx512, isa_avx512);
+#endif
+
+const KernelTable* table_for(Isa isa) {
+    switch (isa) {
+        case Isa::generic: return &kGeneric;
+#ifdef CNNFAST_HAVE_X86_ISAS
+        case Isa::avx2: return &kAvx2;
+        case Isa::avx512: return &kAvx512;
+#else
+        default: return nullptr;
+#endif
+    }
+    return nullptr;
+}
+
+std::atomic<const KernelTable*> g_table{nullptr};
+std::once_flag g_init;
+
+Isa best_isa() {
+    const auto all = supported_isas();
+    return all.back();
+}
+
+void init_once() {
+    std::call_once(g_init, [] {
+        if (g_table.load() != nullptr) return;
+        g_table.store(table_for(best_isa()));
+        try {
+            init_isa_from_env();
+        } catch (const std::invalid_argument&) {
+            // Reported by init_isa_from_env() when called explicitly (at Python import); keep the best ISA.
+        }
+    });
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::generic: return "generic";
+        case Isa::avx2: return "avx2";
+        case Isa::avx512: return "avx512";
+    }
+    return "unknown";
+}
+
+bool parse_isa(const std::string& name, Isa* out) {
+    for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
+        if (name == isa_name(isa)) {
+            *out = isa;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool isa_compiled(Isa isa) { return table_for(isa) != nullptr; }
+
+std::vector<Isa> supported_isas() {
+    std::vector<Isa> out;
+    for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512})
+        if (isa_compiled(isa) && cpu_supports(isa)) out.push_back(isa);
+    return out;
+}
+
+void select_isa(Isa isa) {
+    if (!isa_compiled(isa))
+        throw std::invalid_argument(std::string("ISA '") + isa_name(isa) + "' is not compiled into this build");
+    if (!cpu_supports(isa))
+        throw std::invalid_argument(std::string("ISA '") + isa_name(isa) + "' is not supported by this CPU");
+    g_table.store(table_for(isa));
+}
+
+void init_isa_from_env() {
+    const char* env = std::getenv("CNNFAST_ISA");
+    if (!env || !*env) return;
+    Isa isa;
+    if (!parse_isa(env, &isa))
+        throw std::invalid_argument(std::string("CNNFAST_ISA='") + env + "' is not one of generic, avx2, avx512");
+    try {
+        select_isa(isa);
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string("CNNFAST_ISA='") + env + "': " + e.what());
+    }
+}
+
+const KernelTable& kernels() {
+    const KernelTable* t = g_table.load(std::memory_order_acquire);
+    if (t) return *t;
+    init_once();
+    return *g_table.load(std::memory_order_acquire);
+}
+
+Isa current_isa() { return kernels().isa; }
+
+// Public entry points.
+void conv2d_f32(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a) {
+    kernels().conv2d(s, x, w, b, y, a);
+}
+void pool2d_f32(PoolKind kind, const Pool2dShape& s, const float* x, float* y) { kernels().pool2d(kind, s, x, y); }
+void global_avg_pool_f32(index_t planes, index_t hw, const float* x, float* y) {
+    kernels().global_avg_pool(planes, hw, x, y);
+}
+void add_f32(index_t count, const float* a, const float* b, float* y, Activation act) {
+    kernels().add(count, a, b, y, act);
+}
+void linear_f32(index_t batch, index_t in, index_t out, const float* x, const float* w, const float* b, float* y,
+                Activation act) {
+    kernels().linear(batch, in, out, x, w, b, y, act);
+}
+void box_iou_f32(index_t na, const float* a, index_t nb, const float* b, float* iou) {
+    kernels().box_iou(na, a, nb, b, iou);
+}
+index_t nms_f32(index_t n, const float* boxes, const float* scores, const std::int64_t* class_ids,
+                const NmsOptions& opt, std::int64_t* keep) {
+    return kernels().nms(n, boxes, scores, class_ids, opt, keep);
+}
+
+}  // namespace cnnfast

@@ -1,0 +1,42 @@
+// Internal: the per-ISA kernel entry points and the table the public functions dispatch through.
+// Each ISA's translation units define the functions of its namespace (isa_generic, isa_avx2, isa_avx512).
+#pragma once
+
+#include "cnnfast/cnnfast.h"
+#include "cnnfast/runtime.h"
+
+namespace cnnfast {
+
+#define CNNFAST_DECLARE_ISA_KERNELS(NS)                                                                      \
+    namespace NS {                                                                                            \
+    void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a); \
+    void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y);                               \
+    void global_avg_pool(index_t planes, index_t hw, const float* x, float* y);                               \
+    void add(index_t count, const float* a, const float* b, float* y, Activation act);                        \
+    void linear(index_t batch, index_t in, index_t out, const float* x, const float* w, const float* b,       \
+                float* y, Activation act);                                                                    \
+    void box_iou(index_t na, const float* a, index_t nb, const float* b, float* iou);                         \
+    index_t nms(index_t n, const float* boxes, const float* scores, const std::int64_t* class_ids,            \
+                const NmsOptions& opt, std::int64_t* keep);                                                   \
+    }
+
+CNNFAST_DECLARE_ISA_KERNELS(isa_generic)
+#ifdef CNNFAST_HAVE_X86_ISAS
+CNNFAST_DECLARE_ISA_KERNELS(isa_avx2)
+CNNFAST_DECLARE_ISA_KERNELS(isa_avx512)
+#endif
+
+struct KernelTable {
+    Isa isa;
+    decltype(&isa_generic::conv2d) conv2d;
+    decltype(&isa_generic::pool2d) pool2d;
+    decltype(&isa_generic::global_avg_pool) global_avg_pool;
+    decltype(&isa_generic::add) add;
+    decltype(&isa_generic::linear) linear;
+    decltype(&isa_generic::box_iou) box_iou;
+    decltype(&isa_generic::nms) nms;
+};
+
+const KernelTable& kernels();
+
+}  // namespace cnnfast

@@ -1,0 +1,54 @@
+"""cnnfast: fast CPU kernels for convolutional networks, called on NumPy arrays.
+
+Activations are float32 NCHW, convolution weights OIHW (PyTorch's layouts), boxes (x1, y1, x2, y2).
+"""
+
+from __future__ import annotations
+
+from . import _core
+
+try:
+    _core._init_isa_from_env()
+except ValueError as exc:  # CNNFAST_ISA names an ISA this CPU cannot run
+    raise ImportError(f"cnnfast: {exc}") from None
+
+from ._core import (  # noqa: E402
+    add,
+    avg_pool2d,
+    batched_nms,
+    box_iou,
+    conv2d,
+    global_avg_pool2d,
+    linear,
+    max_pool2d,
+    nms,
+)
+from ._config import (  # noqa: E402
+    config,
+    get_num_threads,
+    num_threads,
+    set_num_threads,
+    show_config,
+)
+from ._functional import relu, softmax  # noqa: E402
+from ._version import __version__  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "add",
+    "avg_pool2d",
+    "batched_nms",
+    "box_iou",
+    "config",
+    "conv2d",
+    "get_num_threads",
+    "global_avg_pool2d",
+    "linear",
+    "max_pool2d",
+    "nms",
+    "num_threads",
+    "relu",
+    "set_num_threads",
+    "show_config",
+    "softmax",
+]

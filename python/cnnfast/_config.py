@@ -1,0 +1,66 @@
+"""Runtime configuration: the ISA in use, threads."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from typing import Iterator
+
+from . import _core
+
+
+def set_num_threads(n: int) -> None:
+    """Run kernels on ``n`` threads (``n >= 1``), for calls from any Python thread.
+
+    Until this is called cnnfast follows OpenMP: ``OMP_NUM_THREADS``, or ``threadpoolctl`` limits, or one
+    thread per core.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads(): n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads(): n must be >= 1, got {n}")
+    _core._set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the kernels run on."""
+    return _core._get_num_threads()
+
+
+@contextlib.contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """Context manager: run the kernels on ``n`` threads inside the ``with`` block."""
+    before = _core._get_num_threads()
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        _core._set_num_threads(before)
+
+
+def config() -> dict:
+    """The build and runtime configuration as a dict."""
+    from ._version import __version__
+
+    return {
+        "version": __version__,
+        "isa": _core._current_isa(),
+        "supported_isas": list(_core._supported_isas()),
+        "compiled_isas": list(_core._compiled_isas()),
+        "num_threads": _core._get_num_threads(),
+        "cnnfast_isa_env": os.environ.get("CNNFAST_ISA"),
+        "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def show_config() -> None:
+    """Print :func:`config` as an aligned table."""
+    cfg = config()
+    width = max(len(k) for k in cfg)
+    for key, value in cfg.items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key:<{width}} : {value}")

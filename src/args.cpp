@@ -1,0 +1,170 @@
+#include "args.h"
+
+#include <cstdint>
+#include <limits>
+#include <sstream>
+
+namespace cnnfast::py_args {
+
+void value_error(const std::string& msg) { throw py::value_error(msg); }
+void type_error(const std::string& msg) { throw py::type_error(msg); }
+
+std::string shape_str(const std::vector<index_t>& s) {
+    std::ostringstream os;
+    os << "(";
+    for (std::size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+    if (s.size() == 1) os << ",";
+    os << ")";
+    return os.str();
+}
+
+std::string shape_str(const py::array& a) {
+    std::vector<index_t> s(a.shape(), a.shape() + a.ndim());
+    return shape_str(s);
+}
+
+namespace {
+
+py::array as_ndarray(py::handle obj, const char* fn, const char* arg) {
+    if (obj.is_none()) type_error(std::string(fn) + "(): " + arg + " must be an array, got None");
+    if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
+    py::module_ np = py::module_::import("numpy");
+    try {
+        return np.attr("asarray")(obj);
+    } catch (py::error_already_set&) {
+        type_error(std::string(fn) + "(): " + arg + " must be an array, got " +
+                   std::string(py::str(py::type::of(obj).attr("__name__"))));
+    }
+}
+
+std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
+
+}  // namespace
+
+FloatArray float_array(py::handle obj, const char* fn, const char* arg, int ndim, const char* dims) {
+    py::array a = as_ndarray(obj, fn, arg);
+    if (a.dtype().kind() != 'f')
+        type_error(std::string(fn) + "(): " + arg + " must be a real floating-point array, got dtype " + dtype_str(a));
+    if (ndim >= 0 && a.ndim() != ndim)
+        value_error(std::string(fn) + "(): " + arg + " must be " + std::to_string(ndim) + "-D" +
+                    (dims ? std::string(" ") + dims : std::string()) + ", got shape " + shape_str(a));
+    // NOTE: float32, C-contiguous and aligned arrays pass through without a copy.
+    return FloatArray::ensure(a);
+}
+
+py::array_t<std::int64_t, py::array::c_style> int_array(py::handle obj, const char* fn, const char* arg, int ndim) {
+    py::array a = as_ndarray(obj, fn, arg);
+    const char k = a.dtype().kind();
+    if (k != 'i' && k != 'u')
+        type_error(std::string(fn) + "(): " + arg + " must be an integer array, got dtype " + dtype_str(a));
+    if (a.ndim() != ndim)
+        value_error(std::string(fn) + "(): " + arg + " must be " + std::to_string(ndim) + "-D, got shape " + shape_str(a));
+    return py::array_t<std::int64_t, py::array::c_style>::ensure(a);
+}
+
+index_t int_arg(py::handle obj, const char* fn, const char* arg, index_t min_value, index_t max_value) {
+    const bool is_int = (py::isinstance<py::int_>(obj) && !py::isinstance<py::bool_>(obj)) ||
+                        (py::hasattr(obj, "__index__") && !py::isinstance<py::bool_>(obj) && !py::isinstance<py::float_>(obj) &&
+                         !py::isinstance<py::array>(obj));
+    if (!is_int)
+        type_error(std::string(fn) + "(): " + arg + " must be an integer, got " +
+                   std::string(py::str(py::type::of(obj).attr("__name__"))));
+    const py::int_ v = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
+    if (!v) throw py::error_already_set();
+    const bool too_small = v < py::int_(min_value);
+    const bool too_large = v > py::int_(max_value);
+    if (too_small || too_large) {
+        std::string bound = min_value == 1 ? "a positive integer" : min_value == 0 ? "a non-negative integer"
+                                                                                  : ">= " + std::to_string(min_value);
+        if (too_large) bound = "at most " + std::to_string(max_value);
+        value_error(std::string(fn) + "(): " + arg + " must be " + bound + ", got " + std::string(py::str(obj)));
+    }
+    return v.cast<index_t>();
+}
+
+std::array<index_t, 2> pair_arg(py::handle obj, const char* fn, const char* arg, index_t min_value) {
+    if (py::isinstance<py::tuple>(obj) || py::isinstance<py::list>(obj)) {
+        py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
+        if (seq.size() != 2)
+            value_error(std::string(fn) + "(): " + arg + " must be an int or a pair of ints, got " + std::string(py::repr(obj)));
+        return {int_arg(seq[0], fn, arg, min_value), int_arg(seq[1], fn, arg, min_value)};
+    }
+    const index_t v = int_arg(obj, fn, arg, min_value);
+    return {v, v};
+}
+
+double float_arg(py::handle obj, const char* fn, const char* arg) {
+    if (py::isinstance<py::bool_>(obj) || !(py::isinstance<py::float_>(obj) || py::isinstance<py::int_>(obj) ||
+                                            py::hasattr(obj, "__float__")))
+        type_error(std::string(fn) + "(): " + arg + " must be a real number, got " +
+                   std::string(py::str(py::type::of(obj).attr("__name__"))));
+    return py::reinterpret_borrow<py::object>(obj).cast<double>();
+}
+
+cnnfast::Activation activation_arg(py::handle obj, const char* fn) {
+    if (obj.is_none()) return cnnfast::Activation::none;
+    if (py::isinstance<py::str>(obj)) {
+        const std::string s = obj.cast<std::string>();
+        if (s == "relu") return cnnfast::Activation::relu;
+        if (s == "none" || s == "linear") return cnnfast::Activation::none;
+    }
+    value_error(std::string(fn) + "(): activation must be None or 'relu', got " + std::string(py::repr(obj)));
+}
+
+index_t checked_numel(const std::vector<index_t>& shape, const char* fn, const char* what) {
+    // NOTE: 2^46 floats (256 TiB) is far past any machine; the cap keeps every later size product in int64.
+    constexpr index_t kMax = index_t(1) << 46;
+    index_t n = 1;
+    for (index_t d : shape) {
+        if (d == 0) return 0;
+    }
+    for (index_t d : shape) {
+        if (d > kMax / n) {
+            value_error(std::string(fn) + "(): the " + what + " would have shape " + shape_str(shape) +
+                        ", more elements than can be allocated");
+        }
+        n *= d;
+    }
+    return n;
+}
+
+namespace {
+std::pair<std::uintptr_t, std::uintptr_t> byte_range(const py::array& a) {
+    const auto lo = reinterpret_cast<std::uintptr_t>(a.data());
+    return {lo, lo + static_cast<std::uintptr_t>(a.nbytes())};
+}
+}  // namespace
+
+FloatArray output_array(py::handle out, const std::vector<index_t>& shape, const char* fn,
+                        const std::vector<std::pair<const char*, py::array>>& inputs,
+                        const std::vector<py::array>& may_alias) {
+    checked_numel(shape, fn, "output");
+    if (out.is_none()) return FloatArray(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    if (!py::isinstance<py::array>(out))
+        type_error(std::string(fn) + "(): out must be a numpy.ndarray, got " +
+                   std::string(py::str(py::type::of(out).attr("__name__"))));
+    py::array o = py::reinterpret_borrow<py::array>(out);
+    if (!o.dtype().is(py::dtype::of<float>()))
+        type_error(std::string(fn) + "(): out must have dtype float32, got " + std::string(py::str(o.dtype())));
+    std::vector<index_t> oshape(o.shape(), o.shape() + o.ndim());
+    if (oshape != shape)
+        value_error(std::string(fn) + "(): out has shape " + shape_str(oshape) + " but the result has shape " +
+                    shape_str(shape));
+    if (!(o.flags() & py::array::c_style) || !o.writeable())
+        value_error(std::string(fn) + "(): out must be a writeable C-contiguous array");
+    const auto ro = byte_range(o);
+    for (const auto& [name, in] : inputs) {
+        if (!in || in.nbytes() == 0 || o.nbytes() == 0) continue;
+        const auto ri = byte_range(in);
+        const bool overlap = ro.first < ri.second && ri.first < ro.second;
+        if (!overlap) continue;
+        bool allowed = false;
+        for (const auto& a : may_alias)
+            if (a.ptr() == in.ptr() && ri == ro) allowed = true;
+        if (!allowed)
+            value_error(std::string(fn) + "(): out shares memory with " + name + (may_alias.empty() ? "" : " (only an exact alias is allowed)"));
+    }
+    return FloatArray::ensure(o);
+}
+
+}  // namespace cnnfast::py_args

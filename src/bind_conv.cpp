@@ -1,0 +1,159 @@
+// conv2d: argument checks, output shape, GIL release.
+#include "args.h"
+#include "bindings.h"
+
+namespace cnnfast::bindings {
+
+using namespace py_args;
+
+namespace {
+
+constexpr const char* kConvDoc = R"doc(conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None, out=None)
+
+2-D convolution (cross-correlation, as in PyTorch) of float32 NCHW activations with OIHW weights.
+
+Parameters
+----------
+x : array (N, C, H, W)
+weight : array (O, C // groups, kH, kW)
+bias : array (O,), optional
+stride, dilation : int or (int, int), >= 1
+padding : int, (int, int), 'valid' or 'same'
+    'same' (stride 1 only) pads so the output has the input's size, splitting an odd total as PyTorch
+    does (the extra row/column goes at the end).
+groups : int, divides C and O; groups == C gives a depthwise convolution.
+activation : None or 'relu', fused into the store.
+out : float32 C-contiguous array (N, O, H_out, W_out), optional; must not overlap the inputs.
+
+Returns
+-------
+y : float32 array (N, O, H_out, W_out), H_out = floor((H + pad_total - dilation * (kH - 1) - 1) / stride) + 1.
+
+Inputs that are not float32 C-contiguous are converted once (a copy); integer, complex, boolean and object
+arrays raise TypeError.)doc";
+
+struct ConvArgs {
+    Conv2dShape s;
+    FloatArray x, w, b;
+    bool has_bias;
+};
+
+ConvArgs parse_conv(const char* fn, py::handle x_obj, py::handle w_obj, py::handle b_obj, py::handle stride_obj,
+                    py::handle padding_obj, py::handle dilation_obj, py::handle groups_obj) {
+    ConvArgs a;
+    a.x = float_array(x_obj, fn, "x", 4, "(N, C, H, W)");
+    a.w = float_array(w_obj, fn, "weight", 4, "(out_channels, in_channels / groups, kH, kW)");
+    a.has_bias = !b_obj.is_none();
+    Conv2dShape& s = a.s;
+    s.n = a.x.shape(0);
+    s.c = a.x.shape(1);
+    s.h = a.x.shape(2);
+    s.w = a.x.shape(3);
+    s.oc = a.w.shape(0);
+    s.kh = a.w.shape(2);
+    s.kw = a.w.shape(3);
+    s.groups = int_arg(groups_obj, fn, "groups", 1);
+    const auto stride = pair_arg(stride_obj, fn, "stride", 1);
+    const auto dil = pair_arg(dilation_obj, fn, "dilation", 1);
+    s.stride_h = stride[0];
+    s.stride_w = stride[1];
+    s.dil_h = dil[0];
+    s.dil_w = dil[1];
+
+    const std::string xs = shape_str(a.x), ws = shape_str(a.w);
+    if (s.c == 0) value_error(std::string(fn) + "(): x has no channels, shape " + xs);
+    if (s.oc == 0 || s.kh == 0 || s.kw == 0)
+        value_error(std::string(fn) + "(): weight must have non-zero out_channels and kernel size, got shape " + ws);
+    if (s.c % s.groups != 0 || s.oc % s.groups != 0)
+        value_error(std::string(fn) + "(): groups=" + std::to_string(s.groups) + " must divide both the input channels (x shape " + xs +
+                    ") and the output channels (weight shape " + ws + ")");
+    if (a.w.shape(1) * s.groups != s.c)
+        value_error(std::string(fn) + "(): weight expects " + std::to_string(a.w.shape(1) * s.groups) +
+                    " input channels (weight shape " + ws + ", groups=" + std::to_string(s.groups) + ") but x has " +
+                    std::to_string(s.c) + " (x shape " + xs + ")");
+    if (a.has_bias) {
+        a.b = float_array(b_obj, fn, "bias", 1, "(out_channels,)");
+        if (a.b.shape(0) != s.oc)
+            value_error(std::string(fn) + "(): bias has shape " + shape_str(a.b) + " but weight has " +
+                        std::to_string(s.oc) + " output channels (shape " + ws + ")");
+    }
+
+    // Effective kernel extent, checked before any arithmetic can overflow.
+    const index_t ext_h = s.dil_h * (s.kh - 1) + 1, ext_w = s.dil_w * (s.kw - 1) + 1;
+    index_t pad_h_total, pad_w_total;
+    if (py::isinstance<py::str>(padding_obj)) {
+        const std::string p = padding_obj.cast<std::string>();
+        if (p == "valid") {
+            pad_h_total = pad_w_total = 0;
+            s.pad_t = s.pad_l = 0;
+        } else if (p == "same") {
+            if (s.stride_h != 1 || s.stride_w != 1)
+                value_error(std::string(fn) + "(): padding='same' needs stride 1, got stride (" +
+                            std::to_string(s.stride_h) + ", " + std::to_string(s.stride_w) + ")");
+            pad_h_total = ext_h - 1;
+            pad_w_total = ext_w - 1;
+            s.pad_t = pad_h_total / 2;
+            s.pad_l = pad_w_total / 2;
+        } else {
+            value_error(std::string(fn) + "(): padding must be an int, a pair, 'valid' or 'same', got '" + p + "'");
+        }
+    } else {
+        const auto pad = pair_arg(padding_obj, fn, "padding", 0);
+        s.pad_t = pad[0];
+        s.pad_l = pad[1];
+        pad_h_total = 2 * pad[0];
+        pad_w_total = 2 * pad[1];
+    }
+    const index_t span_h = s.h + pad_h_total, span_w = s.w + pad_w_total;
+    if (span_h < ext_h || span_w < ext_w)
+        value_error(std::string(fn) + "(): the kernel (weight shape " + ws + ", dilation (" + std::to_string(s.dil_h) +
+                    ", " + std::to_string(s.dil_w) + ")) spans " + std::to_string(ext_h) + "x" + std::to_string(ext_w) +
+                    ", larger than the padded input " + std::to_string(span_h) + "x" + std::to_string(span_w) +
+                    " (x shape " + xs + "): the output would be empty");
+    s.oh = (span_h - ext_h) / s.stride_h + 1;
+    s.ow = (span_w - ext_w) / s.stride_w + 1;
+    return a;
+}
+
+py::array conv2d_impl(bool reference, py::handle x_obj, py::handle w_obj, py::handle b_obj, py::handle stride_obj,
+                      py::handle padding_obj, py::handle dilation_obj, py::handle groups_obj, py::handle act_obj,
+                      py::handle out_obj) {
+    const char* fn = "conv2d";
+    ConvArgs a = parse_conv(fn, x_obj, w_obj, b_obj, stride_obj, padding_obj, dilation_obj, groups_obj);
+    const Activation act = activation_arg(act_obj, fn);
+    const Conv2dShape s = a.s;
+    std::vector<std::pair<const char*, py::array>> inputs{{"x", a.x}, {"weight", a.w}};
+    if (a.has_bias) inputs.push_back({"bias", a.b});
+    FloatArray y = output_array(out_obj, {s.n, s.oc, s.oh, s.ow}, fn, inputs);
+    const float* xp = a.x.data();
+    const float* wp = a.w.data();
+    const float* bp = a.has_bias ? a.b.data() : nullptr;
+    float* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        if (reference)
+            conv2d_f32_reference(s, xp, wp, bp, yp, act);
+        else
+            conv2d_f32(s, xp, wp, bp, yp, act);
+    }
+    return std::move(y);
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m, py::module_& ref) {
+    for (bool reference : {false, true}) {
+        py::module_& target = reference ? ref : m;
+        target.def(
+            "conv2d",
+            [reference](py::handle x, py::handle weight, py::handle bias, py::handle stride, py::handle padding,
+                        py::handle dilation, py::handle groups, py::handle activation, py::handle out) {
+                return conv2d_impl(reference, x, weight, bias, stride, padding, dilation, groups, activation, out);
+            },
+            py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
+            py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("activation") = py::none(),
+            py::arg("out") = py::none(), reference ? "conv2d computed by the plain reference kernel (for tests)." : kConvDoc);
+    }
+}
+
+}  // namespace cnnfast::bindings

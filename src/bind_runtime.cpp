@@ -1,0 +1,54 @@
+// Runtime control: ISA, threads, workspace statistics.
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+#include "args.h"
+#include "bindings.h"
+#include "cnnfast/runtime.h"
+
+namespace cnnfast::bindings {
+
+void bind_runtime(py::module_& m) {
+    m.def(
+        "_init_isa_from_env", [] {
+            try {
+                init_isa_from_env();
+            } catch (const std::invalid_argument& e) {
+                throw py::value_error(e.what());
+            }
+        },
+        "Applies CNNFAST_ISA; raises ValueError if it names an ISA this CPU or build cannot run.");
+    m.def("_current_isa", [] { return std::string(isa_name(current_isa())); });
+    m.def(
+        "_set_isa",
+        [](const std::string& name) {
+            Isa isa;
+            if (!parse_isa(name, &isa))
+                throw py::value_error("isa must be one of 'generic', 'avx2', 'avx512', got '" + name + "'");
+            try {
+                select_isa(isa);
+            } catch (const std::invalid_argument& e) {
+                throw py::value_error(e.what());
+            }
+        },
+        py::arg("isa"));
+    m.def("_supported_isas", [] {
+        std::vector<std::string> out;
+        for (Isa isa : supported_isas()) out.push_back(isa_name(isa));
+        return out;
+    });
+    m.def("_compiled_isas", [] {
+        std::vector<std::string> out;
+        for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512})
+            if (isa_compiled(isa)) out.push_back(isa_name(isa));
+        return out;
+    });
+    m.def("_set_num_threads", &set_num_threads, py::arg("n"));
+    m.def("_get_num_threads", &get_num_threads);
+    m.def("_workspace_peak", [] { return workspace_peak(); });
+    m.def("_workspace_in_use", [] { return workspace_in_use(); });
+    m.def("_workspace_reset_peak", [] { workspace_reset_peak(); });
+}
+
+}  // namespace cnnfast::bindings
