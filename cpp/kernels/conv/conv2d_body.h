@@ -1,5 +1,5 @@
 // Internal: float32 NCHW convolution, compiled once per ISA.
-//  - general case: packed GEMM per (image, group), weights (OIHW rows) as A, the im2col gather done while
+//  - general case: GEMM per (image, group), the weights (OIHW rows) as A, the im2col gather done while
 //    packing B block by block;
 //  - 1x1, stride 1, no padding: B is the input itself, packed with plain copies;
 //  - one input channel per group (depthwise): a direct kernel, since the GEMM would have M = 1.
@@ -136,9 +136,6 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
                        s.pad_l == 0 && s.oh == s.h && s.ow == s.w;
     const int threads = get_num_threads();
     const GemmSplit split = split_gemm(s.n * G, ocg, P, threads);
-    const index_t a_floats = packed_a_floats(ocg, K);
-    Scratch a_packed(static_cast<std::size_t>(G * a_floats));
-    const index_t panels = ceil_div(ocg, MR);
     const index_t tasks = s.n * G * split.n_blocks * split.m_chunks;
     Epilogue ep;
     ep.relu = act == Activation::relu;
@@ -146,12 +143,6 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-#pragma omp for schedule(static)
-        for (index_t t = 0; t < G * panels; ++t) {
-            const index_t g = t / panels, p = t % panels;
-            pack_a_panel(w + (g * ocg + p * MR) * K, K, imin(MR, ocg - p * MR), K,
-                         a_packed.p + g * a_floats + p * MR * K);
-        }
         Scratch b_buf(static_cast<std::size_t>(KC * NC));
 #pragma omp for schedule(static)
         for (index_t t = 0; t < tasks; ++t) {
@@ -167,13 +158,13 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
             e.bias_row = bias ? bias + g * ocg : nullptr;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
             const index_t n0 = nb * NC, nc = imin(NC, P - n0);
-            const float* ap = a_packed.p + g * a_floats;
+            const float* wg = w + g * ocg * K;
             if (dense) {
                 DensePacker pk{xg, HW};
-                gemm_block(ocg, m0, m1, n0, nc, K, ap, pk, b_buf.p, yg, P, e);
+                gemm_block(ocg, m0, m1, n0, nc, K, wg, K, pk, b_buf.p, yg, P, e);
             } else {
                 Im2colPacker pk{xg, s.h, s.w, s.kh, s.kw, s.stride_h, s.stride_w, s.pad_t, s.pad_l, s.dil_h, s.dil_w, s.ow};
-                gemm_block(ocg, m0, m1, n0, nc, K, ap, pk, b_buf.p, yg, P, e);
+                gemm_block(ocg, m0, m1, n0, nc, K, wg, K, pk, b_buf.p, yg, P, e);
             }
         }
     }

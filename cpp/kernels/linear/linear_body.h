@@ -55,8 +55,6 @@ void linear(index_t batch, index_t in, index_t out, const float* x, const float*
         return;
     }
     const GemmSplit split = split_gemm(1, batch, out, threads);
-    Scratch a_packed(static_cast<std::size_t>(packed_a_floats(batch, in)));
-    const index_t panels = ceil_div(batch, MR);
     const index_t tasks = split.n_blocks * split.m_chunks;
     Epilogue ep;
     ep.bias_col = bias;
@@ -64,9 +62,6 @@ void linear(index_t batch, index_t in, index_t out, const float* x, const float*
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-#pragma omp for schedule(static)
-        for (index_t p = 0; p < panels; ++p)
-            pack_a_panel(x + p * MR * in, in, imin(MR, batch - p * MR), in, a_packed.p + p * MR * in);
         Scratch b_buf(static_cast<std::size_t>(KC * NC));
         TransposedPacker pk{w, in};
 #pragma omp for schedule(static)
@@ -74,7 +69,7 @@ void linear(index_t batch, index_t in, index_t out, const float* x, const float*
             const index_t mc = t % split.m_chunks, nb = t / split.m_chunks;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(batch, m0 + split.m_chunk_rows);
             const index_t n0 = nb * NC, nc = imin(NC, out - n0);
-            gemm_block(batch, m0, m1, n0, nc, in, a_packed.p, pk, b_buf.p, y, out, ep);
+            gemm_block(batch, m0, m1, n0, nc, in, x, in, pk, b_buf.p, y, out, ep);
         }
     }
 }
