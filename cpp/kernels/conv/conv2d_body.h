@@ -63,25 +63,6 @@ struct Im2colPacker {
     }
 };
 
-// B is a plain row-major matrix (K x ldb): 1x1 convolution with stride 1 and no padding.
-struct DensePacker {
-    const float* b;
-    index_t ldb;
-
-    void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
-        const index_t panels = ceil_div(nc, NR);
-        for (index_t k = pc; k < pc + kc; ++k) {
-            const float* src = b + k * ldb + n0;
-            for (index_t p = 0; p < panels; ++p) {
-                float* d = dst + p * kc * NR + (k - pc) * NR;
-                const index_t count = imin(NR, nc - p * NR);
-                std::memcpy(d, src + p * NR, sizeof(float) * count);
-                for (index_t t = count; t < NR; ++t) d[t] = 0.f;
-            }
-        }
-    }
-};
-
 // One input channel per group: out channel o reads input channel o / (OC / C).
 void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
                       Activation act) {

@@ -106,17 +106,19 @@ inline void ukernel_any(index_t kc, const float* A, index_t lda, const float* B,
         ukernel<1>(kc, A, lda, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
 }
 
-// Rows [m_begin, m_end) and columns [n0, n0 + nc) of C = A (M x K, row stride lda) * B. pack_b(dst, pc, kc, n0, nc)
-// must fill ceil(nc / NR) panels of kc x NR floats (panel p at dst + p * kc * NR), zero beyond nc.
+// Rows [m_begin, m_end) and columns [n0, n0 + nc) of C (+)= A (M x K, row stride lda) * B; C is added to when
+// accumulate_into_c. pack_b(dst, pc, kc, n0, nc) must fill ceil(nc / NR) panels of kc x NR floats (panel p at
+// dst + p * kc * NR), zero beyond nc.
 template <class PackB>
 void gemm_block(index_t M, index_t m_begin, index_t m_end, index_t n0, index_t nc, index_t K, const float* A,
-                index_t lda, PackB& pack_b, float* Bbuf, float* C, index_t ldc, const Epilogue& ep) {
+                index_t lda, PackB& pack_b, float* Bbuf, float* C, index_t ldc, const Epilogue& ep,
+                bool accumulate_into_c = false) {
     // K blocks of equal size, so the last one is not a sliver
     const index_t kblocks = ceil_div(K, KC), kstep = ceil_div(K, kblocks);
     for (index_t pc = 0; pc < K; pc += kstep) {
         const index_t kc = imin(kstep, K - pc);
         pack_b(Bbuf, pc, kc, n0, nc);
-        const bool accumulate = pc > 0, last = pc + kc == K;
+        const bool accumulate = accumulate_into_c || pc > 0, last = pc + kc == K;
         for (index_t ir = m_begin; ir < m_end; ir += MR) {
             const float* a = A + ir * lda + pc;
             const int mv = static_cast<int>(imin(MR, M - ir));
@@ -128,6 +130,25 @@ void gemm_block(index_t M, index_t m_begin, index_t m_end, index_t n0, index_t n
         }
     }
 }
+
+// B is a plain row-major matrix (K x ldb), e.g. the input of a 1x1 convolution with stride 1 and no padding.
+struct DensePacker {
+    const float* b;
+    index_t ldb;
+
+    void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
+        const index_t panels = ceil_div(nc, NR);
+        for (index_t k = pc; k < pc + kc; ++k) {
+            const float* src = b + k * ldb + n0;
+            for (index_t p = 0; p < panels; ++p) {
+                float* d = dst + p * kc * NR + (k - pc) * NR;
+                const index_t count = imin(NR, nc - p * NR);
+                std::memcpy(d, src + p * NR, sizeof(float) * count);
+                for (index_t t = count; t < NR; ++t) d[t] = 0.f;
+            }
+        }
+    }
+};
 
 // How to split one GEMM of M x N (repeated `outer` times) into tasks for `threads` threads: N blocks of NC
 // columns, and M in chunks of whole MR panels when there are too few N blocks to keep every thread busy.
