@@ -1,6 +1,6 @@
 // Internal: a packed single-precision GEMM in the BLIS style, C (M x N, row stride ldc) = A (M x K) * B (K x N),
-// with bias, ReLU and K-blocked accumulation fused into the store. A is read in place; B is packed per
-// (N block, K block) by a caller-supplied packer, which is where convolution does its im2col gather, so no
+// with bias, ReLU and K-blocked accumulation fused into the store. A is packed per micro-panel (MR x KC,
+// reused across an N block); B is packed per (N block, K block) by a caller-supplied packer, which is where convolution does its im2col gather, so no
 // full im2col matrix ever exists.
 #pragma once
 
@@ -29,17 +29,34 @@ struct Epilogue {
     bool relu = false;
 };
 
-// One tile: C[0:mv, 0:nv] (+)= A[0:mv, 0:kc] (rows lda apart) * B_panel (kc x NR, packed), using NVT <= NV
-// vectors of the panel (the last panel of a block may need fewer).
-// NOTE: A is read in place (conv weights are OIHW rows already; linear reads x): packing it would cost as
-// much as the multiply on small images. Rows past mv re-read row mv - 1 and are never stored.
-template <int NVT>
-inline void ukernel(index_t kc, const float* __restrict A, index_t lda, const float* __restrict B, float* __restrict C,
-                    index_t ldc, int mv, int nv, bool accumulate, bool last, const Epilogue& ep, index_t row0,
-                    index_t col0) {
-    const float* a[MR];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) a[i] = A + (i < mv ? i : mv - 1) * lda;
+// A micro-panel: rows [0, rows) of A (row stride lda), columns [0, kc), stored k-major with MR floats per k
+// and zero rows past `rows`. Packed per (row block, K block) and reused across a whole N block.
+inline void pack_a(const float* __restrict A, index_t lda, index_t rows, index_t kc, float* __restrict dst) {
+    for (index_t i = 0; i < rows; ++i) {
+        const float* src = A + i * lda;
+        for (index_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
+    }
+    for (index_t i = rows; i < MR; ++i)
+        for (index_t k = 0; k < kc; ++k) dst[k * MR + i] = 0.f;
+}
+
+// Where the microkernel finds row k of its B panel: packed (kc x NR, contiguous) ...
+struct PackedB {
+    const float* p;
+    const float* row(index_t k) const { return p + k * NR; }
+};
+// ... or in place, one pointer per row (indirect convolution: rows of the padded input).
+struct RowsB {
+    const float* const* rows;
+    index_t col;
+    const float* row(index_t k) const { return rows[k] + col; }
+};
+
+// One tile: C[0:mv, 0:nv] (+)= A (packed micro-panel, MR x kc) * B (kc x NVT vectors), with the epilogue on
+// the last K block.
+template <int NVT, class BSrc>
+inline void ukernel(index_t kc, const float* __restrict A, const BSrc B, float* __restrict C, index_t ldc, int mv,
+                    int nv, bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
     vf acc[MR][NVT];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
@@ -49,10 +66,10 @@ inline void ukernel(index_t kc, const float* __restrict A, index_t lda, const fl
     for (index_t k = 0; k < kc; ++k) {
         vf b[NVT];
 #pragma GCC unroll 4
-        for (int j = 0; j < NVT; ++j) b[j] = *reinterpret_cast<const vf*>(B + k * NR + j * VL);
+        for (int j = 0; j < NVT; ++j) b[j] = vload(B.row(k) + j * VL);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) {
-            const vf av = vbroadcast(a[i][k]);
+            const vf av = vbroadcast(A[k * MR + i]);
 #pragma GCC unroll 4
             for (int j = 0; j < NVT; ++j) acc[i][j] += av * b[j];
         }
@@ -95,15 +112,16 @@ inline void ukernel(index_t kc, const float* __restrict A, index_t lda, const fl
     }
 }
 
-inline void ukernel_any(index_t kc, const float* A, index_t lda, const float* B, float* C, index_t ldc, int mv, int nv,
+template <class BSrc>
+inline void ukernel_any(index_t kc, const float* A, const BSrc B, float* C, index_t ldc, int mv, int nv,
                         bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
     const int vectors = static_cast<int>(ceil_div(nv, VL));
     if (vectors >= NV)
-        ukernel<NV>(kc, A, lda, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
+        ukernel<NV>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
     else if (NV > 2 && vectors == 2)
-        ukernel<(NV > 2 ? 2 : NV)>(kc, A, lda, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
+        ukernel<(NV > 2 ? 2 : NV)>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
     else
-        ukernel<1>(kc, A, lda, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
+        ukernel<1>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
 }
 
 // Rows [m_begin, m_end) and columns [n0, n0 + nc) of C (+)= A (M x K, row stride lda) * B; C is added to when
@@ -120,12 +138,13 @@ void gemm_block(index_t M, index_t m_begin, index_t m_end, index_t n0, index_t n
         pack_b(Bbuf, pc, kc, n0, nc);
         const bool accumulate = accumulate_into_c || pc > 0, last = pc + kc == K;
         for (index_t ir = m_begin; ir < m_end; ir += MR) {
-            const float* a = A + ir * lda + pc;
             const int mv = static_cast<int>(imin(MR, M - ir));
+            alignas(64) float a[MR * KC];
+            pack_a(A + ir * lda + pc, lda, mv, kc, a);
             for (index_t jr = 0; jr < nc; jr += NR) {
                 const int nv = static_cast<int>(imin(NR, nc - jr));
-                ukernel_any(kc, a, lda, Bbuf + (jr / NR) * kc * NR, C + ir * ldc + n0 + jr, ldc, mv, nv, accumulate,
-                            last, ep, ir, n0 + jr);
+                ukernel_any(kc, a, PackedB{Bbuf + (jr / NR) * kc * NR}, C + ir * ldc + n0 + jr, ldc, mv, nv,
+                            accumulate, last, ep, ir, n0 + jr);
             }
         }
     }
