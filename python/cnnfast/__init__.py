@@ -31,7 +31,9 @@ from ._config import (  # noqa: E402
     show_config,
 )
 from ._functional import relu, softmax  # noqa: E402
+from ._shapes import conv_output_shape  # noqa: E402
 from ._version import __version__  # noqa: E402
+from . import filters, models, nn, preprocess  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -41,12 +43,17 @@ __all__ = [
     "box_iou",
     "config",
     "conv2d",
+    "conv_output_shape",
+    "filters",
     "get_num_threads",
     "global_avg_pool2d",
     "linear",
     "max_pool2d",
+    "models",
     "nms",
+    "nn",
     "num_threads",
+    "preprocess",
     "relu",
     "set_num_threads",
     "show_config",
