@@ -61,7 +61,7 @@ def _as_parameter(value, name: str) -> np.ndarray:
         raise TypeError(f"parameter '{name}': cannot convert {type(value).__name__} to a NumPy array ({exc})") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"parameter '{name}' must be a real array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.asarray(arr, dtype=np.float32, order="C")
 
 
 class Module:

@@ -34,7 +34,7 @@ def _safetensors_numpy():
 def save_state_dict(state_dict, path, format: str | None = None) -> None:
     """Write ``state_dict`` (name -> array) to ``path`` as ``.npz`` or ``.safetensors``."""
     fmt = _format(path, format)
-    arrays = {str(k): np.ascontiguousarray(v) for k, v in state_dict.items()}
+    arrays = {str(k): np.asarray(v, order="C") for k, v in state_dict.items()}
     if fmt == "npz":
         # np.savez appends .npz to a name without it; write to the exact path given instead.
         with open(path, "wb") as f:
