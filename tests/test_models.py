@@ -231,6 +231,20 @@ def test_matches_torchvision(name):
     print(f"{name}: max abs difference / max abs logit = {error:.2e}")
 
 
+def test_googlenet_from_torchvision_with_aux_classifiers_and_transform_input():
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    tmodel = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=True)
+    tmodel.eval()
+    model = models.from_torch(tmodel)  # aux1/aux2 dropped, transform_input carried over
+    assert model.transform_input and model.num_parameters() == PARAMETER_COUNTS["googlenet"]
+    x = rand(1, 3, 224, 224, seed=3)
+    with torch.no_grad():
+        expected = tmodel(torch.from_numpy(x)).numpy()
+    ref.assert_close_to_scale(model(x), expected, 1e-4)
+
+
 # -- predict ----------------------------------------------------------------------------------------------
 
 def test_predict_batches_arrays_and_images(capsys):

@@ -306,8 +306,8 @@ class Module:
     def predict(self, images, batch_size: int = 32, progress: bool | None = None, **preprocess_options):
         """Run the model on many inputs, ``batch_size`` at a time, and return the stacked outputs.
 
-        ``images``: an NCHW float32 array ready for the model, or HWC images (an array, a list, or an
-        NHWC batch) that :func:`cnnfast.preprocess.prepare` turns into one (``preprocess_options`` are
+        ``images``: an NCHW floating-point array ready for the model, or images (one HWC array, a list, or
+        an NHWC integer batch) that :func:`cnnfast.preprocess.prepare` turns into one (``preprocess_options`` are
         passed to it; the crop size defaults to the model's ``input_size``). ``progress``: True shows a
         tqdm progress bar, False never, None (default) shows one only for runs that last more than two
         seconds.

@@ -24,7 +24,8 @@ def predict(model: Module, images, batch_size: int = 32, progress: bool | None =
     """See :meth:`Module.predict`."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"predict(): batch_size must be a positive int, got {batch_size!r}")
-    ready = isinstance(images, np.ndarray) and images.ndim == 4 and images.dtype == np.float32
+    # A 4-D floating-point array is an NCHW batch ready for the model; anything else is images.
+    ready = isinstance(images, np.ndarray) and images.ndim == 4 and images.dtype.kind == "f"
     if not ready:
         from .. import preprocess
 
@@ -34,7 +35,7 @@ def predict(model: Module, images, batch_size: int = 32, progress: bool | None =
         if isinstance(images, np.ndarray) and images.ndim in (2, 3):
             images = [images]
     elif preprocess_options:
-        raise TypeError(f"predict(): an NCHW float32 array is used as it is; got options {sorted(preprocess_options)}")
+        raise TypeError(f"predict(): an NCHW float array is used as it is; got options {sorted(preprocess_options)}")
     n = len(images)
     bar = _progress_bar(n, progress)
     outputs = []
@@ -42,7 +43,7 @@ def predict(model: Module, images, batch_size: int = 32, progress: bool | None =
         with evaluating(model):
             for start in range(0, max(n, 1), batch_size):
                 chunk = images[start:start + batch_size]
-                x = chunk if ready else preprocess.prepare(chunk, **preprocess_options)
+                x = chunk.astype(np.float32, copy=False) if ready else preprocess.prepare(chunk, **preprocess_options)
                 outputs.append(np.array(model(x), dtype=np.float32, copy=True))
                 if bar is not None:
                     bar.update(len(x))
