@@ -112,7 +112,8 @@ def center_crop(image, size) -> np.ndarray:
     return image[top:top + h, left:left + w]
 
 
-def prepare(images, size=224, resize_to=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, backend: str | None = None) -> np.ndarray:
+def prepare(images, size=224, resize_to=256, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+            backend: str | None = None) -> np.ndarray:
     """Images to a normalized float32 NCHW batch.
 
     ``images``: one HW or HWC image, an NHWC array, or a list of images (sizes may differ). Integer images

@@ -42,7 +42,10 @@ class BasicBlock(Module):
         self.conv2 = conv3x3(channels, channels, 1, rng)
         self.bn2 = BatchNorm2d(channels)
         out_channels = channels * self.expansion
-        self.downsample = projection(in_channels, out_channels, stride, rng) if stride != 1 or in_channels != out_channels else None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = projection(in_channels, out_channels, stride, rng)
+        else:
+            self.downsample = None
 
     def forward(self, x):
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -72,7 +75,10 @@ class Bottleneck(Module):
         self.conv3 = conv1x1(channels, out_channels, 1, rng)
         self.bn3 = BatchNorm2d(out_channels)
         self.relu = ReLU()
-        self.downsample = projection(in_channels, out_channels, stride, rng) if stride != 1 or in_channels != out_channels else None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = projection(in_channels, out_channels, stride, rng)
+        else:
+            self.downsample = None
 
     def forward(self, x):
         shortcut = x if self.downsample is None else self.downsample(x)

@@ -67,7 +67,8 @@ class Conv2d(Module):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: {arg} must be a positive int, got {v!r}")
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
         _check_activation(name, activation)
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size = _pair(kernel_size, name, "kernel_size", 1)
@@ -115,7 +116,8 @@ class Conv2d(Module):
             return fold[1], fold[2]
         self._drop_cache()
         if bn.num_features != self.out_channels:
-            raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a Conv2d with {self.out_channels} outputs")
+            raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a Conv2d with "
+                             f"{self.out_channels} outputs")
         scale = 1.0 / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
         shift = -bn.running_mean.astype(np.float64) * scale
         if bn.affine:
@@ -233,7 +235,8 @@ class Linear(Module):
         rng = _init.as_rng(rng)
         shape = (self.out_features, self.in_features)
         self.register_parameter("weight", (init or _init.uniform_fan_in)(shape, rng))
-        self.register_parameter("bias", _init.uniform_fan_in((self.out_features,), rng, self.in_features) if bias else None)
+        bias_value = _init.uniform_fan_in((self.out_features,), rng, self.in_features) if bias else None
+        self.register_parameter("bias", bias_value)
 
     def forward(self, x):
         return _core.linear(x, self.weight, self.bias, self.activation)
@@ -278,7 +281,8 @@ class MaxPool2d(Module):
         return _core.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        return s + (", ceil_mode=True" if self.ceil_mode else "")
 
 
 class AvgPool2d(Module):
@@ -418,14 +422,12 @@ class Sequential(Module):
 
     def __init__(self, *modules):
         super().__init__()
-        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
-            for name, m in modules[0].items():
-                setattr(self, name, m)
-        else:
-            for i, m in enumerate(modules):
-                if not isinstance(m, Module):
-                    raise TypeError(f"Sequential: item {i} is a {type(m).__name__}, not a Module")
-                setattr(self, str(i), m)
+        named = modules[0].items() if len(modules) == 1 and isinstance(modules[0], OrderedDict) else (
+            (str(i), m) for i, m in enumerate(modules))
+        for name, m in named:
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {name} is a {type(m).__name__}, not a Module")
+            setattr(self, name, m)
 
     def append(self, module: Module) -> "Sequential":
         setattr(self, str(len(self._modules)), module)
