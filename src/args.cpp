@@ -49,7 +49,9 @@ FloatArray float_array(py::handle obj, const char* fn, const char* arg, int ndim
         value_error(std::string(fn) + "(): " + arg + " must be " + std::to_string(ndim) + "-D" +
                     (dims ? std::string(" ") + dims : std::string()) + ", got shape " + shape_str(a));
     // NOTE: float32, C-contiguous and aligned arrays pass through without a copy.
-    return FloatArray::ensure(a);
+    FloatArray f = FloatArray::ensure(a);
+    if (!f) type_error(std::string(fn) + "(): " + arg + " could not be converted to float32, dtype " + dtype_str(a));
+    return f;
 }
 
 py::array_t<std::int64_t, py::array::c_style> int_array(py::handle obj, const char* fn, const char* arg, int ndim) {
@@ -59,7 +61,9 @@ py::array_t<std::int64_t, py::array::c_style> int_array(py::handle obj, const ch
         type_error(std::string(fn) + "(): " + arg + " must be an integer array, got dtype " + dtype_str(a));
     if (a.ndim() != ndim)
         value_error(std::string(fn) + "(): " + arg + " must be " + std::to_string(ndim) + "-D, got shape " + shape_str(a));
-    return py::array_t<std::int64_t, py::array::c_style>::ensure(a);
+    auto r = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (!r) type_error(std::string(fn) + "(): " + arg + " could not be converted to int64, dtype " + dtype_str(a));
+    return r;
 }
 
 index_t int_arg(py::handle obj, const char* fn, const char* arg, index_t min_value, index_t max_value) {

@@ -16,7 +16,7 @@ namespace cnnfast::py_args {
 
 namespace py = pybind11;
 using index_t = cnnfast::index_t;
-using FloatArray = py::array_t<float, py::array::c_style>;
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 std::string shape_str(const py::array& a);
 std::string shape_str(const std::vector<index_t>& s);

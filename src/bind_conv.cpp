@@ -139,6 +139,71 @@ py::array conv2d_impl(bool reference, py::handle x_obj, py::handle w_obj, py::ha
     return std::move(y);
 }
 
+// Gradient arrays of conv2d. A fused ReLU is undone first: dy * (y > 0).
+py::tuple conv2d_backward_impl(bool reference, py::handle dy_obj, py::handle x_obj, py::handle w_obj, py::handle stride_obj,
+                               py::handle padding_obj, py::handle dilation_obj, py::handle groups_obj, py::handle act_obj,
+                               py::handle y_obj, bool input_grad, bool weight_grad, bool bias_grad) {
+    const char* fn = "conv2d_backward";
+    ConvArgs a = parse_conv(fn, x_obj, w_obj, py::none(), stride_obj, padding_obj, dilation_obj, groups_obj);
+    const Conv2dShape s = a.s;
+    const Activation act = activation_arg(act_obj, fn);
+    FloatArray dy = float_array(dy_obj, fn, "grad_output", 4, "(N, out_channels, H_out, W_out)");
+    const std::vector<index_t> yshape{s.n, s.oc, s.oh, s.ow};
+    if (std::vector<index_t>(dy.shape(), dy.shape() + 4) != yshape)
+        value_error(std::string(fn) + "(): grad_output has shape " + shape_str(dy) + " but the convolution of x " +
+                    shape_str(a.x) + " with weight " + shape_str(a.w) + " gives " + shape_str(yshape));
+    FloatArray masked;
+    if (act == Activation::relu) {
+        if (y_obj.is_none()) value_error(std::string(fn) + "(): activation='relu' needs output= (the forward's result)");
+        FloatArray y = float_array(y_obj, fn, "output", 4);
+        if (std::vector<index_t>(y.shape(), y.shape() + 4) != yshape)
+            value_error(std::string(fn) + "(): output has shape " + shape_str(y) + ", expected " + shape_str(yshape));
+        masked = FloatArray(std::vector<py::ssize_t>(yshape.begin(), yshape.end()));
+        const float *dp = dy.data(), *yp = y.data();
+        float* mp = masked.mutable_data();
+        const index_t count = dy.size();
+        py::gil_scoped_release nogil;
+        reference ? relu_backward_f32_reference(count, dp, yp, mp) : relu_backward_f32(count, dp, yp, mp);
+    }
+    const float* dyp = act == Activation::relu ? masked.data() : dy.data();
+    py::object dx = py::none(), dw = py::none(), db = py::none();
+    float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+    if (input_grad) {
+        FloatArray t(std::vector<py::ssize_t>{s.n, s.c, s.h, s.w});
+        dxp = t.mutable_data();
+        dx = t;
+    }
+    if (weight_grad) {
+        FloatArray t(std::vector<py::ssize_t>{s.oc, s.c / s.groups, s.kh, s.kw});
+        dwp = t.mutable_data();
+        dw = t;
+    }
+    if (bias_grad) {
+        FloatArray t(std::vector<py::ssize_t>{s.oc});
+        dbp = t.mutable_data();
+        db = t;
+    }
+    const float *xp = a.x.data(), *wp = a.w.data();
+    {
+        py::gil_scoped_release nogil;
+        if (dxp) reference ? conv2d_backward_input_f32_reference(s, dyp, wp, dxp) : conv2d_backward_input_f32(s, dyp, wp, dxp);
+        if (dwp || dbp) {
+            if (dwp) {
+                reference ? conv2d_backward_weight_f32_reference(s, xp, dyp, dwp, dbp)
+                          : conv2d_backward_weight_f32(s, xp, dyp, dwp, dbp);
+            } else {
+                for (index_t o = 0; o < s.oc; ++o) {
+                    double acc = 0;
+                    for (index_t n = 0; n < s.n; ++n)
+                        for (index_t q = 0; q < s.oh * s.ow; ++q) acc += dyp[(n * s.oc + o) * s.oh * s.ow + q];
+                    dbp[o] = static_cast<float>(acc);
+                }
+            }
+        }
+    }
+    return py::make_tuple(dx, dw, db);
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m, py::module_& ref) {
@@ -153,6 +218,24 @@ void bind_conv(py::module_& m, py::module_& ref) {
             py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
             py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("activation") = py::none(),
             py::arg("out") = py::none(), reference ? "conv2d computed by the plain reference kernel (for tests)." : kConvDoc);
+        target.def(
+            "conv2d_backward",
+            [reference](py::handle grad_output, py::handle x, py::handle weight, py::handle stride, py::handle padding,
+                        py::handle dilation, py::handle groups, py::handle activation, py::handle output, bool input_grad,
+                        bool weight_grad, bool bias_grad) {
+                return conv2d_backward_impl(reference, grad_output, x, weight, stride, padding, dilation, groups, activation,
+                                            output, input_grad, weight_grad, bias_grad);
+            },
+            py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("stride") = 1, py::arg("padding") = 0,
+            py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("activation") = py::none(),
+            py::arg("output") = py::none(), py::arg("input_grad") = true, py::arg("weight_grad") = true,
+            py::arg("bias_grad") = true,
+            R"doc(conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, groups=1, activation=None, output=None, input_grad=True, weight_grad=True, bias_grad=True)
+
+Gradients of conv2d with respect to its input, weight and bias, given grad_output (the gradient of the
+loss with respect to conv2d's result) and the forward's arguments. With activation='relu', pass the
+forward's result as output: the gradient is masked where it was <= 0. Returns (grad_x, grad_weight,
+grad_bias), with None for a gradient not asked for.)doc");
     }
 }
 

@@ -93,4 +93,30 @@ index_t nms_f32(index_t n, const float* boxes, const float* scores, const std::i
 index_t nms_f32_reference(index_t n, const float* boxes, const float* scores, const std::int64_t* class_ids,
                           const NmsOptions& opt, std::int64_t* keep);
 
+// --- gradients -----------------------------------------------------------------------------------
+// Each writes (never accumulates into) its outputs. Shapes as in the forward functions; dy is the gradient of
+// the forward's output. A fused ReLU's mask is applied by the caller (relu_backward_f32) before these.
+void conv2d_backward_input_f32(const Conv2dShape& s, const float* dy, const float* weight, float* dx);
+void conv2d_backward_input_f32_reference(const Conv2dShape& s, const float* dy, const float* weight, float* dx);
+// dweight: (oc, c / groups, kh, kw); dbias: (oc) or null.
+void conv2d_backward_weight_f32(const Conv2dShape& s, const float* x, const float* dy, float* dweight, float* dbias);
+void conv2d_backward_weight_f32_reference(const Conv2dShape& s, const float* x, const float* dy, float* dweight,
+                                          float* dbias);
+
+// Max pooling routes each gradient to its window's maximum (PyTorch's choice among ties and NaN).
+void pool2d_backward_f32(PoolKind kind, const Pool2dShape& s, const float* x, const float* dy, float* dx);
+void pool2d_backward_f32_reference(PoolKind kind, const Pool2dShape& s, const float* x, const float* dy, float* dx);
+void global_avg_pool_backward_f32(index_t planes, index_t hw, const float* dy, float* dx);
+void global_avg_pool_backward_f32_reference(index_t planes, index_t hw, const float* dy, float* dx);
+
+// dx (batch, in), dweight (out, in), dbias (out): each may be null when not wanted.
+void linear_backward_f32(index_t batch, index_t in, index_t out, const float* x, const float* weight, const float* dy,
+                         float* dx, float* dweight, float* dbias);
+void linear_backward_f32_reference(index_t batch, index_t in, index_t out, const float* x, const float* weight,
+                                   const float* dy, float* dx, float* dweight, float* dbias);
+
+// dx = dy where y > 0 else 0 (y: the ReLU's output). dx may alias dy.
+void relu_backward_f32(index_t count, const float* dy, const float* y, float* dx);
+void relu_backward_f32_reference(index_t count, const float* dy, const float* y, float* dx);
+
 }  // namespace cnnfast

@@ -1,5 +1,5 @@
 // Internal: float32 NCHW convolution, compiled once per ISA.
-//  - general case: packed GEMM per (image, group), weights (OIHW rows) as A, the im2col gather done while
+//  - general case: GEMM per (image, group), the weights (OIHW rows) as A, the im2col gather done while
 //    packing B block by block;
 //  - 1x1, stride 1, no padding: B is the input itself, packed with plain copies;
 //  - one input channel per group (depthwise): a direct kernel, since the GEMM would have M = 1.
@@ -14,10 +14,12 @@ namespace CNNFAST_ISA_NS {
 namespace {
 
 // Fills d[0:count] with input row `ih` of one channel plane, sampled at iw = iw0 + t * sw (zeros outside).
+// NOTE: plain loops, not memcpy: segments are a few dozen floats, where a call costs more than the copy, and
+// constant strides 1 and 2 let the compiler vectorize the gather.
 inline void gather_row(float* __restrict d, index_t count, const float* __restrict plane, index_t H, index_t W,
                        index_t ih, index_t iw0, index_t sw) {
     if (ih < 0 || ih >= H) {
-        std::memset(d, 0, sizeof(float) * count);
+        for (index_t t = 0; t < count; ++t) d[t] = 0.f;
         return;
     }
     const float* row = plane + ih * W;
@@ -27,13 +29,23 @@ inline void gather_row(float* __restrict d, index_t count, const float* __restri
     t_lo = imin(t_lo, count);
     t_hi = imax(t_lo, imin(t_hi, count));
     for (index_t t = 0; t < t_lo; ++t) d[t] = 0.f;
+    const float* src = row + iw0;
     if (sw == 1) {
-        std::memcpy(d + t_lo, row + iw0 + t_lo, sizeof(float) * (t_hi - t_lo));
+#pragma omp simd
+        for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[t];
+    } else if (sw == 2) {
+#pragma omp simd
+        for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[2 * t];
     } else {
-        for (index_t t = t_lo; t < t_hi; ++t) d[t] = row[iw0 + t * sw];
+        for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[t * sw];
     }
     for (index_t t = t_hi; t < count; ++t) d[t] = 0.f;
 }
+
+// A run of output pixels of one output row inside one packed panel.
+struct Segment {
+    index_t oh, ow, len, t;  // output row and first column, length, offset in the panel
+};
 
 // im2col packer for one (image, group): B[k][q] = x[ci][oh*sh - pt + ki*dh][ow*sw - pl + kj*dw], with
 // k = (ci, ki, kj) and q = oh * OW + ow.
@@ -43,40 +55,36 @@ struct Im2colPacker {
 
     void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
         const index_t panels = ceil_div(nc, NR);
+        // The panels' row segments do not depend on k: find them once per block.
+        Segment segs[NC / NR * (NR + 1)];
+        index_t seg_begin[NC / NR + 1];
+        index_t ns = 0;
+        for (index_t p = 0; p < panels; ++p) {
+            seg_begin[p] = ns;
+            const index_t q0 = n0 + p * NR, count = imin(NR, nc - p * NR);
+            index_t oh = q0 / OW, ow = q0 % OW, t = 0;
+            while (t < count) {
+                const index_t len = imin(count - t, OW - ow);
+                segs[ns++] = Segment{oh, ow, len, t};
+                t += len;
+                ow = 0;
+                ++oh;
+            }
+        }
+        seg_begin[panels] = ns;
         for (index_t k = pc; k < pc + kc; ++k) {
             const index_t ci = k / (KH * KW), r = k % (KH * KW), ki = r / KW, kj = r % KW;
             const float* plane = x + ci * H * W;
+            const index_t dh = ki * DH - PT, dw = kj * DW - PL;
             for (index_t p = 0; p < panels; ++p) {
                 float* d = dst + p * kc * NR + (k - pc) * NR;
-                const index_t q0 = n0 + p * NR, count = imin(NR, nc - p * NR);
-                index_t oh = q0 / OW, ow = q0 % OW, t = 0;
-                while (t < count) {
-                    const index_t len = imin(count - t, OW - ow);
-                    gather_row(d + t, len, plane, H, W, oh * SH - PT + ki * DH, ow * SW - PL + kj * DW, SW);
-                    t += len;
-                    ow = 0;
-                    ++oh;
+                index_t end = 0;
+                for (index_t i = seg_begin[p]; i < seg_begin[p + 1]; ++i) {
+                    const Segment& sg = segs[i];
+                    gather_row(d + sg.t, sg.len, plane, H, W, sg.oh * SH + dh, sg.ow * SW + dw, SW);
+                    end = sg.t + sg.len;
                 }
-                for (; t < NR; ++t) d[t] = 0.f;
-            }
-        }
-    }
-};
-
-// B is a plain row-major matrix (K x ldb): 1x1 convolution with stride 1 and no padding.
-struct DensePacker {
-    const float* b;
-    index_t ldb;
-
-    void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
-        const index_t panels = ceil_div(nc, NR);
-        for (index_t k = pc; k < pc + kc; ++k) {
-            const float* src = b + k * ldb + n0;
-            for (index_t p = 0; p < panels; ++p) {
-                float* d = dst + p * kc * NR + (k - pc) * NR;
-                const index_t count = imin(NR, nc - p * NR);
-                std::memcpy(d, src + p * NR, sizeof(float) * count);
-                for (index_t t = count; t < NR; ++t) d[t] = 0.f;
+                for (index_t t = end; t < NR; ++t) d[t] = 0.f;
             }
         }
     }
@@ -136,9 +144,6 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
                        s.pad_l == 0 && s.oh == s.h && s.ow == s.w;
     const int threads = get_num_threads();
     const GemmSplit split = split_gemm(s.n * G, ocg, P, threads);
-    const index_t a_floats = packed_a_floats(ocg, K);
-    Scratch a_packed(static_cast<std::size_t>(G * a_floats));
-    const index_t panels = ceil_div(ocg, MR);
     const index_t tasks = s.n * G * split.n_blocks * split.m_chunks;
     Epilogue ep;
     ep.relu = act == Activation::relu;
@@ -146,12 +151,6 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-#pragma omp for schedule(static)
-        for (index_t t = 0; t < G * panels; ++t) {
-            const index_t g = t / panels, p = t % panels;
-            pack_a_panel(w + (g * ocg + p * MR) * K, K, imin(MR, ocg - p * MR), K,
-                         a_packed.p + g * a_floats + p * MR * K);
-        }
         Scratch b_buf(static_cast<std::size_t>(KC * NC));
 #pragma omp for schedule(static)
         for (index_t t = 0; t < tasks; ++t) {
@@ -167,13 +166,13 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
             e.bias_row = bias ? bias + g * ocg : nullptr;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
             const index_t n0 = nb * NC, nc = imin(NC, P - n0);
-            const float* ap = a_packed.p + g * a_floats;
+            const float* wg = w + g * ocg * K;
             if (dense) {
                 DensePacker pk{xg, HW};
-                gemm_block(ocg, m0, m1, n0, nc, K, ap, pk, b_buf.p, yg, P, e);
+                gemm_block(ocg, m0, m1, n0, nc, K, wg, K, pk, b_buf.p, yg, P, e);
             } else {
                 Im2colPacker pk{xg, s.h, s.w, s.kh, s.kw, s.stride_h, s.stride_w, s.pad_t, s.pad_l, s.dil_h, s.dil_w, s.ow};
-                gemm_block(ocg, m0, m1, n0, nc, K, ap, pk, b_buf.p, yg, P, e);
+                gemm_block(ocg, m0, m1, n0, nc, K, wg, K, pk, b_buf.p, yg, P, e);
             }
         }
     }

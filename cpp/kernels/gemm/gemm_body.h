@@ -1,7 +1,7 @@
 // Internal: a packed single-precision GEMM in the BLIS style, C (M x N, row stride ldc) = A (M x K) * B (K x N),
-// with bias, ReLU and K-blocked accumulation fused into the store. A is packed once per call into MR-row
-// panels; B is packed per (N block, K block) by a caller-supplied packer, which is where convolution does
-// its im2col gather, so no full im2col matrix ever exists.
+// with bias, ReLU and K-blocked accumulation fused into the store. A is read in place; B is packed per
+// (N block, K block) by a caller-supplied packer, which is where convolution does its im2col gather, so no
+// full im2col matrix ever exists.
 #pragma once
 
 #include "../simd.h"
@@ -20,7 +20,7 @@ constexpr int MR = 4, NV = 3;  // 12 ymm accumulators
 constexpr int MR = 4, NV = 2;  // 8 xmm accumulators
 #endif
 constexpr int NR = NV * VL;
-constexpr index_t KC = 256;      // K block: an A micro-panel (MR x KC) stays in L1
+constexpr index_t KC = 256;     // K block: MR rows of A (MR x KC) stay in L1
 constexpr index_t NC = 8 * NR;  // N block: the packed B block (KC x NC) stays in L2
 
 struct Epilogue {
@@ -29,46 +29,41 @@ struct Epilogue {
     bool relu = false;
 };
 
-inline index_t packed_a_floats(index_t M, index_t K) { return ceil_div(M, MR) * MR * K; }
-
-// A row-major (lda) -> panels of MR rows, each stored k-major (MR floats per k), zero-padded rows.
-inline void pack_a_panel(const float* A, index_t lda, index_t rows, index_t K, float* dst) {
-    for (index_t k = 0; k < K; ++k) {
-        float* d = dst + k * MR;
-        index_t i = 0;
-        for (; i < rows; ++i) d[i] = A[i * lda + k];
-        for (; i < MR; ++i) d[i] = 0.f;
-    }
-}
-
-// One tile: C[0:mv, 0:nv] (+)= A_panel (MR x kc) * B_panel (kc x NR).
-inline void ukernel(index_t kc, const float* __restrict A, const float* __restrict B, float* __restrict C,
+// One tile: C[0:mv, 0:nv] (+)= A[0:mv, 0:kc] (rows lda apart) * B_panel (kc x NR, packed), using NVT <= NV
+// vectors of the panel (the last panel of a block may need fewer).
+// NOTE: A is read in place (conv weights are OIHW rows already; linear reads x): packing it would cost as
+// much as the multiply on small images. Rows past mv re-read row mv - 1 and are never stored.
+template <int NVT>
+inline void ukernel(index_t kc, const float* __restrict A, index_t lda, const float* __restrict B, float* __restrict C,
                     index_t ldc, int mv, int nv, bool accumulate, bool last, const Epilogue& ep, index_t row0,
                     index_t col0) {
-    vf acc[MR][NV];
+    const float* a[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) a[i] = A + (i < mv ? i : mv - 1) * lda;
+    vf acc[MR][NVT];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) acc[i][j] = vf{};
+        for (int j = 0; j < NVT; ++j) acc[i][j] = vf{};
 
     for (index_t k = 0; k < kc; ++k) {
-        vf b[NV];
+        vf b[NVT];
 #pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) b[j] = *reinterpret_cast<const vf*>(B + k * NR + j * VL);
+        for (int j = 0; j < NVT; ++j) b[j] = *reinterpret_cast<const vf*>(B + k * NR + j * VL);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) {
-            const vf a = vbroadcast(A[k * MR + i]);
+            const vf av = vbroadcast(a[i][k]);
 #pragma GCC unroll 4
-            for (int j = 0; j < NV; ++j) acc[i][j] += a * b[j];
+            for (int j = 0; j < NVT; ++j) acc[i][j] += av * b[j];
         }
     }
 
-    if (mv == MR && nv == NR) {
+    if (mv == MR && nv == NVT * VL) {
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) {
             float* c = C + i * ldc;
 #pragma GCC unroll 4
-            for (int j = 0; j < NV; ++j) {
+            for (int j = 0; j < NVT; ++j) {
                 vf v = acc[i][j];
                 if (accumulate) v += vload(c + j * VL);
                 if (last) {
@@ -81,13 +76,14 @@ inline void ukernel(index_t kc, const float* __restrict A, const float* __restri
         }
         return;
     }
-    alignas(64) float tile[MR * NR];
+    alignas(64) float tile[MR * NVT * VL];
     for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NV; ++j) *reinterpret_cast<vf*>(tile + i * NR + j * VL) = acc[i][j];
+        for (int j = 0; j < NVT; ++j) *reinterpret_cast<vf*>(tile + (i * NVT + j) * VL) = acc[i][j];
     for (int i = 0; i < mv; ++i) {
         float* c = C + i * ldc;
+        const float* t = tile + i * NVT * VL;
         for (int j = 0; j < nv; ++j) {
-            float v = tile[i * NR + j];
+            float v = t[j];
             if (accumulate) v += c[j];
             if (last) {
                 if (ep.bias_row) v += ep.bias_row[row0 + i];
@@ -99,26 +95,60 @@ inline void ukernel(index_t kc, const float* __restrict A, const float* __restri
     }
 }
 
-// Rows [m_begin, m_end) (m_begin a multiple of MR) and columns [n0, n0 + nc) of C. pack_b(dst, pc, kc, n0, nc)
-// must fill ceil(nc / NR) panels of kc x NR floats (panel p at dst + p * kc * NR), zero beyond nc.
+inline void ukernel_any(index_t kc, const float* A, index_t lda, const float* B, float* C, index_t ldc, int mv, int nv,
+                        bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
+    const int vectors = static_cast<int>(ceil_div(nv, VL));
+    if (vectors >= NV)
+        ukernel<NV>(kc, A, lda, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
+    else if (NV > 2 && vectors == 2)
+        ukernel<(NV > 2 ? 2 : NV)>(kc, A, lda, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
+    else
+        ukernel<1>(kc, A, lda, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
+}
+
+// Rows [m_begin, m_end) and columns [n0, n0 + nc) of C (+)= A (M x K, row stride lda) * B; C is added to when
+// accumulate_into_c. pack_b(dst, pc, kc, n0, nc) must fill ceil(nc / NR) panels of kc x NR floats (panel p at
+// dst + p * kc * NR), zero beyond nc.
 template <class PackB>
-void gemm_block(index_t M, index_t m_begin, index_t m_end, index_t n0, index_t nc, index_t K, const float* Ap,
-                PackB& pack_b, float* Bbuf, float* C, index_t ldc, const Epilogue& ep) {
-    for (index_t pc = 0; pc < K; pc += KC) {
-        const index_t kc = imin(KC, K - pc);
+void gemm_block(index_t M, index_t m_begin, index_t m_end, index_t n0, index_t nc, index_t K, const float* A,
+                index_t lda, PackB& pack_b, float* Bbuf, float* C, index_t ldc, const Epilogue& ep,
+                bool accumulate_into_c = false) {
+    // K blocks of equal size, so the last one is not a sliver
+    const index_t kblocks = ceil_div(K, KC), kstep = ceil_div(K, kblocks);
+    for (index_t pc = 0; pc < K; pc += kstep) {
+        const index_t kc = imin(kstep, K - pc);
         pack_b(Bbuf, pc, kc, n0, nc);
-        const bool accumulate = pc > 0, last = pc + kc == K;
+        const bool accumulate = accumulate_into_c || pc > 0, last = pc + kc == K;
         for (index_t ir = m_begin; ir < m_end; ir += MR) {
-            const float* a = Ap + (ir / MR) * MR * K + pc * MR;
+            const float* a = A + ir * lda + pc;
             const int mv = static_cast<int>(imin(MR, M - ir));
             for (index_t jr = 0; jr < nc; jr += NR) {
                 const int nv = static_cast<int>(imin(NR, nc - jr));
-                ukernel(kc, a, Bbuf + (jr / NR) * kc * NR, C + ir * ldc + n0 + jr, ldc, mv, nv, accumulate, last, ep,
-                        ir, n0 + jr);
+                ukernel_any(kc, a, lda, Bbuf + (jr / NR) * kc * NR, C + ir * ldc + n0 + jr, ldc, mv, nv, accumulate,
+                            last, ep, ir, n0 + jr);
             }
         }
     }
 }
+
+// B is a plain row-major matrix (K x ldb), e.g. the input of a 1x1 convolution with stride 1 and no padding.
+struct DensePacker {
+    const float* b;
+    index_t ldb;
+
+    void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
+        const index_t panels = ceil_div(nc, NR);
+        for (index_t k = pc; k < pc + kc; ++k) {
+            const float* src = b + k * ldb + n0;
+            for (index_t p = 0; p < panels; ++p) {
+                float* d = dst + p * kc * NR + (k - pc) * NR;
+                const index_t count = imin(NR, nc - p * NR);
+                std::memcpy(d, src + p * NR, sizeof(float) * count);
+                for (index_t t = count; t < NR; ++t) d[t] = 0.f;
+            }
+        }
+    }
+};
 
 // How to split one GEMM of M x N (repeated `outer` times) into tasks for `threads` threads: N blocks of NC
 // columns, and M in chunks of whole MR panels when there are too few N blocks to keep every thread busy.

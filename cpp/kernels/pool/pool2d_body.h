@@ -91,5 +91,63 @@ void global_avg_pool(index_t planes, index_t hw, const float* x, float* y) {
     }
 }
 
+// dx = d(pool)/dx^T dy. Max pooling sends each output's gradient to the first maximum of its window (the
+// last NaN if any), as PyTorch does; average pooling spreads it over the window with the forward's divisor.
+void pool2d_backward(PoolKind kind, const Pool2dShape& s, const float* x, const float* dy, float* dx) {
+    const index_t planes = s.n * s.c, HW = s.h * s.w;
+    if (planes == 0 || HW == 0) return;
+    const int threads = get_num_threads();
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t p = 0; p < planes; ++p) {
+        const float* xp = x + p * HW;
+        const float* dyp = dy + p * s.oh * s.ow;
+        float* dxp = dx + p * HW;
+        for (index_t i = 0; i < HW; ++i) dxp[i] = 0.f;
+        for (index_t oh = 0; oh < s.oh; ++oh) {
+            const index_t h0 = oh * s.stride_h - s.pad_h;
+            const index_t hs = imax(h0, 0), he = imin(h0 + s.kh, s.h);
+            for (index_t ow = 0; ow < s.ow; ++ow) {
+                const index_t w0 = ow * s.stride_w - s.pad_w;
+                const index_t ws = imax(w0, 0), we = imin(w0 + s.kw, s.w);
+                const float g = dyp[oh * s.ow + ow];
+                if (kind == PoolKind::max) {
+                    // PyTorch's rule: start at the window's first element, move on `v > m || isnan(v)`
+                    index_t arg = hs * s.w + ws;
+                    float m = -__builtin_inff();
+                    for (index_t ih = hs; ih < he; ++ih)
+                        for (index_t iw = ws; iw < we; ++iw) {
+                            const float v = xp[ih * s.w + iw];
+                            if (v > m || v != v) {
+                                m = v;
+                                arg = ih * s.w + iw;
+                            }
+                        }
+                    if (hs < he && ws < we) dxp[arg] += g;
+                } else {
+                    const index_t h_end_pad = imin(h0 + s.kh, s.h + s.pad_h), w_end_pad = imin(w0 + s.kw, s.w + s.pad_w);
+                    const index_t count = s.count_include_pad ? (h_end_pad - h0) * (w_end_pad - w0) : (he - hs) * (we - ws);
+                    if (count <= 0) continue;
+                    const float share = g / static_cast<float>(count);
+                    for (index_t ih = hs; ih < he; ++ih)
+                        for (index_t iw = ws; iw < we; ++iw) dxp[ih * s.w + iw] += share;
+                }
+            }
+        }
+    }
+}
+
+void global_avg_pool_backward(index_t planes, index_t hw, const float* dy, float* dx) {
+    if (planes == 0 || hw == 0) return;
+    const int threads = planes * hw < (1 << 16) ? 1 : get_num_threads();
+    const float inv = 1.0f / static_cast<float>(hw);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t p = 0; p < planes; ++p) {
+        const float g = dy[p] * inv;
+        float* d = dx + p * hw;
+#pragma omp simd
+        for (index_t i = 0; i < hw; ++i) d[i] = g;
+    }
+}
+
 }  // namespace CNNFAST_ISA_NS
 }  // namespace cnnfast
