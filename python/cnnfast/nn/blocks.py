@@ -48,9 +48,9 @@ class BasicBlock(Module):
             self.downsample = None
 
     def forward(self, x):
-        shortcut = x if self.downsample is None else self.downsample(x)
         y = conv_bn(x, self.conv1, self.bn1, relu=self.relu)
         y = conv_bn(y, self.conv2, self.bn2)
+        shortcut = x if self.downsample is None else self.downsample(x)
         return _core.add(y, shortcut, relu=True, out=y)
 
 
@@ -81,10 +81,10 @@ class Bottleneck(Module):
             self.downsample = None
 
     def forward(self, x):
-        shortcut = x if self.downsample is None else self.downsample(x)
         y = conv_bn(x, self.conv1, self.bn1, relu=self.relu)
         y = conv_bn(y, self.conv2, self.bn2, relu=self.relu)
         y = conv_bn(y, self.conv3, self.bn3)
+        shortcut = x if self.downsample is None else self.downsample(x)
         return _core.add(y, shortcut, relu=True, out=y)
 
 
