@@ -187,3 +187,17 @@ def test_safetensors_missing_gives_a_clear_import_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors", None)
     with pytest.raises(ImportError, match="pip install safetensors"):
         Tiny().save(tmp_path / "w.safetensors")
+
+
+def test_threads_share_one_model():
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, rng=0), nn.BatchNorm2d(8), nn.ReLU(),
+                      nn.BasicBlock(8, 8, rng=1))
+    xs = [np.random.default_rng(i).standard_normal((1, 3, 12, 12), dtype=np.float32) for i in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        ys = list(pool.map(m, xs))
+    for x, y in zip(xs, ys):
+        np.testing.assert_array_equal(m(x), y)
+    m.train()
+    assert all(p.flags.writeable for p in m.parameters())

@@ -6,6 +6,7 @@ All activations are float32 NCHW, as the kernels take them. Parameter names and 
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -16,6 +17,10 @@ from .._functional import softmax as _softmax
 from .._shapes import conv_output_shape
 from . import init as _init
 from .module import Module, is_tracing
+
+# Building a folded conv+bn is rare (first eval forward after a change); one lock keeps two threads running
+# the same model from building it at once.
+_fold_lock = threading.Lock()
 
 
 def _pair(value, layer: str, name: str, minimum: int) -> tuple[int, int]:
@@ -114,6 +119,13 @@ class Conv2d(Module):
         fold = self.__dict__.get("_fold")
         if fold is not None and fold[0] == key:
             return fold[1], fold[2]
+        with _fold_lock:
+            fold = self.__dict__.get("_fold")
+            if fold is not None and fold[0] == key:
+                return fold[1], fold[2]
+            return self._fold_into_cache(bn, key)
+
+    def _fold_into_cache(self, bn: "BatchNorm2d", key) -> tuple[np.ndarray, np.ndarray]:
         self._drop_cache()
         if bn.num_features != self.out_channels:
             raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a Conv2d with "
