@@ -201,3 +201,19 @@ def test_threads_share_one_model():
         np.testing.assert_array_equal(m(x), y)
     m.train()
     assert all(p.flags.writeable for p in m.parameters())
+
+
+def test_package_exports():
+    import cnnfast
+
+    for name in ["nn", "models", "filters", "preprocess", "conv_output_shape"]:
+        assert name in cnnfast.__all__ and hasattr(cnnfast, name)
+
+
+def test_cnnfast_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, cnnfast; cnnfast.models.resnet18(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

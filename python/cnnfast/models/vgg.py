@@ -14,7 +14,8 @@ class VGG(Module):
     """Stacks of 3x3 convolutions (padding 1) with ReLU, 2x2 max pools, and three fully connected layers
     with dropout, on 224x224 RGB images; torchvision's names (``features.N``, ``classifier.N``).
 
-    Weights are Glorot-uniform, as the paper notes trains without its pre-training stage; biases zero.
+    Weights are Glorot-uniform (the paper notes that this initialization trains the deep configurations
+    without its shallow-network pre-training); biases zero.
     """
 
     input_size = 224
