@@ -37,7 +37,9 @@ from ._config import (  # noqa: E402
     show_config,
 )
 from ._functional import relu, softmax  # noqa: E402
+from ._shapes import conv_output_shape  # noqa: E402
 from ._version import __version__  # noqa: E402
+from . import filters, models, nn, preprocess  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -49,6 +51,8 @@ __all__ = [
     "config",
     "conv2d",
     "conv2d_backward",
+    "conv_output_shape",
+    "filters",
     "get_num_threads",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",
@@ -56,8 +60,11 @@ __all__ = [
     "linear_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "models",
     "nms",
+    "nn",
     "num_threads",
+    "preprocess",
     "relu",
     "relu_backward",
     "set_num_threads",
