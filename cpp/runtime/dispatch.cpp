@@ -117,8 +117,13 @@ const KernelTable& kernels() {
 Isa current_isa() { return kernels().isa; }
 
 // Public entry points.
-void conv2d_f32(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a) {
-    kernels().conv2d(s, x, w, b, y, a);
+void conv2d_f32(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a,
+                ConvAlgorithm algo) {
+    kernels().conv2d(s, x, w, b, y, a, algo);
+}
+
+bool conv2d_winograd_applies(const Conv2dShape& s) {
+    return s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 && s.groups == 1;
 }
 void pool2d_f32(PoolKind kind, const Pool2dShape& s, const float* x, float* y) { kernels().pool2d(kind, s, x, y); }
 void global_avg_pool_f32(index_t planes, index_t hw, const float* x, float* y) {

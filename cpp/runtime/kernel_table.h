@@ -9,7 +9,8 @@ namespace cnnfast {
 
 #define CNNFAST_DECLARE_ISA_KERNELS(NS)                                                                      \
     namespace NS {                                                                                            \
-    void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a); \
+    void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a,     \
+                ConvAlgorithm algo);                                                                          \
     void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y);                               \
     void global_avg_pool(index_t planes, index_t hw, const float* x, float* y);                               \
     void add(index_t count, const float* a, const float* b, float* y, Activation act);                        \

@@ -20,6 +20,7 @@ def conv2d(
     groups: int = 1,
     activation: Optional[Literal["relu"]] = None,
     out: Optional[_F32] = None,
+    algorithm: Literal["auto", "direct", "winograd"] = "auto",
 ) -> _F32: ...
 def max_pool2d(
     x: _Array, kernel_size: _Pair, stride: Optional[_Pair] = None, padding: _Pair = 0, ceil_mode: bool = False

@@ -27,15 +27,16 @@ struct Conv2dShape {
     index_t oh, ow;
 };
 
-enum class ConvAlgorithm : int { automatic = 0, direct = 1 };
+// automatic picks Winograd F(4x4, 3x3) for 3x3 stride-1 layers where it is faster, direct GEMM otherwise.
+enum class ConvAlgorithm : int { automatic = 0, direct = 1, winograd = 2 };
 
 void conv2d_f32(const Conv2dShape& s, const float* x, const float* weight, const float* bias, float* y,
-                Activation act);
+                Activation act, ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+// Whether ConvAlgorithm::winograd can compute this shape (3x3, stride 1, dilation 1, one group).
+bool conv2d_winograd_applies(const Conv2dShape& s);
 // Plain nested loops accumulating in double: the specification the fast kernels are tested against.
 void conv2d_f32_reference(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                           float* y, Activation act);
-// Bytes of scratch memory conv2d_f32 takes for this shape (bounded; see workspace.h).
-std::size_t conv2d_workspace_bytes(const Conv2dShape& s, int threads);
 
 // --- pooling -------------------------------------------------------------------------------------
 enum class PoolKind : int { max = 0, avg = 1 };

@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include "../gemm/gemm_body.h"
+#include "winograd_body.h"
 
 namespace cnnfast {
 namespace CNNFAST_ISA_NS {
@@ -235,11 +236,13 @@ void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, cons
 
 }  // namespace
 
-void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act) {
+void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
+            ConvAlgorithm algo) {
     if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
-    const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G;
+    if (algo == ConvAlgorithm::winograd || (algo == ConvAlgorithm::automatic && winograd_profitable(s)))
+        return conv2d_winograd(s, x, w, bias, y, act);
+    const index_t G = s.groups, cg = s.c / G;
     if (cg == 1 && G > 1) return conv2d_depthwise(s, x, w, bias, y, act);
-
     conv2d_indirect(s, x, w, bias, y, act);
 }
 
