@@ -94,15 +94,26 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
                 for (index_t j = 0; j < nt; ++j) d[j] = src[j];
                 for (index_t j = nt; j < NR; ++j) d[j] = 0.f;
             }
+        // NOTE: packing A costs MR x kc copies per micro-panel: worth it only when several B panels reuse it.
+        const bool pack = full / NR + (nt > 0 ? 1 : 0) > 2;
         for (index_t ir = m0; ir < m1; ir += MR) {
             const int mv = static_cast<int>(imin(MR, M - ir));
-            alignas(64) float a[MR * KC];
-            pack_a(A + ir * K + pc, K, mv, kc, a);
             float* c = C + (ir - m0) * ldc;
-            for (index_t jr = 0; jr < full; jr += NR)
-                ukernel<NV>(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
-            if (nt > 0)
-                ukernel_any(kc, a, PackedB{tail}, c + full, ldc, mv, static_cast<int>(nt), accumulate, last, ep, ir, 0);
+            if (pack) {
+                alignas(64) float a[MR * KC];
+                pack_a(A + ir * K + pc, K, mv, kc, a);
+                for (index_t jr = 0; jr < full; jr += NR)
+                    ukernel<NV>(kc, PackedA{a}, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
+                if (nt > 0)
+                    ukernel_any(kc, PackedA{a}, PackedB{tail}, c + full, ldc, mv, static_cast<int>(nt), accumulate, last,
+                                ep, ir, 0);
+            } else {
+                const RowsA a(A + ir * K + pc, K, mv);
+                for (index_t jr = 0; jr < full; jr += NR)
+                    ukernel<NV>(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
+                if (nt > 0)
+                    ukernel_any(kc, a, PackedB{tail}, c + full, ldc, mv, static_cast<int>(nt), accumulate, last, ep, ir, 0);
+            }
         }
     }
 }

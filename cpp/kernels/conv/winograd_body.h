@@ -215,7 +215,7 @@ void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const
                         for (index_t pn = 0; pn < p.panels; ++pn) {
                             const int nv = static_cast<int>(imin(NR, ob - pn * NR));
                             if (nv <= 0) break;
-                            ukernel_any(kc, abuf, PackedB{U.p + ((xi * p.panels + pn) * s.c + pc) * NR},
+                            ukernel_any(kc, PackedA{abuf}, PackedB{U.p + ((xi * p.panels + pn) * s.c + pc) * NR},
                                         M.p + (xi * p.tb + ir) * p.ob_pad + pn * NR, p.ob_pad, mv, nv, pc > 0,
                                         pc + kc == s.c, none, 0, 0);
                         }

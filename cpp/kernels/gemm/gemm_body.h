@@ -54,9 +54,24 @@ struct RowsB {
 
 // One tile: C[0:mv, 0:nv] (+)= A (packed micro-panel, MR x kc) * B (kc x NVT vectors), with the epilogue on
 // the last K block.
-template <int NVT, class BSrc>
-inline void ukernel(index_t kc, const float* __restrict A, const BSrc B, float* __restrict C, index_t ldc, int mv,
-                    int nv, bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
+// Where it finds A: a packed micro-panel (MR floats per k) ...
+struct PackedA {
+    const float* p;
+    float at(index_t k, int i) const { return p[k * MR + i]; }
+};
+// ... or MR rows in place (worth it when the panel would be used for one or two B panels only). Rows past the
+// valid ones repeat the last valid row; they are computed and never stored.
+struct RowsA {
+    const float* r[MR];
+    RowsA(const float* a, index_t lda, int mv) {
+        for (int i = 0; i < MR; ++i) r[i] = a + (i < mv ? i : mv - 1) * lda;
+    }
+    float at(index_t k, int i) const { return r[i][k]; }
+};
+
+template <int NVT, class BSrc, class ASrc = PackedA>
+inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C, index_t ldc, int mv, int nv,
+                    bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
     vf acc[MR][NVT];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
@@ -69,51 +84,52 @@ inline void ukernel(index_t kc, const float* __restrict A, const BSrc B, float* 
         for (int j = 0; j < NVT; ++j) b[j] = vload(B.row(k) + j * VL);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) {
-            const vf av = vbroadcast(A[k * MR + i]);
+            const vf av = vbroadcast(A.at(k, i));
 #pragma GCC unroll 4
             for (int j = 0; j < NVT; ++j) acc[i][j] += av * b[j];
         }
     }
 
-    if (mv == MR && nv == NVT * VL) {
+    // Full vectors go through vector code whatever mv is; only a last partial vector is stored lane by lane.
+    const vf bias_zero{};
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) {
-            float* c = C + i * ldc;
+    for (int i = 0; i < MR; ++i) {
+        if (i >= mv) break;
+        float* c = C + i * ldc;
+        const vf brow = (last && ep.bias_row) ? vbroadcast(ep.bias_row[row0 + i]) : bias_zero;
 #pragma GCC unroll 4
-            for (int j = 0; j < NVT; ++j) {
-                vf v = acc[i][j];
-                if (accumulate) v += vload(c + j * VL);
+        for (int j = 0; j < NVT; ++j) {
+            const int col = j * VL;
+            if (col >= nv) break;
+            vf v = acc[i][j];
+            if (col + VL <= nv) {
+                if (accumulate) v += vload(c + col);
                 if (last) {
-                    if (ep.bias_row) v += vbroadcast(ep.bias_row[row0 + i]);
-                    if (ep.bias_col) v += vload(ep.bias_col + col0 + j * VL);
+                    v += brow;
+                    if (ep.bias_col) v += vload(ep.bias_col + col0 + col);
                     if (ep.relu) v = vrelu(v);
                 }
-                vstore(c + j * VL, v);
+                vstore(c + col, v);
+            } else {
+                alignas(64) float t[VL];
+                *reinterpret_cast<vf*>(t) = v;
+                for (int l = 0; l < nv - col; ++l) {
+                    float e = t[l];
+                    if (accumulate) e += c[col + l];
+                    if (last) {
+                        if (ep.bias_row) e += ep.bias_row[row0 + i];
+                        if (ep.bias_col) e += ep.bias_col[col0 + col + l];
+                        if (ep.relu) e = e < 0.f ? 0.f : e;
+                    }
+                    c[col + l] = e;
+                }
             }
-        }
-        return;
-    }
-    alignas(64) float tile[MR * NVT * VL];
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NVT; ++j) *reinterpret_cast<vf*>(tile + (i * NVT + j) * VL) = acc[i][j];
-    for (int i = 0; i < mv; ++i) {
-        float* c = C + i * ldc;
-        const float* t = tile + i * NVT * VL;
-        for (int j = 0; j < nv; ++j) {
-            float v = t[j];
-            if (accumulate) v += c[j];
-            if (last) {
-                if (ep.bias_row) v += ep.bias_row[row0 + i];
-                if (ep.bias_col) v += ep.bias_col[col0 + j];
-                if (ep.relu) v = v < 0.f ? 0.f : v;
-            }
-            c[j] = v;
         }
     }
 }
 
-template <class BSrc>
-inline void ukernel_any(index_t kc, const float* A, const BSrc B, float* C, index_t ldc, int mv, int nv,
+template <class BSrc, class ASrc = PackedA>
+inline void ukernel_any(index_t kc, const ASrc A, const BSrc B, float* C, index_t ldc, int mv, int nv,
                         bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
     const int vectors = static_cast<int>(ceil_div(nv, VL));
     if (vectors >= NV)
@@ -143,7 +159,7 @@ void gemm_block(index_t M, index_t m_begin, index_t m_end, index_t n0, index_t n
             pack_a(A + ir * lda + pc, lda, mv, kc, a);
             for (index_t jr = 0; jr < nc; jr += NR) {
                 const int nv = static_cast<int>(imin(NR, nc - jr));
-                ukernel_any(kc, a, PackedB{Bbuf + (jr / NR) * kc * NR}, C + ir * ldc + n0 + jr, ldc, mv, nv,
+                ukernel_any(kc, PackedA{a}, PackedB{Bbuf + (jr / NR) * kc * NR}, C + ir * ldc + n0 + jr, ldc, mv, nv,
                             accumulate, last, ep, ir, n0 + jr);
             }
         }
