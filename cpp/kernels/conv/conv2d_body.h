@@ -79,8 +79,10 @@ void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __r
 
 // C rows [m0, m1) x columns [n0, n0 + nc) of the indirect GEMM for one (image, group). C is y itself when
 // Wph == OW (ldc = P), else a scratch block (ldc = NC) that compact_block() copies into y.
+// a_packed: A packed whole (micro-panels of MR x K, see pack_a), or null to pack or read A block by block.
 void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, index_t K, const float* A,
-                    const float* const* rows, float* tail, float* C, index_t ldc, const Epilogue& ep) {
+                    const float* a_packed, const float* const* rows, float* tail, float* C, index_t ldc,
+                    const Epilogue& ep) {
     const index_t kblocks = ceil_div(K, KC), kstep = ceil_div(K, kblocks);
     const index_t full = nc / NR * NR;
     for (index_t pc = 0; pc < K; pc += kstep) {
@@ -99,7 +101,13 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
         for (index_t ir = m0; ir < m1; ir += MR) {
             const int mv = static_cast<int>(imin(MR, M - ir));
             float* c = C + (ir - m0) * ldc;
-            if (pack) {
+            if (a_packed) {
+                const PackedA a{a_packed + (ir / MR) * MR * K + pc * MR};
+                for (index_t jr = 0; jr < full; jr += NR)
+                    ukernel<NV>(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
+                if (nt > 0)
+                    ukernel_any(kc, a, PackedB{tail}, c + full, ldc, mv, static_cast<int>(nt), accumulate, last, ep, ir, 0);
+            } else if (pack) {
                 alignas(64) float a[MR * KC];
                 pack_a(A + ir * K + pc, K, mv, kc, a);
                 for (index_t jr = 0; jr < full; jr += NR)
@@ -152,6 +160,11 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     // columns that are dropped.
     const index_t slack = g.Wph + NR;
     Scratch phases(in_place ? 0 : static_cast<std::size_t>(chunk * per_image + slack));
+    // NOTE: when every micro-panel of A would be packed again for several N blocks, pack all of A once
+    // (it is the size of the weights; above 8 MiB the per-block packing stays).
+    const index_t panels = ceil_div(ocg, MR), a_floats = panels * MR * K;
+    const bool prepack = split.n_blocks * imin(chunk, s.n) >= 3 && G * a_floats <= (index_t(2) << 20);
+    Scratch a_packed(prepack ? static_cast<std::size_t>(G * a_floats) : 0);
     Epilogue ep;
     ep.relu = act == Activation::relu;
 
@@ -162,6 +175,13 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
         Scratch tail(static_cast<std::size_t>(KC * NR));
         const std::size_t rows_bytes = sizeof(const float*) * static_cast<std::size_t>(K);
         const float** rows = static_cast<const float**>(workspace_alloc(rows_bytes));
+        if (prepack) {
+#pragma omp for schedule(static)
+            for (index_t t = 0; t < G * panels; ++t) {
+                const index_t gi = t / panels, pi = t % panels;
+                pack_a(w + (gi * ocg + pi * MR) * K, K, imin(MR, ocg - pi * MR), K, a_packed.p + gi * a_floats + pi * MR * K);
+            }
+        }
         for (index_t n_begin = 0; n_begin < s.n; n_begin += chunk) {
             const index_t n_count = imin(chunk, s.n - n_begin);
             if (!in_place) {
@@ -191,10 +211,11 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                 const index_t n0 = nb * NC, nc = imin(NC, g.N - n0);
                 float* yg = y + (n * s.oc + gi * ocg) * P;
                 const float* wg = w + gi * ocg * K;
+                const float* ag = prepack ? a_packed.p + gi * a_floats : nullptr;
                 if (direct_store) {
-                    indirect_block(ocg, m0, m1, n0, nc, K, wg, rows, tail.p, yg + m0 * P + n0, P, e);
+                    indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail.p, yg + m0 * P + n0, P, e);
                 } else {
-                    indirect_block(ocg, m0, m1, n0, nc, K, wg, rows, tail.p, cblk.p, NC, e);
+                    indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail.p, cblk.p, NC, e);
                     compact_block(s, g, m0, m1, n0, nc, cblk.p, yg);
                 }
             }
