@@ -30,6 +30,8 @@ void init_isa_from_env();
 // Threads: 0 means "follow OpenMP" (OMP_NUM_THREADS, threadpoolctl); n > 0 fixes the count.
 void set_num_threads(int n);
 int get_num_threads();
+// True in the child of a fork() (the kernels then run on one thread: see threads.cpp).
+bool in_forked_child();
 
 // Scratch memory. Kernels take their workspace through these calls so the peak can be reported.
 void* workspace_alloc(std::size_t bytes);
