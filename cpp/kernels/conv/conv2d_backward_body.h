@@ -113,8 +113,7 @@ void depthwise_backward_input(const Conv2dShape& s, const float* dy, const float
                     for (index_t kj = 0; kj < s.kw; ++kj) {
                         const float wv = wp[ki * s.kw + kj];
                         const index_t off = kj * s.dil_w - s.pad_l;
-                        const index_t lo = off >= 0 ? 0 : ceil_div(-off, s.stride_w);
-                        const index_t hi = imin(s.ow, off >= s.w ? 0 : ceil_div(s.w - off, s.stride_w));
+                        const auto [lo, hi] = valid_cols(off, s.stride_w, s.w, s.ow);
                         for (index_t ow = lo; ow < hi; ++ow) dxr[ow * s.stride_w + off] += wv * dyr[ow];
                     }
                 }
@@ -136,8 +135,7 @@ void depthwise_backward_weight(const Conv2dShape& s, const float* x, const float
             for (index_t ki = 0; ki < s.kh; ++ki)
                 for (index_t kj = 0; kj < s.kw; ++kj) {
                     const index_t off = kj * s.dil_w - s.pad_l;
-                    const index_t lo = off >= 0 ? 0 : ceil_div(-off, s.stride_w);
-                    const index_t hi = imin(s.ow, off >= s.w ? 0 : ceil_div(s.w - off, s.stride_w));
+                    const auto [lo, hi] = valid_cols(off, s.stride_w, s.w, s.ow);
                     float acc = 0.f;
                     for (index_t oh = 0; oh < s.oh; ++oh) {
                         const index_t ih = oh * s.stride_h - s.pad_t + ki * s.dil_h;

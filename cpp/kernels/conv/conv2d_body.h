@@ -14,6 +14,16 @@ namespace cnnfast {
 namespace CNNFAST_ISA_NS {
 namespace {
 
+// Output columns [lo, hi) of a row whose input column ow * stride + off falls inside [0, W).
+struct ColRange {
+    index_t lo, hi;
+};
+inline ColRange valid_cols(index_t off, index_t stride, index_t W, index_t OW) {
+    const index_t lo = off >= 0 ? 0 : ceil_div(-off, stride);
+    const index_t hi = imin(OW, off >= W ? 0 : ceil_div(W - off, stride));
+    return {lo, hi};
+}
+
 // Fills d[0:count] with input row `ih` of one channel plane, sampled at iw = iw0 + t * sw (zeros outside).
 // NOTE: plain loops, not memcpy: segments are a few dozen floats, where a call costs more than the copy, and
 // constant strides 1 and 2 let the compiler vectorize the gather.
@@ -249,8 +259,7 @@ void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, cons
                     for (index_t kj = 0; kj < s.kw; ++kj) {
                         const float wv = wp[ki * s.kw + kj];
                         const index_t off = kj * s.dil_w - s.pad_l;  // iw = ow * sw + off
-                        const index_t lo = off >= 0 ? 0 : ceil_div(-off, s.stride_w);
-                        const index_t hi = imin(s.ow, off >= s.w ? 0 : ceil_div(s.w - off, s.stride_w));
+                        const auto [lo, hi] = valid_cols(off, s.stride_w, s.w, s.ow);
                         if (s.stride_w == 1) {
 #pragma omp simd
                             for (index_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow + off];

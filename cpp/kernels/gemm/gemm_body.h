@@ -205,6 +205,27 @@ inline GemmSplit split_gemm(index_t outer, index_t M, index_t N, int threads) {
     return s;
 }
 
+// C (M x N, ldc) = A (M x K, lda) * B on `threads` threads, B packed by a copy of `packer` per thread.
+template <class PackB>
+void gemm_parallel(index_t M, index_t N, index_t K, const float* A, index_t lda, const PackB& packer, float* C,
+                   index_t ldc, const Epilogue& ep, int threads) {
+    const GemmSplit split = split_gemm(1, M, N, threads);
+    const index_t tasks = split.n_blocks * split.m_chunks;
+#pragma omp parallel num_threads(threads)
+    {
+        DenormalsOff ftz;
+        Scratch b_buf(static_cast<std::size_t>(KC * NC));
+        PackB pk = packer;
+#pragma omp for schedule(static)
+        for (index_t t = 0; t < tasks; ++t) {
+            const index_t mc = t % split.m_chunks, nb = t / split.m_chunks;
+            const index_t m0 = mc * split.m_chunk_rows, m1 = imin(M, m0 + split.m_chunk_rows);
+            const index_t n0 = nb * NC, nc = imin(NC, N - n0);
+            gemm_block(M, m0, m1, n0, nc, K, A, lda, pk, b_buf.p, C, ldc, ep);
+        }
+    }
+}
+
 }  // namespace
 }  // namespace CNNFAST_ISA_NS
 }  // namespace cnnfast
