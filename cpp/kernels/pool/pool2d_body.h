@@ -14,10 +14,31 @@ inline float max_nan(float m, float v) { return (v > m || v != v) ? v : m; }
 
 // One plane, separably: the rows of each window are reduced into `tmp` (a padded row of Wext columns), then
 // the columns, both as long vectorizable loops. Windows are clipped to the input (max) or divided by the
-// forward's divisor (avg); tmp holds Wext = (OW - 1) * SW + KW floats, cols OW floats.
+// forward's divisor (avg). Wext = (OW - 1) * SW + KW.
+// even[i] = t[2i], odd[i] = t[2i + 1] for 2i (+1) < n, with vector shuffles.
+inline void deinterleave2(const float* __restrict t, index_t n, float* __restrict even, float* __restrict odd) {
+    typedef int vi __attribute__((vector_size(kVecBytes)));
+    vi me, mo;
+    for (int i = 0; i < VL; ++i) {
+        me[i] = 2 * i;
+        mo[i] = 2 * i + 1;
+    }
+    index_t i = 0;
+    for (; 2 * i + 2 * VL <= n; i += VL) {
+        const vf a = vload(t + 2 * i), b = vload(t + 2 * i + VL);
+        vstore(even + i, __builtin_shuffle(a, b, me));
+        vstore(odd + i, __builtin_shuffle(a, b, mo));
+    }
+    for (; 2 * i < n; ++i) {
+        even[i] = t[2 * i];
+        if (2 * i + 1 < n) odd[i] = t[2 * i + 1];
+    }
+}
+
+// tmp holds Wext floats, cols OW, even and odd Wext / 2 + 1 each.
 template <PoolKind KIND>
 void pool_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp, float* __restrict tmp,
-                float* __restrict cols) {
+                float* __restrict cols, float* __restrict even, float* __restrict odd) {
     const index_t H = s.h, W = s.w, SW = s.stride_w, KW = s.kw, PW = s.pad_w;
     const index_t wext = (s.ow - 1) * SW + KW;
     const float identity = KIND == PoolKind::max ? -__builtin_inff() : 0.f;
@@ -30,34 +51,57 @@ void pool_plane(const Pool2dShape& s, const float* __restrict xp, float* __restr
     for (index_t oh = 0; oh < s.oh; ++oh) {
         const index_t h0 = oh * s.stride_h - s.pad_h;
         const index_t hs = imax(h0, 0), he = imin(h0 + s.kh, H);
-        for (index_t j = 0; j < wext; ++j) tmp[j] = identity;
-        for (index_t ih = hs; ih < he; ++ih) {
-            const float* xr = xp + ih * W - PW;
-            if (KIND == PoolKind::max) {
+        for (index_t j = 0; j < lo; ++j) tmp[j] = identity;
+        for (index_t j = hi; j < wext; ++j) tmp[j] = identity;
+        if (hs >= he) {
+            for (index_t j = lo; j < hi; ++j) tmp[j] = identity;
+        } else {
+            const float* x0 = xp + hs * W - PW;
+            index_t ih = hs + 1;
+            if (KIND == PoolKind::max && he - hs >= 3) {  // three rows in one pass
+                const float *x1 = x0 + W, *x2 = x1 + W;
 #pragma omp simd
-                for (index_t j = lo; j < hi; ++j) tmp[j] = max_nan(tmp[j], xr[j]);
+                for (index_t j = lo; j < hi; ++j) tmp[j] = max_nan(max_nan(x0[j], x1[j]), x2[j]);
+                ih = hs + 3;
             } else {
 #pragma omp simd
-                for (index_t j = lo; j < hi; ++j) tmp[j] += xr[j];
+                for (index_t j = lo; j < hi; ++j) tmp[j] = x0[j];
+            }
+            for (; ih < he; ++ih) {
+                const float* xr = xp + ih * W - PW;
+                if (KIND == PoolKind::max) {
+#pragma omp simd
+                    for (index_t j = lo; j < hi; ++j) tmp[j] = max_nan(tmp[j], xr[j]);
+                } else {
+#pragma omp simd
+                    for (index_t j = lo; j < hi; ++j) tmp[j] += xr[j];
+                }
             }
         }
         float* yr = yp + oh * s.ow;
         for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = identity;
+        // Stride 2: split tmp into its even and odd columns, so every tap is a contiguous run.
+        const float* src = tmp;
+        index_t step = SW;
+        if (SW == 2) {
+            deinterleave2(tmp, wext, even, odd);
+            step = 1;
+        }
         for (index_t kj = 0; kj < KW; ++kj) {
-            const float* t = tmp + kj;
+            const float* t = SW == 2 ? ((kj & 1) ? odd : even) + kj / 2 : src + kj;
             if (KIND == PoolKind::max) {
-                if (SW == 2) {
+                if (step == 1) {
 #pragma omp simd
-                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = max_nan(yr[ow], t[2 * ow]);
+                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = max_nan(yr[ow], t[ow]);
                 } else {
-                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = max_nan(yr[ow], t[ow * SW]);
+                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = max_nan(yr[ow], t[ow * step]);
                 }
             } else {
-                if (SW == 2) {
+                if (step == 1) {
 #pragma omp simd
-                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] += t[2 * ow];
+                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] += t[ow];
                 } else {
-                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] += t[ow * SW];
+                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] += t[ow * step];
                 }
             }
         }
@@ -97,7 +141,9 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     const index_t wext = (s.ow - 1) * s.stride_w + s.kw;
 #pragma omp parallel num_threads(threads)
     {
-        Scratch tmp(static_cast<std::size_t>(wext + s.ow));
+        const index_t half = wext / 2 + 1;
+        Scratch tmp(static_cast<std::size_t>(wext + s.ow + 2 * half));
+        float *cols = tmp.p + wext, *even = cols + s.ow, *odd = even + half;
 #pragma omp for schedule(static)
         for (index_t p = 0; p < planes; ++p) {
             const float* xp = x + p * s.h * s.w;
@@ -105,9 +151,9 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
             if (fast22)
                 max_pool_2x2s2_plane(s, xp, yp);
             else if (kind == PoolKind::max)
-                pool_plane<PoolKind::max>(s, xp, yp, tmp.p, tmp.p + wext);
+                pool_plane<PoolKind::max>(s, xp, yp, tmp.p, cols, even, odd);
             else
-                pool_plane<PoolKind::avg>(s, xp, yp, tmp.p, tmp.p + wext);
+                pool_plane<PoolKind::avg>(s, xp, yp, tmp.p, cols, even, odd);
         }
     }
 }
