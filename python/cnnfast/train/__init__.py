@@ -9,7 +9,8 @@
 
 from . import transfer
 from .fit import History, evaluate, fit
-from .transfer import fine_tune_groups, find_head, freeze, replace_head, unfreeze
+from .transfer import (FeatureClassifier, feature_extractor, fine_tune_groups, find_head, freeze, new_classifier,
+                       replace_head, unfreeze)
 
-__all__ = ["History", "evaluate", "fine_tune_groups", "find_head", "fit", "freeze", "replace_head", "transfer",
-           "unfreeze"]
+__all__ = ["FeatureClassifier", "History", "evaluate", "feature_extractor", "fine_tune_groups", "find_head", "fit",
+           "freeze", "new_classifier", "replace_head", "transfer", "unfreeze"]
