@@ -195,6 +195,10 @@ class Module:
       in batch norm, dropout). In eval mode a batch norm that follows a convolution is folded into it, and
       the arrays folded are made read-only until the mode changes or they are replaced: edit a parameter by
       assigning a new array (or call ``train()`` first), not in place.
+    * Parameters are :class:`Parameter` arrays. A forward pass of a module in training mode (or inside
+      :func:`enable_grad`) records what :meth:`backward` needs; ``backward(grad_output)`` adds the
+      parameters' gradients into their ``.grad`` and returns the input's. ``requires_grad_(False)``
+      freezes a module's parameters; ``zero_grad()`` resets the gradients.
     """
 
     def __init__(self) -> None:
