@@ -21,10 +21,10 @@ def digits():
     return ((xtr - mean) / std, ytr), ((xte - mean) / std, yte), float(-mean / std)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread():
-    # LeNet-5's layers are too small to gain from threads at batch 32, and a machine shared with other work
-    # makes every parallel region wait for a core: one thread is the fast and steady choice here.
+    # The layers trained here are too small to gain from threads, and a machine shared with other work makes
+    # every parallel region wait for a core: one thread is the fast and steady choice.
     with cnnfast.num_threads(1):
         yield
 
@@ -43,7 +43,7 @@ def train_lenet_on_digits(train_set, test_set, background, seed):
     return net, history
 
 
-def test_lenet5_learns_the_digits_deterministically(digits, one_thread):
+def test_lenet5_learns_the_digits_deterministically(digits):
     train_set, test_set, background = digits
     start = time.perf_counter()
     net, history = train_lenet_on_digits(train_set, test_set, background, seed=0)
@@ -67,7 +67,7 @@ def few_shot_split(y, per_class, seed):
     return few, np.setdiff1d(np.arange(len(y)), few)
 
 
-def test_transfer_learning_beats_a_head_on_raw_pixels(digits, one_thread):
+def test_transfer_learning_beats_a_head_on_raw_pixels(digits):
     # Features learned on digits 0-4 reused for digits 5-9 from 5 examples of each: a new Linear head on
     # LeNet-5's frozen convolutional features against the same head on the raw pixels, both trained the same
     # way (same optimizer, epochs and augmentation of the few examples). Averaged over three draws of the
@@ -122,8 +122,7 @@ def test_replace_head_freezes_the_rest_and_trains_only_the_head():
     before = {k: p.copy() for k, p in net.named_parameters()}
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((4, 3, 32, 32)).astype(np.float32), np.array([0, 1, 2, 0])
-    with cnnfast.num_threads(1):
-        train.fit(net, (x, y), "cross_entropy", optim.SGD(net.parameters(), 0.1), epochs=1, progress=False)
+    train.fit(net, (x, y), "cross_entropy", optim.SGD(net.parameters(), 0.1), epochs=1, progress=False)
     changed = [k for k, p in net.named_parameters() if not np.array_equal(p, before[k])]
     assert changed == ["fc.weight", "fc.bias"]
     alex_parent, name, _ = train.find_head(models.alexnet(num_classes=4, rng=0))

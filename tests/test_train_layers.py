@@ -534,3 +534,22 @@ def test_every_model_runs_backward():
         assert dx.shape == shape and dx.dtype == np.float32 and np.isfinite(dx).all(), type(net).__name__
         missing = [k for k, p in net.named_parameters() if p.grad is None or p.grad.shape != p.shape]
         assert missing == [], (type(net).__name__, missing)
+
+
+def test_eval_after_training_folds_the_trained_weights():
+    # Training runs unfused and updates weights in place; the next eval forward folds the new values.
+    seq = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, rng=0), nn.BatchNorm2d(3), nn.ReLU())
+    x = rand(4, 2, 5, 5)
+    before = seq(x)  # eval: folded, the weights read-only meanwhile
+    opt = cnnfast.optim.SGD(seq.parameters(), lr=0.5)
+    seq.train()
+    y = seq(x)
+    seq.backward(rand(*y.shape, seed=1))
+    opt.step()
+    seq.eval()
+    after = seq(x)
+    conv, bn = seq[0], seq[1]
+    expected = ref.relu(ref.batch_norm(ref.conv2d(x, conv.weight, conv.bias, 1, 1), bn.running_mean, bn.running_var,
+                                       bn.weight, bn.bias, bn.eps))
+    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(after, before)
