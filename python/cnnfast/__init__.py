@@ -39,7 +39,7 @@ from ._config import (  # noqa: E402
 from ._functional import relu, softmax  # noqa: E402
 from ._shapes import conv_output_shape  # noqa: E402
 from ._version import __version__  # noqa: E402
-from . import filters, models, nn, preprocess  # noqa: E402
+from . import data, filters, losses, models, nn, optim, preprocess, train  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -52,22 +52,26 @@ __all__ = [
     "conv2d",
     "conv2d_backward",
     "conv_output_shape",
+    "data",
     "filters",
     "get_num_threads",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",
     "linear",
     "linear_backward",
+    "losses",
     "max_pool2d",
     "max_pool2d_backward",
     "models",
     "nms",
     "nn",
     "num_threads",
+    "optim",
     "preprocess",
     "relu",
     "relu_backward",
     "set_num_threads",
     "show_config",
     "softmax",
+    "train",
 ]

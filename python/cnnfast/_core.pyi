@@ -38,6 +38,47 @@ def add(a: _Array, b: _Array, relu: bool = False, out: Optional[_F32] = None) ->
 def linear(
     x: _Array, weight: _Array, bias: Optional[_Array] = None, activation: Optional[Literal["relu"]] = None
 ) -> _F32: ...
+def conv2d_backward(
+    grad_output: _Array,
+    x: _Array,
+    weight: _Array,
+    stride: _Pair = 1,
+    padding: Union[_Pair, Literal["valid", "same"]] = 0,
+    dilation: _Pair = 1,
+    groups: int = 1,
+    activation: Optional[Literal["relu"]] = None,
+    output: Optional[_Array] = None,
+    input_grad: bool = True,
+    weight_grad: bool = True,
+    bias_grad: bool = True,
+) -> Tuple[Optional[_F32], Optional[_F32], Optional[_F32]]: ...
+def max_pool2d_backward(
+    grad_output: _Array,
+    x: _Array,
+    kernel_size: _Pair,
+    stride: Optional[_Pair] = None,
+    padding: _Pair = 0,
+    ceil_mode: bool = False,
+) -> _F32: ...
+def avg_pool2d_backward(
+    grad_output: _Array,
+    x: _Array,
+    kernel_size: _Pair,
+    stride: Optional[_Pair] = None,
+    padding: _Pair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> _F32: ...
+def global_avg_pool2d_backward(grad_output: _Array, x: _Array) -> _F32: ...
+def linear_backward(
+    grad_output: _Array,
+    x: _Array,
+    weight: _Array,
+    input_grad: bool = True,
+    weight_grad: bool = True,
+    bias_grad: bool = True,
+) -> Tuple[Optional[_F32], Optional[_F32], Optional[_F32]]: ...
+def relu_backward(grad_output: _Array, output: _Array) -> _F32: ...
 def box_iou(a: _Array, b: _Array) -> _F32: ...
 def nms(
     boxes: _Array,

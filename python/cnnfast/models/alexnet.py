@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import (AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, Module, ReLU,
-                  Sequential, init)
+                  Sequential, backward_chain, init)
 
 
 class AlexNet(Module):
@@ -51,6 +51,10 @@ class AlexNet(Module):
 
     def forward(self, x):
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
+
+    def backward(self, grad_output, input_grad: bool = True):
+        steps = (self.features, self.avgpool, self.flatten, self.classifier)
+        return backward_chain(steps, grad_output, input_grad)
 
 
 def alexnet(num_classes: int = 1000, dropout: float = 0.5, local_response_norm: bool = False, rng=None) -> AlexNet:

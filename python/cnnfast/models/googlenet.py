@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import (AdaptiveAvgPool2d, BasicConv2d, Conv2d, Dropout, Flatten, Inception, Linear, MaxPool2d,
-                  Module, init)
+                  Module, backward_chain, init)
 
 # (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj): the paper's table 1.
 INCEPTION_3A = (192, 64, 96, 128, 16, 32, 32)
@@ -69,22 +69,35 @@ class GoogLeNet(Module):
                 if m.bias is not None:
                     m.bias = np.zeros_like(m.bias)
 
-    def _transform_input(self, x):
+    @staticmethod
+    def _input_scale_shift():
         mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
         scale = (std / 0.5).astype(np.float32).reshape(1, 3, 1, 1)
         shift = ((mean - 0.5) / 0.5).astype(np.float32).reshape(1, 3, 1, 1)
+        return scale, shift
+
+    def _transform_input(self, x):
+        scale, shift = self._input_scale_shift()
         return np.asarray(x, np.float32) * scale + shift
+
+    def _steps(self) -> tuple:
+        return (self.conv1, self.maxpool1, self.conv2, self.conv3, self.maxpool2, self.inception3a,
+                self.inception3b, self.maxpool3, self.inception4a, self.inception4b, self.inception4c,
+                self.inception4d, self.inception4e, self.maxpool4, self.inception5a, self.inception5b,
+                self.avgpool, self.flatten, self.dropout, self.fc)
 
     def forward(self, x):
         if self.transform_input:
             x = self._transform_input(x)
-        x = self.maxpool1(self.conv1(x))
-        x = self.maxpool2(self.conv3(self.conv2(x)))
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))
-        x = self.inception4c(self.inception4b(self.inception4a(x)))
-        x = self.maxpool4(self.inception4e(self.inception4d(x)))
-        x = self.inception5b(self.inception5a(x))
-        return self.fc(self.dropout(self.flatten(self.avgpool(x))))
+        for step in self._steps():
+            x = step(x)
+        return x
+
+    def backward(self, grad_output, input_grad: bool = True):
+        dx = backward_chain(self._steps(), grad_output, input_grad)
+        if dx is not None and self.transform_input:
+            dx = dx * self._input_scale_shift()[0]
+        return dx
 
 
 def googlenet(num_classes: int = 1000, dropout: float = 0.2, transform_input: bool = False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Module, Tanh, init
+from ..nn import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Module, Tanh, backward_chain, init
 
 
 class LeNet5(Module):
@@ -48,15 +48,18 @@ class LeNet5(Module):
         for m in (self.c1, self.c3, self.c5, self.f6, self.output):
             m.bias = np.zeros_like(m.bias)
 
-    def _squash(self, x):
-        return x if self.act is None else self.act(x)
+    def _steps(self) -> list:
+        act = [] if self.act is None else [self.act]
+        return [self.c1, *act, self.s2, self.c3, *act, self.s4, self.c5, *act, self.flatten, self.f6, *act,
+                self.output]
 
     def forward(self, x):
-        x = self.s2(self._squash(self.c1(x)))
-        x = self.s4(self._squash(self.c3(x)))
-        x = self.flatten(self._squash(self.c5(x)))
-        x = self._squash(self.f6(x))
-        return self.output(x)
+        for step in self._steps():
+            x = step(x)
+        return x
+
+    def backward(self, grad_output, input_grad: bool = True):
+        return backward_chain(self._steps(), grad_output, input_grad)
 
 
 def lenet5(num_classes: int = 10, activation: str = "relu", pooling: str = "max", in_channels: int = 1,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..nn import (AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Bottleneck, Conv2d, Flatten, Linear, MaxPool2d, Module,
-                  ReLU, Sequential, conv_bn, init)
+                  ReLU, Sequential, backward_chain, conv_bn, init)
 
 
 class ResNet(Module):
@@ -43,6 +43,11 @@ class ResNet(Module):
         x = self.maxpool(conv_bn(x, self.conv1, self.bn1, relu=self.relu))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.flatten(self.avgpool(x)))
+
+    def backward(self, grad_output, input_grad: bool = True):
+        steps = (self.conv1, self.bn1, self.relu, self.maxpool, self.layer1, self.layer2, self.layer3, self.layer4,
+                 self.avgpool, self.flatten, self.fc)
+        return backward_chain(steps, grad_output, input_grad)
 
 
 def resnet18(num_classes: int = 1000, rng=None) -> ResNet:

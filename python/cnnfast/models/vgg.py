@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, init
+from ..nn import (AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential,
+                  backward_chain, init)
 
 # Channels of each 3x3 convolution, "M" a 2x2 max pool: the paper's table 1, column D.
 VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -44,6 +45,10 @@ class VGG(Module):
 
     def forward(self, x):
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
+
+    def backward(self, grad_output, input_grad: bool = True):
+        steps = (self.features, self.avgpool, self.flatten, self.classifier)
+        return backward_chain(steps, grad_output, input_grad)
 
 
 def vgg16(num_classes: int = 1000, dropout: float = 0.5, rng=None) -> VGG:

@@ -24,7 +24,8 @@ from .layers import (
     Tanh,
     conv_bn,
 )
-from .module import LoadResult, Module, StateDictError
+from .module import (LoadResult, Module, Parameter, StateDictError, backward_chain, enable_grad, is_recording,
+                     no_grad)
 from .summary import Summary, SummaryRow
 from .weights import load_state_dict_file, save_state_dict
 
@@ -45,6 +46,7 @@ __all__ = [
     "LocalResponseNorm",
     "MaxPool2d",
     "Module",
+    "Parameter",
     "ReLU",
     "Sequential",
     "Softmax",
@@ -52,8 +54,12 @@ __all__ = [
     "Summary",
     "SummaryRow",
     "Tanh",
+    "backward_chain",
     "conv_bn",
+    "enable_grad",
     "init",
+    "is_recording",
     "load_state_dict_file",
+    "no_grad",
     "save_state_dict",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .layers import BatchNorm2d, Conv2d, MaxPool2d, ReLU, Sequential, conv_bn
-from .module import Module
+from .layers import BatchNorm2d, Conv2d, MaxPool2d, ReLU, Sequential, conv_bn, _write
+from .module import Module, backward_chain, is_recording
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, rng=None) -> Conv2d:
@@ -51,7 +51,14 @@ class BasicBlock(Module):
         y = conv_bn(x, self.conv1, self.bn1, relu=self.relu)
         y = conv_bn(y, self.conv2, self.bn2)
         shortcut = x if self.downsample is None else self.downsample(x)
-        return _core.add(y, shortcut, relu=True, out=y)
+        y = _core.add(y, shortcut, relu=True, out=y)
+        if is_recording(self):
+            self._record(y)
+        return y
+
+    def backward(self, grad_output, input_grad: bool = True):
+        return _residual_backward(self, grad_output, input_grad,
+                                  (self.conv1, self.bn1, self.relu, self.conv2, self.bn2))
 
 
 class Bottleneck(Module):
@@ -85,7 +92,26 @@ class Bottleneck(Module):
         y = conv_bn(y, self.conv2, self.bn2, relu=self.relu)
         y = conv_bn(y, self.conv3, self.bn3)
         shortcut = x if self.downsample is None else self.downsample(x)
-        return _core.add(y, shortcut, relu=True, out=y)
+        y = _core.add(y, shortcut, relu=True, out=y)
+        if is_recording(self):
+            self._record(y)
+        return y
+
+    def backward(self, grad_output, input_grad: bool = True):
+        return _residual_backward(self, grad_output, input_grad,
+                                  (self.conv1, self.bn1, self.relu, self.conv2, self.bn2, self.relu,
+                                   self.conv3, self.bn3))
+
+
+def _residual_backward(block, grad_output, input_grad: bool, main_path):
+    # relu(main(x) + shortcut(x)): the fused add+ReLU passes the masked gradient to both terms.
+    y = block._recorded()
+    g = _core.relu_backward(grad_output, y)
+    dx = backward_chain(main_path, g, input_grad)
+    if block.downsample is not None:
+        ds = block.downsample.backward(g, input_grad)
+        return dx + ds if input_grad else None
+    return dx + g if input_grad else None
 
 
 class BasicConv2d(Module):
@@ -98,7 +124,16 @@ class BasicConv2d(Module):
         self.bn = BatchNorm2d(out_channels, eps=0.001)
 
     def forward(self, x, out=None):
+        if is_recording(self):
+            y = conv_bn(x, self.conv, self.bn, relu=True)
+            self._record(y)
+            return _write(out, y)
         return conv_bn(x, self.conv, self.bn, relu=True, out=out)
+
+    def backward(self, grad_output, input_grad: bool = True):
+        y = self._recorded()
+        g = _core.relu_backward(grad_output, y)
+        return backward_chain((self.conv, self.bn), g, input_grad)
 
 
 class Inception(Module):
@@ -140,3 +175,17 @@ class Inception(Module):
             last(y, out=out[:, start:start + c])
             start += c
         return out
+
+    def backward(self, grad_output, input_grad: bool = True):
+        """The gradient is split by channel among the branches; their input gradients add up."""
+        g = np.asarray(grad_output, np.float32)
+        dx, start = None, 0
+        for branch in (self.branch1, self.branch2, self.branch3, self.branch4):
+            last = branch if isinstance(branch, BasicConv2d) else branch[1]
+            c = last.conv.out_channels
+            steps = [branch] if isinstance(branch, BasicConv2d) else [branch[0], branch[1]]
+            d = backward_chain(steps, np.ascontiguousarray(g[:, start:start + c]), input_grad)
+            start += c
+            if d is not None:
+                dx = d if dx is None else dx + d
+        return dx

@@ -16,7 +16,7 @@ from .._functional import relu as _relu
 from .._functional import softmax as _softmax
 from .._shapes import conv_output_shape
 from . import init as _init
-from .module import Module, is_tracing
+from .module import Module, accumulate_grad, backward_chain, is_recording, is_tracing, needs_grad
 
 # Building a folded conv+bn is rare (first eval forward after a change); one lock keeps two threads running
 # the same model from building it at once.
@@ -51,9 +51,22 @@ def _write(out, y):
     return out
 
 
+def _contiguous(g) -> np.ndarray:
+    return np.ascontiguousarray(g, dtype=np.float32)
+
+
+def _channel_sum(a) -> np.ndarray:
+    """Sum of an NCHW array over N, H and W, in float64."""
+    n, c = a.shape[:2]
+    return np.einsum("ncx->c", a.reshape(n, c, -1), dtype=np.float64)
+
+
 class Identity(Module):
     def forward(self, x):
         return x
+
+    def backward(self, grad_output, input_grad: bool = True):
+        return grad_output if input_grad else None
 
 
 class Conv2d(Module):
@@ -95,8 +108,23 @@ class Conv2d(Module):
         self.register_parameter("bias", _init.uniform_fan_in((self.out_channels,), rng, fan_in) if bias else None)
 
     def forward(self, x, out=None):
-        return _core.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                            self.activation, out)
+        y = _core.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                         self.activation, out)
+        if is_recording(self):
+            self._record(np.asarray(x), y if self.activation else None)
+        return y
+
+    def backward(self, grad_output, input_grad: bool = True):
+        x, y = self._recorded()
+        weight_grad, bias_grad = needs_grad(self.weight), needs_grad(self.bias)
+        if not (input_grad or weight_grad or bias_grad):
+            return None
+        dx, dw, db = _core.conv2d_backward(grad_output, x, self.weight, self.stride, self.padding, self.dilation,
+                                           self.groups, self.activation, y, input_grad, weight_grad, bias_grad)
+        accumulate_grad(self.weight, dw)
+        if self.bias is not None:
+            accumulate_grad(self.bias, db)
+        return dx
 
     def fused(self, x, bn: "BatchNorm2d | None" = None, relu: bool = False, out=None):
         """This convolution, then ``bn`` in inference mode, then a ReLU, in one kernel call: the batch norm
@@ -208,13 +236,48 @@ class BatchNorm2d(Module):
             mean, var = self._batch_statistics(x)
         else:
             mean, var = self.running_mean.astype(np.float64), self.running_var.astype(np.float64)
-        scale = 1.0 / np.sqrt(var + self.eps)
-        shift = -mean * scale
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        if is_recording(self):
+            # The normalized input x_hat is what the gradients need; y is computed from it.
+            x_hat = np.asarray(x, np.float32) - mean.astype(np.float32).reshape(1, -1, 1, 1)
+            x_hat *= inv_std.astype(np.float32).reshape(1, -1, 1, 1)
+            self._record(x_hat, inv_std, self.training)
+            if not self.affine:
+                return x_hat.copy()
+            y = x_hat * self.weight.reshape(1, -1, 1, 1)
+            y += self.bias.reshape(1, -1, 1, 1)
+            return y
+        scale, shift = inv_std, -mean * inv_std
         if self.affine:
             scale, shift = scale * self.weight, shift * self.weight + self.bias
         y = x * scale.astype(np.float32).reshape(1, -1, 1, 1)
         y += shift.astype(np.float32).reshape(1, -1, 1, 1)
         return y
+
+    def backward(self, grad_output, input_grad: bool = True):
+        """With batch statistics (training mode) the gradient flows through the mean and variance too:
+        dx = (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)) / sqrt(var + eps), g_hat = gamma * g."""
+        x_hat, inv_std, batch_statistics = self._recorded()
+        g = np.asarray(grad_output, dtype=np.float32)
+        sum_g = _channel_sum(g)
+        sum_g_xhat = np.einsum("ncx,ncx->c", g.reshape(g.shape[0], g.shape[1], -1),
+                               x_hat.reshape(g.shape[0], g.shape[1], -1), dtype=np.float64)
+        if self.affine and needs_grad(self.weight):
+            accumulate_grad(self.weight, sum_g_xhat.astype(np.float32))
+        if self.affine and needs_grad(self.bias):
+            accumulate_grad(self.bias, sum_g.astype(np.float32))
+        if not input_grad:
+            return None
+        gamma = self.weight.astype(np.float64) if self.affine else np.ones(self.num_features)
+        scale = gamma * inv_std
+        if not batch_statistics:
+            return g * scale.astype(np.float32).reshape(1, -1, 1, 1)
+        count = g.shape[0] * g.shape[2] * g.shape[3]
+        shape = (1, -1, 1, 1)
+        dx = g * scale.astype(np.float32).reshape(shape)
+        dx -= (scale * sum_g / count).astype(np.float32).reshape(shape)
+        dx -= x_hat * (scale * sum_g_xhat / count).astype(np.float32).reshape(shape)
+        return dx
 
     def _batch_statistics(self, x):
         n = x.shape[0] * x.shape[2] * x.shape[3]
@@ -251,7 +314,23 @@ class Linear(Module):
         self.register_parameter("bias", bias_value)
 
     def forward(self, x):
-        return _core.linear(x, self.weight, self.bias, self.activation)
+        y = _core.linear(x, self.weight, self.bias, self.activation)
+        if is_recording(self):
+            self._record(np.asarray(x), y if self.activation else None)
+        return y
+
+    def backward(self, grad_output, input_grad: bool = True):
+        x, y = self._recorded()
+        if y is not None:
+            grad_output = _core.relu_backward(grad_output, y)
+        weight_grad, bias_grad = needs_grad(self.weight), needs_grad(self.bias)
+        if not (input_grad or weight_grad or bias_grad):
+            return None
+        dx, dw, db = _core.linear_backward(grad_output, x, self.weight, input_grad, weight_grad, bias_grad)
+        accumulate_grad(self.weight, dw)
+        if self.bias is not None:
+            accumulate_grad(self.bias, db)
+        return dx
 
     def fused(self, x, relu: bool = False):
         """This layer then a ReLU, in one kernel call."""
@@ -271,12 +350,26 @@ class Linear(Module):
 
 class ReLU(Module):
     def forward(self, x):
-        return _relu(x)
+        y = _relu(x)
+        if is_recording(self):
+            self._record(y)
+        return y
+
+    def backward(self, grad_output, input_grad: bool = True):
+        y = self._recorded()
+        return _core.relu_backward(grad_output, y) if input_grad else None
 
 
 class Tanh(Module):
     def forward(self, x):
-        return np.tanh(x)
+        y = np.tanh(x)
+        if is_recording(self):
+            self._record(y)
+        return y
+
+    def backward(self, grad_output, input_grad: bool = True):
+        y = self._recorded()
+        return (grad_output * (1 - np.square(y))).astype(np.float32, copy=False) if input_grad else None
 
 
 class MaxPool2d(Module):
@@ -290,7 +383,15 @@ class MaxPool2d(Module):
         self.ceil_mode = bool(ceil_mode)
 
     def forward(self, x):
+        if is_recording(self):
+            self._record(np.asarray(x))
         return _core.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+    def backward(self, grad_output, input_grad: bool = True):
+        x = self._recorded()
+        if not input_grad:
+            return None
+        return _core.max_pool2d_backward(grad_output, x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
     def extra_repr(self) -> str:
         s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -308,7 +409,16 @@ class AvgPool2d(Module):
         self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
 
     def forward(self, x):
+        if is_recording(self):
+            self._record(np.asarray(x))
         return _core.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def backward(self, grad_output, input_grad: bool = True):
+        x = self._recorded()
+        if not input_grad:
+            return None
+        return _core.avg_pool2d_backward(grad_output, x, self.kernel_size, self.stride, self.padding,
+                                         self.ceil_mode, self.count_include_pad)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -325,6 +435,8 @@ class AdaptiveAvgPool2d(Module):
 
     def forward(self, x):
         x = _check_4d("AdaptiveAvgPool2d", x)
+        if is_recording(self):
+            self._record(x)
         oh, ow = self.output_size
         h, w = x.shape[2:]
         if (oh, ow) == (1, 1):
@@ -335,6 +447,21 @@ class AdaptiveAvgPool2d(Module):
             k = (h // oh, w // ow)
             return _core.avg_pool2d(x, k, k)
         return _adaptive_avg_pool2d(x, oh, ow)
+
+    def backward(self, grad_output, input_grad: bool = True):
+        x = self._recorded()
+        if not input_grad:
+            return None
+        oh, ow = self.output_size
+        h, w = x.shape[2:]
+        if (oh, ow) == (1, 1):
+            return _core.global_avg_pool2d_backward(grad_output, x)
+        if (oh, ow) == (h, w):
+            return grad_output
+        if h % oh == 0 and w % ow == 0:
+            k = (h // oh, w // ow)
+            return _core.avg_pool2d_backward(grad_output, x, k, k)
+        return _adaptive_avg_pool2d_backward(np.asarray(grad_output, np.float32), x.shape)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -354,6 +481,19 @@ def _adaptive_avg_pool2d(x: np.ndarray, oh: int, ow: int) -> np.ndarray:
     return (sums / area).astype(np.float32)
 
 
+def _adaptive_avg_pool2d_backward(grad: np.ndarray, shape) -> np.ndarray:
+    # Each output cell spreads its gradient evenly over its window; windows may overlap.
+    n, c, h, w = shape
+    oh, ow = grad.shape[2:]
+    dx = np.zeros(shape, np.float32)
+    for i in range(oh):
+        h0, h1 = (i * h) // oh, -((-(i + 1) * h) // oh)
+        for j in range(ow):
+            w0, w1 = (j * w) // ow, -((-(j + 1) * w) // ow)
+            dx[:, :, h0:h1, w0:w1] += (grad[:, :, i, j] / np.float32((h1 - h0) * (w1 - w0)))[:, :, None, None]
+    return dx
+
+
 class Dropout(Module):
     """Zeroes each value with probability ``p`` and scales the rest by 1/(1-p) in training mode; the
     identity in eval mode."""
@@ -367,9 +507,19 @@ class Dropout(Module):
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
+            if is_recording(self):
+                self._record(None)
             return x
-        keep = self.rng.random(np.shape(x)) >= self.p
-        return (x * keep / np.float32(1.0 - self.p)).astype(np.float32)
+        mask = (self.rng.random(np.shape(x), dtype=np.float32) >= self.p) * np.float32(1.0 / (1.0 - self.p))
+        if is_recording(self):
+            self._record(mask)
+        return (x * mask).astype(np.float32, copy=False)
+
+    def backward(self, grad_output, input_grad: bool = True):
+        mask = self._recorded()
+        if not input_grad:
+            return None
+        return grad_output if mask is None else (grad_output * mask).astype(np.float32, copy=False)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -380,7 +530,13 @@ class Flatten(Module):
 
     def forward(self, x):
         x = np.asarray(x)
+        if is_recording(self):
+            self._record(x.shape)
         return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+    def backward(self, grad_output, input_grad: bool = True):
+        shape = self._recorded()
+        return np.reshape(grad_output, shape) if input_grad else None
 
 
 class Softmax(Module):
@@ -389,7 +545,17 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, x):
-        return _softmax(x, axis=self.dim).astype(np.float32, copy=False)
+        y = _softmax(x, axis=self.dim).astype(np.float32, copy=False)
+        if is_recording(self):
+            self._record(y)
+        return y
+
+    def backward(self, grad_output, input_grad: bool = True):
+        y = self._recorded()
+        if not input_grad:
+            return None
+        g = np.asarray(grad_output, np.float32)
+        return y * (g - np.sum(g * y, axis=self.dim, keepdims=True))
 
 
 class LocalResponseNorm(Module):
@@ -418,8 +584,27 @@ class LocalResponseNorm(Module):
         hi = np.minimum(ch + (self.size - 1) // 2, c - 1) + 1
         lo = np.maximum(ch - self.size // 2, 0)
         window = csum[:, hi] - csum[:, lo]
-        div = (self.k + (self.alpha / self.size) * window) ** self.beta
-        return (x / div).astype(np.float32)
+        base = self.k + (self.alpha / self.size) * window
+        if is_recording(self):
+            self._record(x, base)
+        return (x / base ** self.beta).astype(np.float32)
+
+    def backward(self, grad_output, input_grad: bool = True):
+        """dx_c = g_c / base_c^beta - 2 x_c (alpha beta / size) sum_{j: c in window(j)} g_j x_j / base_j^(beta+1)."""
+        x, base = self._recorded()
+        if not input_grad:
+            return None
+        g = np.asarray(grad_output, np.float64)
+        c = x.shape[1]
+        t = g * x / base ** (self.beta + 1)
+        # Channel j's window holds c exactly when c - (size-1)//2 <= j <= c + size//2.
+        tsum = np.zeros((x.shape[0], c + 1) + x.shape[2:], np.float64)
+        np.cumsum(t, axis=1, out=tsum[:, 1:])
+        ch = np.arange(c)
+        hi = np.minimum(ch + self.size // 2, c - 1) + 1
+        lo = np.maximum(ch - (self.size - 1) // 2, 0)
+        dx = g / base ** self.beta - (2 * self.alpha * self.beta / self.size) * x * (tsum[:, hi] - tsum[:, lo])
+        return dx.astype(np.float32)
 
     def extra_repr(self) -> str:
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
@@ -457,9 +642,12 @@ class Sequential(Module):
             return Sequential(OrderedDict(items[index]))
         return items[index][1]
 
+    def backward(self, grad_output, input_grad: bool = True):
+        return backward_chain(self.children(), grad_output, input_grad)
+
     def forward(self, x):
         layers = list(self._modules.values())
-        if self.training or is_tracing():
+        if self.training or is_tracing() or is_recording(self):
             for layer in layers:
                 x = layer(x)
             return x
@@ -488,7 +676,8 @@ def conv_bn(x, conv: Conv2d, bn: BatchNorm2d | None = None, relu: bool | ReLU = 
     """``conv``, then ``bn``, then a ReLU (``relu`` True or a ReLU module): one kernel call with the batch
     norm folded in when both are in eval mode, the steps one by one otherwise. ``out`` (optional) receives
     the result."""
-    if conv.training or (bn is not None and bn.training) or is_tracing() or (bn is not None and conv.activation):
+    if (conv.training or (bn is not None and bn.training) or is_tracing() or is_recording(conv)
+            or (bn is not None and conv.activation)):
         y = conv(x)
         if bn is not None:
             y = bn(y)

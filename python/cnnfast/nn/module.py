@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import OrderedDict
 from typing import Callable, Iterator, NamedTuple
 
@@ -29,6 +30,90 @@ def is_tracing() -> bool:
     return _trace_hook is not None
 
 
+# Gradient recording. None: modules in training mode record what backward needs; True (enable_grad): every
+# module does, in eval mode too; False (no_grad): none does. ``pass_id`` counts outermost module calls, so
+# that state left by an earlier forward pass is dropped when a module records again.
+class _GradState(threading.local):
+    mode: bool | None = None
+    depth: int = 0
+    pass_id: int = 0
+    recording: bool = False  # decided by the outermost module call of the pass
+
+
+_grad = _GradState()
+
+
+@contextlib.contextmanager
+def _grad_mode(mode: bool | None) -> Iterator[None]:
+    before = _grad.mode
+    _grad.mode = mode
+    try:
+        yield
+    finally:
+        _grad.mode = before
+
+
+def enable_grad():
+    """Context manager: forward passes inside the block record what ``backward`` needs even in eval mode
+    (running statistics, no dropout), with the eval-mode fusions off. For gradients with respect to an
+    input of a trained model, as style transfer and adversarial examples need."""
+    return _grad_mode(True)
+
+
+def no_grad():
+    """Context manager: forward passes inside the block record nothing, in training mode too."""
+    return _grad_mode(False)
+
+
+def is_recording(module: "Module | None" = None) -> bool:
+    """Whether the forward pass under way records what backward needs: when the module it was called on
+    (the outermost) is in training mode, or always inside :func:`enable_grad`, never inside :func:`no_grad`.
+    Outside any module call, ``module``'s own mode decides."""
+    if _grad.depth > 0:
+        return _grad.recording
+    if _grad.mode is not None:
+        return _grad.mode
+    return module is not None and module.training
+
+
+class Parameter(np.ndarray):
+    """A learned float32 array: an ``np.ndarray`` with two attributes more, as in PyTorch.
+
+    * ``grad``: None, or an array of the same shape that backward passes add into (``zero_grad()`` resets).
+    * ``requires_grad``: False freezes the parameter; backward passes then compute no gradient for it.
+
+    Arithmetic on a parameter gives plain arrays; views of one (``w.T``, ``w[0]``) are parameters without
+    a gradient.
+    """
+
+    def __new__(cls, value, requires_grad: bool = True):
+        p = np.asarray(value, dtype=np.float32, order="C").view(cls)
+        p.requires_grad = bool(requires_grad)
+        p.grad = None
+        return p
+
+    def __array_finalize__(self, obj) -> None:
+        self.requires_grad = getattr(obj, "requires_grad", True)
+        self.grad = None
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        # Computed on plain views, so that results are plain arrays; ``out`` is written and returned as given.
+        inputs = tuple(np.asarray(a) if isinstance(a, Parameter) else a for a in inputs)
+        if out is not None:
+            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, Parameter) else o for o in out)
+        result = getattr(ufunc, method)(*inputs, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return result
+
+    def __reduce__(self):
+        return (Parameter, (np.asarray(self), self.requires_grad))
+
+    def __repr__(self) -> str:
+        body = repr(np.asarray(self)).replace("array(", "Parameter(", 1)
+        return body if self.requires_grad else body[:-1] + ", requires_grad=False)"
+
+
 @contextlib.contextmanager
 def evaluating(model: "Module") -> Iterator[None]:
     """Run the block with ``model`` in eval mode, then put every module back in the mode it was in."""
@@ -45,6 +130,37 @@ def evaluating(model: "Module") -> Iterator[None]:
             m._drop_cache()
 
 
+def needs_grad(p) -> bool:
+    """Whether a backward pass computes a gradient for parameter ``p`` (present and not frozen)."""
+    return p is not None and getattr(p, "requires_grad", True)
+
+
+def accumulate_grad(p, grad) -> None:
+    """Add ``grad`` into ``p.grad`` (which becomes ``grad`` itself when it was None)."""
+    if grad is None:
+        return
+    if p.grad is None:
+        grad = np.asarray(grad)
+        own = grad.dtype == np.float32 and grad.flags.owndata and grad.flags.c_contiguous
+        p.grad = grad if own else np.array(grad, dtype=np.float32, order="C")
+    else:
+        p.grad += grad
+
+
+def backward_chain(modules, grad_output, input_grad: bool = True):
+    """Backward through ``modules`` that the forward pass called one after the other (listed in forward
+    order; a module may appear more than once). Stops early, before the first module with trainable
+    parameters, when the input's gradient is not asked for."""
+    modules = list(modules)
+    first = next((i for i, m in enumerate(modules) if m.has_trainable_parameters()), len(modules))
+    grad = grad_output
+    for i in range(len(modules) - 1, -1, -1):
+        if i < first and not input_grad:
+            return None
+        grad = modules[i].backward(grad, input_grad=input_grad or i > first)
+    return grad if input_grad else None
+
+
 class LoadResult(NamedTuple):
     missing_keys: list
     unexpected_keys: list
@@ -54,14 +170,16 @@ class StateDictError(ValueError):
     """A state dict that does not match the module: missing, unexpected or wrongly shaped keys."""
 
 
-def _as_parameter(value, name: str) -> np.ndarray:
+def _as_parameter(value, name: str, requires_grad: bool = True) -> Parameter:
+    if isinstance(value, Parameter) and value.flags.c_contiguous:
+        return value
     try:
         arr = np.asarray(value)
     except Exception as exc:  # e.g. a torch tensor that requires grad
         raise TypeError(f"parameter '{name}': cannot convert {type(value).__name__} to a NumPy array ({exc})") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"parameter '{name}' must be a real array, got dtype {arr.dtype}")
-    return np.asarray(arr, dtype=np.float32, order="C")
+    return Parameter(arr, requires_grad)
 
 
 class Module:
@@ -77,6 +195,10 @@ class Module:
       in batch norm, dropout). In eval mode a batch norm that follows a convolution is folded into it, and
       the arrays folded are made read-only until the mode changes or they are replaced: edit a parameter by
       assigning a new array (or call ``train()`` first), not in place.
+    * Parameters are :class:`Parameter` arrays. A forward pass of a module in training mode (or inside
+      :func:`enable_grad`) records what :meth:`backward` needs; ``backward(grad_output)`` adds the
+      parameters' gradients into their ``.grad`` and returns the input's. ``requires_grad_(False)``
+      freezes a module's parameters; ``zero_grad()`` resets the gradients.
     """
 
     def __init__(self) -> None:
@@ -113,8 +235,9 @@ class Module:
             self._modules[name] = value
         elif name in self._parameters:
             if value is not None:
-                value = _as_parameter(value, name)
                 old = self._parameters[name]
+                # A plain array replacing a frozen parameter stays frozen (load_state_dict assigns plain arrays).
+                value = _as_parameter(value, name, old is None or old.requires_grad)
                 if old is not None and old.shape != value.shape:
                     raise ValueError(f"parameter '{name}' has shape {old.shape}, cannot assign shape {value.shape}")
             self._parameters[name] = value
@@ -162,16 +285,72 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        out = self.forward(*args, **kwargs)
+        if _grad.depth == 0:
+            _grad.pass_id += 1
+            _grad.recording = self.training if _grad.mode is None else _grad.mode
+        _grad.depth += 1
+        try:
+            out = self.forward(*args, **kwargs)
+        finally:
+            _grad.depth -= 1
         if _trace_hook is not None:
             _trace_hook(self, args, out)
         return out
+
+    # -- gradients -------------------------------------------------------------------------------------
+
+    def backward(self, grad_output, input_grad: bool = True):
+        """Go back through the last forward pass: add the gradients of the loss with respect to the
+        parameters into their ``.grad`` (frozen ones skipped), and return the gradient with respect to the
+        input (None with ``input_grad=False``, which spares computing it).
+
+        ``grad_output`` is the gradient of the loss with respect to this module's output. The forward pass
+        must have run in training mode (or inside :func:`enable_grad`); each forward pass is gone back
+        through once. A module called several times in one pass (a shared ReLU) is gone back through in
+        reverse order of its calls.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define backward()")
+
+    def _record(self, *values) -> None:
+        """Keep what backward needs from this forward call (when recording: see :func:`is_recording`)."""
+        d = self.__dict__
+        if d.get("_saved_pass") != _grad.pass_id:
+            d["_saved"], d["_saved_pass"] = [], _grad.pass_id
+        d["_saved"].append(values)
+
+    def _recorded(self):
+        """What the matching forward call kept; calls are gone back through last first."""
+        saved = self.__dict__.get("_saved")
+        if not saved:
+            raise RuntimeError(f"{type(self).__name__}.backward(): no forward pass to go back through; run the "
+                               "forward pass in training mode (model.train()) or inside nn.enable_grad(), "
+                               "then backward once per forward")
+        values = saved.pop()
+        return values[0] if len(values) == 1 else values
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the parameters' gradients: to None (the default; optimizers skip them), or to zeros."""
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Freeze (False) or unfreeze every parameter of this module and those below it."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
+
+    def has_trainable_parameters(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
 
     def train(self, mode: bool = True) -> "Module":
         """Training mode (``mode=True``) or eval mode, for this module and all below it."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
             m._drop_cache()
+            m.__dict__.pop("_saved", None)
         return self
 
     def eval(self) -> "Module":
