@@ -72,13 +72,15 @@ class Identity(Module):
 class Conv2d(Module):
     """2-D convolution, ``cnnfast.conv2d`` with learned ``weight`` (out, in/groups, kH, kW) and ``bias``.
 
-    ``activation='relu'`` fuses a ReLU into the kernel's store. ``init`` draws the weight, a function
+    ``activation='relu'`` fuses a ReLU into the kernel's store. ``algorithm`` ('auto', 'direct' or
+    'winograd') is passed to the kernel; 'direct' gives the tightest rounding. ``init`` draws the weight, a function
     ``(shape, rng) -> array`` from :mod:`cnnfast.nn.init` (default: PyTorch's uniform in +-1/sqrt(fan_in));
     the bias is drawn uniform in +-1/sqrt(fan_in) as PyTorch does.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, activation: str | None = None, init=None, rng=None):
+                 groups: int = 1, bias: bool = True, activation: str | None = None, init=None, rng=None,
+                 algorithm: str = "auto"):
         super().__init__()
         name = "Conv2d"
         for arg, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
@@ -101,6 +103,9 @@ class Conv2d(Module):
         else:
             self.padding = _pair(padding, name, "padding", 0)
         self.activation = activation
+        if algorithm not in ("auto", "direct", "winograd"):
+            raise ValueError(f"{name}: algorithm must be 'auto', 'direct' or 'winograd', got {algorithm!r}")
+        self.algorithm = algorithm
         rng = _init.as_rng(rng)
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.register_parameter("weight", (init or _init.uniform_fan_in)(shape, rng))
@@ -109,7 +114,7 @@ class Conv2d(Module):
 
     def forward(self, x, out=None):
         y = _core.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                         self.activation, out)
+                         self.activation, out, self.algorithm)
         if is_recording(self):
             self._record(np.asarray(x), y if self.activation else None)
         return y
@@ -138,8 +143,9 @@ class Conv2d(Module):
         activation = "relu" if relu else self.activation
         if out is not None and not out.flags.c_contiguous:
             return _write(out, _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
-                                            activation))
-        return _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups, activation, out)
+                                            activation, None, self.algorithm))
+        return _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups, activation, out,
+                            self.algorithm)
 
     def _folded(self, bn: "BatchNorm2d") -> tuple[np.ndarray, np.ndarray]:
         # w' = w * gamma / sqrt(var + eps) per output channel; b' = (b - mean) * gamma / sqrt(var + eps) + beta.
