@@ -52,10 +52,11 @@ struct Col2imGatherPacker {
     }
 };
 
-// B[(oh, ow)][(ci, ki, kj)] = x[ci][oh * sh - pt + ki * dh][ow * sw - pl + kj * dw]: im2col, transposed.
+// B[(n, oh, ow)][(ci, ki, kj)] = x[n][ci][oh * sh - pt + ki * dh][ow * sw - pl + kj * dw]: im2col, transposed,
+// with the images of the batch one after another along K.
 struct Im2colTransposedPacker {
-    const float* x;  // first channel of this group, this image
-    index_t H, W, KH, KW, SH, SW, PT, PL, DH, DW, OW;
+    const float* x;  // first channel of this group, first image
+    index_t image_stride, H, W, KH, KW, SH, SW, PT, PL, DH, DW, OW, P;
 
     void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
         const index_t panels = ceil_div(nc, NR);
@@ -69,9 +70,9 @@ struct Im2colTransposedPacker {
                 }
                 const index_t kk = n0 + p * NR + j;
                 const index_t ci = kk / (KH * KW), r = kk % (KH * KW), ki = r / KW, kj = r % KW;
-                const float* plane = x + ci * H * W;
-                index_t oh = pc / OW, ow = pc % OW, t = 0;
+                index_t n = pc / P, q = pc % P, oh = q / OW, ow = q % OW, t = 0;
                 while (t < kc) {
+                    const float* plane = x + n * image_stride + ci * H * W;
                     const index_t len = imin(kc - t, OW - ow);
                     const index_t ih = oh * SH - PT + ki * DH;
                     if (ih < 0 || ih >= H) {
@@ -86,7 +87,10 @@ struct Im2colTransposedPacker {
                     }
                     t += len;
                     ow = 0;
-                    ++oh;
+                    if (++oh == P / OW) {
+                        oh = 0;
+                        ++n;
+                    }
                 }
             }
         }
@@ -220,6 +224,21 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
     }
     if (cg == 1 && G > 1) return depthwise_backward_weight(s, x, dy, dw, threads);
 
+    // One GEMM per group with the batch folded into K: dw_g = dy_g (ocg x N*P) * im2col(x)^T (N*P x cg*kh*kw).
+    // A must be rows of ocg: with several images, dy is first regrouped as [g][o][n][p].
+    const index_t NP = s.n * P;
+    Scratch dyr(s.n > 1 ? static_cast<std::size_t>(s.oc * NP) : 0);
+    const float* A = dy;
+    if (s.n > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (index_t no = 0; no < s.n * s.oc; ++no) {
+            const index_t n = no / s.oc, o = no % s.oc;
+            const float* src = dy + (n * s.oc + o) * P;
+            float* d = dyr.p + o * NP + n * P;
+            for (index_t q = 0; q < P; ++q) d[q] = src[q];
+        }
+        A = dyr.p;
+    }
     const GemmSplit split = split_gemm(G, ocg, Kw, threads);
     const index_t tasks = G * split.n_blocks * split.m_chunks;
 #pragma omp parallel num_threads(threads)
@@ -236,12 +255,11 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
             const index_t g = r / split.n_blocks;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
             const index_t n0 = nb * NC, nc = imin(NC, Kw - n0);
-            for (index_t n = 0; n < s.n; ++n) {
-                Im2colTransposedPacker pk{x + (n * s.c + g * cg) * s.h * s.w, s.h, s.w, s.kh, s.kw, s.stride_h, s.stride_w,
-                                          s.pad_t, s.pad_l, s.dil_h, s.dil_w, s.ow};
-                gemm_block(ocg, m0, m1, n0, nc, P, dy + (n * s.oc + g * ocg) * P, P, pk, b_buf.p, dw + g * ocg * Kw, Kw,
-                           ep, n > 0);
-            }
+            Im2colTransposedPacker pk{x + g * cg * s.h * s.w, s.c * s.h * s.w, s.h, s.w, s.kh, s.kw, s.stride_h,
+                                      s.stride_w, s.pad_t, s.pad_l, s.dil_h, s.dil_w, s.ow, P};
+            // with one image, dy's rows for group g are ocg rows P apart; with several, dyr's are N*P apart
+            const float* ag = s.n > 1 ? A + g * ocg * NP : A + g * ocg * P;
+            gemm_block(ocg, m0, m1, n0, nc, NP, ag, NP, pk, b_buf.p, dw + g * ocg * Kw, Kw, ep);
         }
     }
 }
