@@ -49,17 +49,21 @@ FloatArray float_array(py::handle obj, const char* fn, const char* arg, int ndim
         value_error(std::string(fn) + "(): " + arg + " must be " + std::to_string(ndim) + "-D" +
                     (dims ? std::string(" ") + dims : std::string()) + ", got shape " + shape_str(a));
     // NOTE: float32, C-contiguous and aligned arrays pass through without a copy.
-    return FloatArray::ensure(a);
+    FloatArray f = FloatArray::ensure(a);
+    if (!f) type_error(std::string(fn) + "(): " + arg + " could not be converted to float32 (dtype " + dtype_str(a) + ")");
+    return f;
 }
 
-py::array_t<std::int64_t, py::array::c_style> int_array(py::handle obj, const char* fn, const char* arg, int ndim) {
+Int64Array int_array(py::handle obj, const char* fn, const char* arg, int ndim) {
     py::array a = as_ndarray(obj, fn, arg);
     const char k = a.dtype().kind();
     if (k != 'i' && k != 'u')
         type_error(std::string(fn) + "(): " + arg + " must be an integer array, got dtype " + dtype_str(a));
     if (a.ndim() != ndim)
         value_error(std::string(fn) + "(): " + arg + " must be " + std::to_string(ndim) + "-D, got shape " + shape_str(a));
-    return py::array_t<std::int64_t, py::array::c_style>::ensure(a);
+    Int64Array v = Int64Array::ensure(a);
+    if (!v) type_error(std::string(fn) + "(): " + arg + " could not be converted to int64 (dtype " + dtype_str(a) + ")");
+    return v;
 }
 
 index_t int_arg(py::handle obj, const char* fn, const char* arg, index_t min_value, index_t max_value) {
@@ -164,7 +168,9 @@ FloatArray output_array(py::handle out, const std::vector<index_t>& shape, const
         if (!allowed)
             value_error(std::string(fn) + "(): out shares memory with " + name + (may_alias.empty() ? "" : " (only an exact alias is allowed)"));
     }
-    return FloatArray::ensure(o);
+    FloatArray y = FloatArray::ensure(o);
+    if (!y) type_error(std::string(fn) + "(): out could not be used as a float32 array");
+    return y;
 }
 
 }  // namespace cnnfast::py_args
