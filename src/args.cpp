@@ -4,6 +4,10 @@
 #include <limits>
 #include <sstream>
 
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#endif
+
 namespace cnnfast::py_args {
 
 void value_error(const std::string& msg) { throw py::value_error(msg); }
@@ -115,6 +119,17 @@ cnnfast::Activation activation_arg(py::handle obj, const char* fn) {
     value_error(std::string(fn) + "(): activation must be None or 'relu', got " + std::string(py::repr(obj)));
 }
 
+namespace {
+// Bytes of physical memory, or 0 when the platform does not say.
+std::uint64_t physical_memory_bytes() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0) return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+#endif
+    return 0;
+}
+}  // namespace
+
 index_t checked_numel(const std::vector<index_t>& shape, const char* fn, const char* what) {
     // NOTE: 2^46 floats (256 TiB) is far past any machine; the cap keeps every later size product in int64.
     constexpr index_t kMax = index_t(1) << 46;
@@ -128,6 +143,14 @@ index_t checked_numel(const std::vector<index_t>& shape, const char* fn, const c
                         ", more elements than can be allocated");
         }
         n *= d;
+    }
+    // An array larger than the machine's memory cannot be computed: say so here rather than leave it to the
+    // allocator, which may succeed under memory overcommit and let the kernel run out of memory later.
+    static const std::uint64_t memory = physical_memory_bytes();
+    if (memory > 0 && static_cast<std::uint64_t>(n) * sizeof(float) > memory) {
+        value_error(std::string(fn) + "(): the " + what + " would have shape " + shape_str(shape) + " (" +
+                    std::to_string(static_cast<std::uint64_t>(n) * sizeof(float) >> 30) +
+                    " GiB of float32), more than this machine's memory (" + std::to_string(memory >> 30) + " GiB)");
     }
     return n;
 }
