@@ -223,16 +223,18 @@ def nms(boxes, scores, iou_threshold, score_threshold=None, max_output=None, cla
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     order = nms_order(scores, score_threshold)
     thr = np.float32(iou_threshold)
-    iou = box_iou(boxes, boxes, dtype=iou_dtype)
+    suppressed = np.zeros(len(boxes), dtype=bool)
     kept: list[int] = []
     for i in order:
         if max_output is not None and len(kept) >= max_output:
             break
-        suppressed = any(
-            iou[k, i] > thr for k in kept if class_ids is None or class_ids[k] == class_ids[i]
-        )
-        if not suppressed:
-            kept.append(int(i))
+        if suppressed[i]:
+            continue
+        kept.append(int(i))
+        over = box_iou(boxes[i : i + 1], boxes, dtype=iou_dtype)[0] > thr
+        if class_ids is not None:
+            over &= np.asarray(class_ids) == class_ids[i]
+        suppressed |= over
     return np.asarray(kept, dtype=np.int64)
 
 
