@@ -43,6 +43,13 @@ py::array as_ndarray(py::handle obj, const char* fn, const char* arg) {
 
 std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
 
+// ensure() drops NumPy's error when a conversion fails (a MemoryError naming the shape, say): convert again
+// through NumPy so that error reaches the caller.
+[[noreturn]] void conversion_failed(const py::array& a, const char* fn, const char* arg, const char* dtype) {
+    py::module_::import("numpy").attr("ascontiguousarray")(a, dtype);
+    type_error(std::string(fn) + "(): " + arg + " could not be converted to " + dtype + " (dtype " + dtype_str(a) + ")");
+}
+
 }  // namespace
 
 FloatArray float_array(py::handle obj, const char* fn, const char* arg, int ndim, const char* dims) {
@@ -52,9 +59,14 @@ FloatArray float_array(py::handle obj, const char* fn, const char* arg, int ndim
     if (ndim >= 0 && a.ndim() != ndim)
         value_error(std::string(fn) + "(): " + arg + " must be " + std::to_string(ndim) + "-D" +
                     (dims ? std::string(" ") + dims : std::string()) + ", got shape " + shape_str(a));
-    // NOTE: float32, C-contiguous and aligned arrays pass through without a copy.
+    // NOTE: float32 C-contiguous arrays pass through without a copy.
+    if (!(a.dtype().is(py::dtype::of<float>()) && (a.flags() & py::array::c_style))) {
+        // a copy as large as a broadcast view (np.broadcast_to) can be: refuse it before allocating
+        const std::vector<index_t> shape(a.shape(), a.shape() + a.ndim());
+        checked_numel(shape, fn, (std::string("float32 copy of ") + arg).c_str());
+    }
     FloatArray f = FloatArray::ensure(a);
-    if (!f) type_error(std::string(fn) + "(): " + arg + " could not be converted to float32 (dtype " + dtype_str(a) + ")");
+    if (!f) conversion_failed(a, fn, arg, "float32");
     return f;
 }
 
@@ -66,7 +78,7 @@ Int64Array int_array(py::handle obj, const char* fn, const char* arg, int ndim) 
     if (a.ndim() != ndim)
         value_error(std::string(fn) + "(): " + arg + " must be " + std::to_string(ndim) + "-D, got shape " + shape_str(a));
     Int64Array v = Int64Array::ensure(a);
-    if (!v) type_error(std::string(fn) + "(): " + arg + " could not be converted to int64 (dtype " + dtype_str(a) + ")");
+    if (!v) conversion_failed(a, fn, arg, "int64");
     return v;
 }
 
