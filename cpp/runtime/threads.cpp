@@ -5,12 +5,22 @@
 #include <atomic>
 
 #include <omp.h>
+#if __has_include(<pthread.h>)
+#include <pthread.h>
+#define CNNFAST_HAVE_PTHREAD_ATFORK 1
+#endif
 
 namespace cnnfast {
 
 namespace {
 std::atomic<int> g_threads{0};  // 0: follow OpenMP's own setting
-}
+std::atomic<bool> g_forked_child{false};
+
+#ifdef CNNFAST_HAVE_PTHREAD_ATFORK
+void mark_forked_child() { g_forked_child.store(true, std::memory_order_relaxed); }
+const int g_atfork_registered = pthread_atfork(nullptr, nullptr, &mark_forked_child);
+#endif
+}  // namespace
 
 void set_num_threads(int n) {
     g_threads.store(n > 0 ? n : 0, std::memory_order_relaxed);
@@ -18,6 +28,9 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() {
+    // NOTE: GNU OpenMP cannot start a new thread pool in the child of a fork() once the parent had one: the
+    // child's first parallel region would wait forever. A forked child runs the kernels on one thread.
+    if (g_forked_child.load(std::memory_order_relaxed)) return 1;
     const int n = g_threads.load(std::memory_order_relaxed);
     if (n > 0) return n;
     const int omp = omp_get_max_threads();
