@@ -29,7 +29,14 @@ settings.register_profile(
     print_blob=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-settings.load_profile(os.environ.get("CNNFAST_HYPOTHESIS_PROFILE", "ci"))
+PROFILE = os.environ.get("CNNFAST_HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+
+def examples(n):
+    """max_examples for a test that needs more (or fewer) than the profile's default: n under the CI profile,
+    ten times n under the thorough one."""
+    return n * 10 if PROFILE == "thorough" else n
 
 SUPPORTED_ISAS = list(_core._supported_isas())
 

@@ -17,7 +17,7 @@ import cnnfast
 from cnnfast import _core
 
 import numpy_reference as ref
-from conftest import assert_close
+from conftest import assert_close, examples
 
 
 def random_boxes(rng, n, span=100.0, max_size=30.0):
@@ -54,7 +54,7 @@ def test_box_iou_matches_numpy(isa, na, nb, rng):
         assert ((y >= 0) & (y <= 1)).all()
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(na=st.integers(0, 40), nb=st.integers(0, 70), seed=st.integers(0, 2**31 - 1))
 def test_box_iou_on_the_grid_is_exact(isa, na, nb, seed):
     rng = np.random.default_rng(seed)
@@ -135,7 +135,7 @@ def nms_kwargs(case):
     return dict(score_threshold=case["score_threshold"], max_output=case["max_output"])
 
 
-@settings(max_examples=80)
+@settings(max_examples=examples(80))
 @given(case=nms_cases())
 def test_nms_matches_numpy_greedy(isa, case):
     boxes, scores, _ = nms_inputs(case)
@@ -153,7 +153,7 @@ def test_nms_matches_numpy_greedy(isa, case):
         assert len(keep) <= case["max_output"]
 
 
-@settings(max_examples=80)
+@settings(max_examples=examples(80))
 @given(case=nms_cases())
 def test_batched_nms_is_per_class_nms_merged_by_score(isa, case):
     boxes, scores, class_ids = nms_inputs(case)

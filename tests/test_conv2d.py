@@ -16,7 +16,7 @@ import cnnfast
 from cnnfast import _core
 
 import numpy_reference as ref
-from conftest import GEMM_TILE, assert_close, assert_float32_rounding_of, rand, sentinel
+from conftest import GEMM_TILE, assert_close, assert_float32_rounding_of, examples, rand, sentinel
 
 # --- worked examples ------------------------------------------------------------------------------
 
@@ -158,14 +158,14 @@ def check_conv(x, w, b=None, **kw):
     return out
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(case=conv_cases())
 def test_conv2d_matches_numpy_reference(isa, case):
     x, w, b = make_conv_inputs(case)
     check_conv(x, w, b, **conv_kwargs(case))
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(case=conv_cases())
 def test_cpp_reference_matches_numpy_reference(case):
     x, w, b = make_conv_inputs(case)
@@ -235,6 +235,18 @@ def test_conv2d_blocked_accumulation(isa, c, kh, kw, rng):
     x = rand(rng, 1, c, 11, 13)
     for o in (5, 9):
         check_conv(x, rand(rng, o, c, kh, kw), rand(rng, o), padding=(kh // 2, kw // 2), activation="relu")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_output_channels_split_across_threads(isa, threads, rng, threads_restored):
+    # few pixels and many output channels: the work is split along the output channels, in whole MR panels,
+    # while K = 300 * 9 runs through eleven K blocks
+    x = rand(rng, 1, 300, 5, 5)
+    with cnnfast.num_threads(threads):
+        for o in (200, 201, 37):
+            check_conv(x, rand(rng, o, 300, 3, 3), rand(rng, o), padding=1)
+        check_conv(x[:, :64], rand(rng, 130, 64, 1, 1), None, activation="relu")
+        check_conv(rand(rng, 1, 64, 7, 7), rand(rng, 96, 16, 3, 3), rand(rng, 96), groups=4, padding=1)
 
 
 @pytest.mark.parametrize("c", [1, 3, 4, 8, 13, 16, 17, 33, 64])
@@ -402,7 +414,12 @@ def test_conv2d_misaligned_float32_input(isa, rng):
     xm = np.frombuffer(buf.data, dtype=np.float32, count=x.size, offset=1).reshape(x.shape)
     xm[...] = x
     assert not xm.flags.aligned
-    np.testing.assert_array_equal(cnnfast.conv2d(xm, w, padding=1), cnnfast.conv2d(x, w, padding=1))
+    expected = cnnfast.conv2d(x, w, padding=1)
+    np.testing.assert_array_equal(cnnfast.conv2d(xm, w, padding=1), expected)
+    obuf = np.zeros(expected.nbytes + 1, np.uint8)
+    out = np.frombuffer(obuf.data, dtype=np.float32, count=expected.size, offset=1).reshape(expected.shape)
+    cnnfast.conv2d(x, w, padding=1, out=out)
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_conv2d_does_not_modify_inputs_and_returns_new_array(isa, rng):

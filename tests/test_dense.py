@@ -16,7 +16,7 @@ import cnnfast
 from cnnfast import _core
 
 import numpy_reference as ref
-from conftest import GEMM_TILE, assert_close, assert_float32_rounding_of, rand, sentinel
+from conftest import GEMM_TILE, assert_close, assert_float32_rounding_of, examples, rand, sentinel
 
 # --- add -------------------------------------------------------------------------------------------
 
@@ -42,7 +42,7 @@ def test_add_matches_numpy(isa, size, relu, rng):
     np.testing.assert_array_equal(_core.reference.add(a, b, relu), expected_add(a, b, relu))
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(
     shape=st.lists(st.integers(0, 9), min_size=0, max_size=4),
     relu=st.booleans(),
@@ -149,7 +149,7 @@ def check_linear(x, w, b=None, activation=None):
     return y
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(
     lead=st.sampled_from([(), (1,), (2,), (3,), (4,), (5,), (9,), (33,), (2, 3), (1, 1, 5), (0,), (3, 0)]),
     in_f=st.sampled_from([1, 2, 7, 16, 63, 256, 257, 300, 600]),
@@ -179,6 +179,15 @@ def test_linear_gemv_and_gemm_paths(isa, batch, rng):
             x, w = rand(rng, batch, in_f), rand(rng, out_f, in_f)
             check_linear(x, w, rand(rng, out_f), "relu")
             check_linear(x, w)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_linear_batch_split_across_threads(isa, threads, rng, threads_restored):
+    # many rows and few output features: one N block, the batch split in whole MR panels
+    with cnnfast.num_threads(threads):
+        for batch, in_f, out_f in [(200, 300, 5), (37, 600, 48), (1000, 3, 1)]:
+            x, w = rand(rng, batch, in_f), rand(rng, out_f, in_f)
+            check_linear(x, w, rand(rng, out_f), "relu")
 
 
 def test_linear_one_two_three_dimensional_x(isa, rng):
@@ -255,3 +264,29 @@ def test_linear_matches_pytorch(isa):
         expected = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)).numpy()
         assert_close(cnnfast.linear(x, w, b), expected.astype(np.float64), atol=2 * linear_tol(x, w, b),
                      what=f"linear vs torch {lead} {in_f}->{out_f}")
+
+
+# --- the NumPy helpers -------------------------------------------------------------------------------
+
+
+def test_relu_helper():
+    x = np.array([-2, -0.0, 0, 3, np.nan, -np.inf, np.inf], np.float32)
+    y = cnnfast.relu(x)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, [0, 0, 0, 3, np.nan, 0, np.inf])
+    out = np.empty_like(x)
+    assert cnnfast.relu(x, out=out) is out
+    np.testing.assert_array_equal(cnnfast.relu(x.astype(np.float64)), y.astype(np.float64))
+
+
+def test_softmax_helper(rng):
+    x = rand(rng, 3, 1000, low=-50, high=50)
+    y = cnnfast.softmax(x)
+    e = np.exp(x.astype(np.float64) - x.max(axis=-1, keepdims=True))
+    assert_close(y, e / e.sum(axis=-1, keepdims=True), atol=1e-7, rtol=1e-5)
+    np.testing.assert_allclose(y.sum(axis=-1), 1, rtol=1e-5)
+    big = np.array([1e4, 1e4 + 1, -1e4], np.float32)
+    np.testing.assert_allclose(cnnfast.softmax(big), [1 / (1 + np.e), np.e / (1 + np.e), 0], rtol=1e-5)
+    np.testing.assert_allclose(cnnfast.softmax(x, axis=0).sum(axis=0), 1, rtol=1e-5)
+    with pytest.raises(TypeError, match="softmax"):
+        cnnfast.softmax(np.arange(5))

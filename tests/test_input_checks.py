@@ -318,6 +318,9 @@ def test_non_contiguous_inputs_are_converted(isa):
         np.testing.assert_array_equal(cnnfast.avg_pool2d(xv, 2), cnnfast.avg_pool2d(x, 2), err_msg=name)
         np.testing.assert_array_equal(cnnfast.global_avg_pool2d(xv), cnnfast.global_avg_pool2d(x), err_msg=name)
         np.testing.assert_array_equal(cnnfast.add(xv, x), cnnfast.add(x, x), err_msg=name)
+    # byte-swapped float32 and NumPy integer scalars as parameters
+    np.testing.assert_array_equal(cnnfast.conv2d(x.astype(">f4"), w.astype(">f4"), padding=np.int64(1)), expected)
+    np.testing.assert_array_equal(cnnfast.conv2d(x, w, padding=(np.int32(1), 1), stride=np.uint8(1)), expected)
     # a broadcast input with zero strides, expanded on conversion
     xb = np.broadcast_to(x[:1, :1], (2, 4, 9, 7))
     np.testing.assert_array_equal(cnnfast.conv2d(xb, w, padding=1), cnnfast.conv2d(np.ascontiguousarray(xb), w, padding=1))

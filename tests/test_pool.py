@@ -19,7 +19,7 @@ import cnnfast
 from cnnfast import _core
 
 import numpy_reference as ref
-from conftest import assert_close, assert_float32_rounding_of, rand
+from conftest import assert_close, assert_float32_rounding_of, examples, rand
 
 
 def avg_tol(x, k):
@@ -84,7 +84,7 @@ def pool_args(case):
                 ceil_mode=case["ceil_mode"])
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(case=pool_cases())
 def test_max_pool2d_matches_numpy_reference(isa, case):
     x = pool_inputs(case)
@@ -94,7 +94,7 @@ def test_max_pool2d_matches_numpy_reference(isa, case):
     np.testing.assert_array_equal(y, expected.astype(np.float32))
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(case=pool_cases())
 def test_avg_pool2d_matches_numpy_reference(isa, case):
     x = pool_inputs(case)
@@ -104,7 +104,7 @@ def test_avg_pool2d_matches_numpy_reference(isa, case):
     assert_close(y, expected, atol=avg_tol(x, case["kernel_size"]), rtol=1e-6, what=f"avg_pool2d {x.shape} {kw}")
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(case=pool_cases())
 def test_cpp_reference_pools_match_numpy_reference(case):
     x = pool_inputs(case)
