@@ -190,15 +190,23 @@ def test_nms_large_inputs(isa, n, rng):
                    ref.nms(boxes, scores, thr, class_ids=class_ids, iou_dtype=np.float32))
 
 
-def test_nms_float_boxes_agree_with_reference_kernel(isa, rng):
-    # off the grid the IoU may round differently from NumPy's; the C++ reference computes it in the same order
-    boxes = random_boxes(rng, 500, span=60)
+def test_nms_float_boxes(isa):
+    # off the grid, float32 rounding may differ between implementations (FMA or not), which can only matter for
+    # an IoU within a rounding of the threshold: pick boxes with no IoU within 1e-6 of any threshold used
+    thresholds = (0.2, 0.5, 0.8)
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        boxes = random_boxes(rng, 500, span=60)
+        iou = ref.box_iou(boxes, boxes)
+        if all(np.abs(iou - t).min() > 1e-6 for t in thresholds):
+            break
+    else:
+        pytest.fail("no seed gave boxes clear of the thresholds")
     scores = rng.random(500).astype(np.float32)
-    for thr in (0.2, 0.5, 0.8):
-        fast = cnnfast.nms(boxes, scores, thr)
-        slow = _core.reference.nms(boxes, scores, thr)
-        check_keep(fast, slow)
-        np.testing.assert_array_equal(fast, ref.nms(boxes, scores, thr, iou_dtype=np.float32))
+    for thr in thresholds:
+        expected = ref.nms(boxes, scores, thr)
+        check_keep(cnnfast.nms(boxes, scores, thr), expected)
+        check_keep(_core.reference.nms(boxes, scores, thr), expected)
 
 
 def test_nms_descending_scores_and_stable_ties(isa):

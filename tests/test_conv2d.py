@@ -428,7 +428,6 @@ def test_conv2d_does_not_modify_inputs_and_returns_new_array(isa, rng):
     y = cnnfast.conv2d(x, w, b, padding=1, activation="relu")
     for a, c in zip((x, w, b), copies):
         np.testing.assert_array_equal(a, c)
-    assert y.flags.owndata or y.base is not None
     assert not np.shares_memory(y, x)
 
 
@@ -460,6 +459,7 @@ TORCH_CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
 @pytest.mark.parametrize("case", TORCH_CASES, ids=lambda c: f"{c['x']}*{c['w']}")
 def test_conv2d_matches_pytorch(isa, case):
     torch = pytest.importorskip("torch")
