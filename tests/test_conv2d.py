@@ -265,6 +265,7 @@ def test_conv2d_groups(isa, groups, c, o, rng):
     x = rand(rng, 2, c, 9, 7)
     check_conv(x, rand(rng, o, c // groups, 3, 3), rand(rng, o), padding=1, groups=groups)
     check_conv(x, rand(rng, o, c // groups, 2, 3), None, stride=2, dilation=(2, 1), groups=groups)
+    check_conv(x, rand(rng, o, c // groups, 1, 1), rand(rng, o), groups=groups)  # grouped 1x1: the fast path per group
 
 
 @pytest.mark.parametrize("k", [(2, 2), (4, 4), (2, 3), (1, 4), (6, 5)])

@@ -288,6 +288,16 @@ def test_global_avg_pool2d(isa, shape, rng):
     assert_float32_rounding_of(_core.reference.global_avg_pool2d(x), expected, atol=1e-12, what="reference")
 
 
+@settings(max_examples=examples(30))
+@given(n=st.integers(0, 3), c=st.integers(0, 70), h=st.integers(1, 40), w=st.integers(1, 40),
+       seed=st.integers(0, 2**31 - 1))
+def test_global_avg_pool2d_matches_numpy_reference(isa, n, c, h, w, seed):
+    x = rand(np.random.default_rng(seed), n, c, h, w, low=-2, high=3)
+    expected = ref.global_avg_pool2d(x)
+    assert_close(cnnfast.global_avg_pool2d(x), expected, atol=3e-6 * math.sqrt(h * w), rtol=1e-5)
+    assert_float32_rounding_of(_core.reference.global_avg_pool2d(x), expected, atol=1e-12)
+
+
 def test_global_avg_pool2d_is_a_full_window_average(isa, rng):
     x = rand(rng, 2, 13, 9, 7)
     assert_close(cnnfast.global_avg_pool2d(x), ref.avg_pool2d(x, (9, 7)), atol=1e-6 * 8, rtol=1e-6)
