@@ -135,7 +135,7 @@ def nms_kwargs(case):
     return dict(score_threshold=case["score_threshold"], max_output=case["max_output"])
 
 
-@settings(max_examples=examples(80))
+@settings(max_examples=examples(150))
 @given(case=nms_cases())
 def test_nms_matches_numpy_greedy(isa, case):
     boxes, scores, _ = nms_inputs(case)
@@ -153,7 +153,7 @@ def test_nms_matches_numpy_greedy(isa, case):
         assert len(keep) <= case["max_output"]
 
 
-@settings(max_examples=examples(80))
+@settings(max_examples=examples(120))
 @given(case=nms_cases())
 def test_batched_nms_is_per_class_nms_merged_by_score(isa, case):
     boxes, scores, class_ids = nms_inputs(case)

@@ -158,14 +158,14 @@ def check_conv(x, w, b=None, **kw):
     return out
 
 
-@settings(max_examples=examples(60))
+@settings(max_examples=examples(150))
 @given(case=conv_cases())
 def test_conv2d_matches_numpy_reference(isa, case):
     x, w, b = make_conv_inputs(case)
     check_conv(x, w, b, **conv_kwargs(case))
 
 
-@settings(max_examples=examples(40))
+@settings(max_examples=examples(60))
 @given(case=conv_cases())
 def test_cpp_reference_matches_numpy_reference(case):
     x, w, b = make_conv_inputs(case)

@@ -149,7 +149,7 @@ def check_linear(x, w, b=None, activation=None):
     return y
 
 
-@settings(max_examples=examples(60))
+@settings(max_examples=examples(100))
 @given(
     lead=st.sampled_from([(), (1,), (2,), (3,), (4,), (5,), (9,), (33,), (2, 3), (1, 1, 5), (0,), (3, 0)]),
     in_f=st.sampled_from([1, 2, 7, 16, 63, 256, 257, 300, 600]),

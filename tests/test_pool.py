@@ -84,7 +84,7 @@ def pool_args(case):
                 ceil_mode=case["ceil_mode"])
 
 
-@settings(max_examples=examples(60))
+@settings(max_examples=examples(100))
 @given(case=pool_cases())
 def test_max_pool2d_matches_numpy_reference(isa, case):
     x = pool_inputs(case)
@@ -94,7 +94,7 @@ def test_max_pool2d_matches_numpy_reference(isa, case):
     np.testing.assert_array_equal(y, expected.astype(np.float32))
 
 
-@settings(max_examples=examples(60))
+@settings(max_examples=examples(100))
 @given(case=pool_cases())
 def test_avg_pool2d_matches_numpy_reference(isa, case):
     x = pool_inputs(case)
