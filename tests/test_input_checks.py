@@ -156,6 +156,11 @@ CASES = {
     "conv2d weight view of 1e13 elements": (
         lambda: cnnfast.conv2d(X, np.broadcast_to(np.float64(0), (10**6, 4, 10**3, 2500))), ValueError,
         [r"\bweight\b", r"\(1000000, 4, 1000, 2500\)"]),
+    "avg_pool2d window area past int64": (
+        lambda: cnnfast.avg_pool2d(f32(1, 1, 4, 4), (274177, 67280421310721), 1, (137088, 33640210655360)), ValueError,
+        ["kernel_size", r"\(274177, 67280421310721\)"]),
+    "max_pool2d window area past int64": (
+        lambda: cnnfast.max_pool2d(f32(1, 1, 4, 4), 2**31, 1, 2**30), ValueError, ["kernel_size"]),
     "global_avg_pool2d x int": (lambda: cnnfast.global_avg_pool2d(X.astype(np.int8)), TypeError, [r"\bx\b"]),
     "global_avg_pool2d x 3-D": (lambda: cnnfast.global_avg_pool2d(f32(4, 9, 7)), ValueError, [r"\bx\b", r"\(4, 9, 7\)"]),
     "global_avg_pool2d empty image": (

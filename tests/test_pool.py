@@ -163,6 +163,20 @@ def test_avg_pool_count_include_pad_both_ways(isa):
     np.testing.assert_allclose(yx[0, 0, 0, 0], (0 + 1 + 5 + 6) / 4, rtol=1e-6)
 
 
+@pytest.mark.parametrize("k", [10**5, 3 * 10**6 + 1])
+def test_pool_windows_far_larger_than_the_input(isa, k):
+    # mostly padding: both kernels visit only the input, and the divisor (k * k with count_include_pad) is exact
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4) + 1
+    p = k // 2
+    for cip in (True, False):
+        expected = ref.avg_pool2d(x, k, 1, p, count_include_pad=cip)
+        for fn in (cnnfast.avg_pool2d, _core.reference.avg_pool2d):
+            y = fn(x, k, 1, p, count_include_pad=cip)
+            assert_close(y, expected, atol=0, rtol=1e-6, what=f"k={k} count_include_pad={cip}")
+    for fn in (cnnfast.max_pool2d, _core.reference.max_pool2d):
+        np.testing.assert_array_equal(fn(x, k, 1, p), ref.max_pool2d(x, k, 1, p).astype(np.float32))
+
+
 def test_max_pool_padding_is_never_selected(isa):
     x = np.full((1, 2, 4, 5), -7.0, np.float32)
     y = cnnfast.max_pool2d(x, 3, 1, 1)
