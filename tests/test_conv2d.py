@@ -60,6 +60,7 @@ def test_stride_2_example(isa):
     assert y.shape == (1, 1, 3, 3)
     # top left: 2*3 + 3*4 + 7*4 + 6*1 + 6*0 + 9*2 + 3*-1 + 4*0 + 8*3 = 91
     np.testing.assert_array_equal(y[0, 0], [[91, 100, 88], [69, 91, 117], [44, 72, 74]])
+    np.testing.assert_array_equal(y, ref.conv2d_loops(x[None, None], w[None, None], stride=2))
     # the edge image with stride 2: rows and columns 0 and 2 of the 4x4 result
     y = cnnfast.conv2d(EDGE_IMAGE[None, None], VERTICAL_EDGE[None, None], stride=2)
     np.testing.assert_array_equal(y[0, 0], [[0, 30], [0, 30]])
