@@ -217,6 +217,9 @@ def test_linear_empty_dimensions(isa, rng):
     w = rand(rng, 5, 7)
     assert cnnfast.linear(np.zeros((0, 7), np.float32), w).shape == (0, 5)
     assert cnnfast.linear(np.zeros((3, 0, 7), np.float32), w).shape == (3, 0, 5)
+    for batch in (3, 9):  # no output features
+        y = cnnfast.linear(rand(rng, batch, 7), np.zeros((0, 7), np.float32), np.zeros(0, np.float32), "relu")
+        assert y.shape == (batch, 0) and y.dtype == np.float32
     # no input features: the output is the bias (or zeros)
     b = rand(rng, 5)
     for batch in (1, 6):
