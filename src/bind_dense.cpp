@@ -68,6 +68,70 @@ py::array linear_impl(bool reference, py::handle x_obj, py::handle w_obj, py::ha
     return std::move(y);
 }
 
+py::tuple linear_backward_impl(bool reference, py::handle dy_obj, py::handle x_obj, py::handle w_obj, bool input_grad,
+                               bool weight_grad, bool bias_grad) {
+    const char* fn = "linear_backward";
+    FloatArray x = float_array(x_obj, fn, "x");
+    FloatArray w = float_array(w_obj, fn, "weight", 2, "(out_features, in_features)");
+    FloatArray dy = float_array(dy_obj, fn, "grad_output");
+    if (x.ndim() < 1) value_error(std::string(fn) + "(): x must have at least 1 dimension, got shape ()");
+    const index_t in = w.shape(1), out = w.shape(0);
+    if (x.shape(x.ndim() - 1) != in)
+        value_error(std::string(fn) + "(): x has shape " + shape_str(x) + " but weight has shape " + shape_str(w));
+    std::vector<index_t> yshape(x.shape(), x.shape() + x.ndim());
+    yshape.back() = out;
+    if (std::vector<index_t>(dy.shape(), dy.shape() + dy.ndim()) != yshape)
+        value_error(std::string(fn) + "(): grad_output has shape " + shape_str(dy) + ", expected " + shape_str(yshape));
+    const index_t batch = checked_numel(std::vector<index_t>(yshape.begin(), yshape.end() - 1), fn, "batch");
+    py::object dx = py::none(), dw = py::none(), db = py::none();
+    float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+    if (input_grad) {
+        FloatArray t(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+        dxp = t.mutable_data();
+        dx = t;
+    }
+    if (weight_grad) {
+        FloatArray t(std::vector<py::ssize_t>{out, in});
+        dwp = t.mutable_data();
+        dw = t;
+    }
+    if (bias_grad) {
+        FloatArray t(std::vector<py::ssize_t>{out});
+        dbp = t.mutable_data();
+        db = t;
+    }
+    const float *xp = x.data(), *wp = w.data(), *dyp = dy.data();
+    {
+        py::gil_scoped_release nogil;
+        if (reference)
+            linear_backward_f32_reference(batch, in, out, xp, wp, dyp, dxp, dwp, dbp);
+        else
+            linear_backward_f32(batch, in, out, xp, wp, dyp, dxp, dwp, dbp);
+    }
+    return py::make_tuple(dx, dw, db);
+}
+
+py::array relu_backward_impl(bool reference, py::handle dy_obj, py::handle y_obj) {
+    const char* fn = "relu_backward";
+    FloatArray dy = float_array(dy_obj, fn, "grad_output");
+    FloatArray y = float_array(y_obj, fn, "output");
+    std::vector<index_t> shape(dy.shape(), dy.shape() + dy.ndim());
+    if (std::vector<index_t>(y.shape(), y.shape() + y.ndim()) != shape)
+        value_error(std::string(fn) + "(): grad_output has shape " + shape_str(dy) + " but output has shape " + shape_str(y));
+    FloatArray dx = output_array(py::none(), shape, fn, {});
+    const float *dyp = dy.data(), *yp = y.data();
+    float* dxp = dx.mutable_data();
+    const index_t count = dy.size();
+    {
+        py::gil_scoped_release nogil;
+        if (reference)
+            relu_backward_f32_reference(count, dyp, yp, dxp);
+        else
+            relu_backward_f32(count, dyp, yp, dxp);
+    }
+    return std::move(dx);
+}
+
 }  // namespace
 
 void bind_dense(py::module_& m, py::module_& ref) {
@@ -90,6 +154,25 @@ a or b itself (in place) but must not partly overlap them.)doc");
 
 The fully connected layer x @ weight.T + bias, as torch.nn.functional.linear: x (..., in_features), weight
 (out_features, in_features), bias (out_features,). activation=None or 'relu'.)doc");
+        t.def(
+            "linear_backward",
+            [reference](py::handle grad_output, py::handle x, py::handle weight, bool input_grad, bool weight_grad,
+                        bool bias_grad) {
+                return linear_backward_impl(reference, grad_output, x, weight, input_grad, weight_grad, bias_grad);
+            },
+            py::arg("grad_output"), py::arg("x"), py::arg("weight"), py::arg("input_grad") = true,
+            py::arg("weight_grad") = true, py::arg("bias_grad") = true,
+            R"doc(linear_backward(grad_output, x, weight, input_grad=True, weight_grad=True, bias_grad=True)
+
+Gradients of linear: (grad_output @ weight, grad_output.T @ x, grad_output summed over the batch), with
+None for a gradient not asked for. A fused ReLU is undone first with relu_backward.)doc");
+        t.def(
+            "relu_backward", [reference](py::handle grad_output, py::handle output) { return relu_backward_impl(reference, grad_output, output); },
+            py::arg("grad_output"), py::arg("output"),
+            R"doc(relu_backward(grad_output, output)
+
+Gradient through a ReLU given its output: grad_output where output > 0, else 0. For add(a, b, relu=True)
+it is the gradient of both a and b.)doc");
     }
 }
 

@@ -16,10 +16,8 @@ index_t pooled_size(index_t in, index_t k, index_t s, index_t p, bool ceil_mode)
     return out;
 }
 
-py::array pool_impl(bool reference, PoolKind kind, py::handle x_obj, py::handle k_obj, py::handle s_obj,
-                    py::handle p_obj, bool ceil_mode, bool count_include_pad) {
-    const char* fn = kind == PoolKind::max ? "max_pool2d" : "avg_pool2d";
-    FloatArray x = float_array(x_obj, fn, "x", 4, "(N, C, H, W)");
+Pool2dShape parse_pool(const char* fn, const FloatArray& x, py::handle k_obj, py::handle s_obj, py::handle p_obj,
+                       bool ceil_mode, bool count_include_pad) {
     const auto k = pair_arg(k_obj, fn, "kernel_size", 1);
     const auto st = s_obj.is_none() ? k : pair_arg(s_obj, fn, "stride", 1);
     const auto pad = pair_arg(p_obj, fn, "padding", 0);
@@ -47,6 +45,14 @@ py::array pool_impl(bool reference, PoolKind kind, py::handle x_obj, py::handle 
                     ") is larger than the padded input of x shape " + shape_str(x) + ": the output would be empty");
     s.oh = pooled_size(s.h, s.kh, s.stride_h, s.pad_h, ceil_mode);
     s.ow = pooled_size(s.w, s.kw, s.stride_w, s.pad_w, ceil_mode);
+    return s;
+}
+
+py::array pool_impl(bool reference, PoolKind kind, py::handle x_obj, py::handle k_obj, py::handle s_obj,
+                    py::handle p_obj, bool ceil_mode, bool count_include_pad) {
+    const char* fn = kind == PoolKind::max ? "max_pool2d" : "avg_pool2d";
+    FloatArray x = float_array(x_obj, fn, "x", 4, "(N, C, H, W)");
+    const Pool2dShape s = parse_pool(fn, x, k_obj, s_obj, p_obj, ceil_mode, count_include_pad);
     FloatArray y = output_array(py::none(), {s.n, s.c, s.oh, s.ow}, fn, {});
     const float* xp = x.data();
     float* yp = y.mutable_data();
@@ -58,6 +64,50 @@ py::array pool_impl(bool reference, PoolKind kind, py::handle x_obj, py::handle 
             pool2d_f32(kind, s, xp, yp);
     }
     return std::move(y);
+}
+
+py::array pool_backward_impl(bool reference, PoolKind kind, py::handle dy_obj, py::handle x_obj, py::handle k_obj,
+                             py::handle s_obj, py::handle p_obj, bool ceil_mode, bool count_include_pad) {
+    const char* fn = kind == PoolKind::max ? "max_pool2d_backward" : "avg_pool2d_backward";
+    FloatArray x = float_array(x_obj, fn, "x", 4, "(N, C, H, W)");
+    const Pool2dShape s = parse_pool(fn, x, k_obj, s_obj, p_obj, ceil_mode, count_include_pad);
+    FloatArray dy = float_array(dy_obj, fn, "grad_output", 4, "(N, C, H_out, W_out)");
+    const std::vector<index_t> yshape{s.n, s.c, s.oh, s.ow};
+    if (std::vector<index_t>(dy.shape(), dy.shape() + 4) != yshape)
+        value_error(std::string(fn) + "(): grad_output has shape " + shape_str(dy) + " but pooling x " + shape_str(x) +
+                    " gives " + shape_str(yshape));
+    FloatArray dx = output_array(py::none(), {s.n, s.c, s.h, s.w}, fn, {});
+    const float *xp = x.data(), *dyp = dy.data();
+    float* dxp = dx.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        if (reference)
+            pool2d_backward_f32_reference(kind, s, xp, dyp, dxp);
+        else
+            pool2d_backward_f32(kind, s, xp, dyp, dxp);
+    }
+    return std::move(dx);
+}
+
+py::array global_avg_backward_impl(bool reference, py::handle dy_obj, py::handle x_obj) {
+    const char* fn = "global_avg_pool2d_backward";
+    FloatArray x = float_array(x_obj, fn, "x", 4, "(N, C, H, W)");
+    FloatArray dy = float_array(dy_obj, fn, "grad_output", 4, "(N, C, 1, 1)");
+    const index_t n = x.shape(0), c = x.shape(1), hw = x.shape(2) * x.shape(3);
+    if (dy.shape(0) != n || dy.shape(1) != c || dy.shape(2) != 1 || dy.shape(3) != 1)
+        value_error(std::string(fn) + "(): grad_output has shape " + shape_str(dy) + ", expected " +
+                    shape_str(std::vector<index_t>{n, c, 1, 1}) + " for x of shape " + shape_str(x));
+    FloatArray dx = output_array(py::none(), {n, c, x.shape(2), x.shape(3)}, fn, {});
+    const float* dyp = dy.data();
+    float* dxp = dx.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        if (reference)
+            global_avg_pool_backward_f32_reference(n * c, hw, dyp, dxp);
+        else
+            global_avg_pool_backward_f32(n * c, hw, dyp, dxp);
+    }
+    return std::move(dx);
 }
 
 py::array global_avg_impl(bool reference, py::handle x_obj) {
@@ -113,6 +163,33 @@ input elements in the window. Returns (N, C, H_out, W_out).)doc");
             R"doc(global_avg_pool2d(x)
 
 Mean over each channel's image: (N, C, H, W) -> (N, C, 1, 1), as adaptive_avg_pool2d(x, 1).)doc");
+        t.def(
+            "max_pool2d_backward",
+            [reference](py::handle grad_output, py::handle x, py::handle kernel_size, py::handle stride, py::handle padding,
+                        bool ceil_mode) {
+                return pool_backward_impl(reference, PoolKind::max, grad_output, x, kernel_size, stride, padding, ceil_mode, true);
+            },
+            py::arg("grad_output"), py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(),
+            py::arg("padding") = 0, py::arg("ceil_mode") = false,
+            R"doc(max_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False)
+
+Gradient of max_pool2d with respect to x: each window's gradient goes to its maximum (the first one; the
+last NaN where the window holds NaN, as PyTorch).)doc");
+        t.def(
+            "avg_pool2d_backward",
+            [reference](py::handle grad_output, py::handle x, py::handle kernel_size, py::handle stride, py::handle padding,
+                        bool ceil_mode, bool count_include_pad) {
+                return pool_backward_impl(reference, PoolKind::avg, grad_output, x, kernel_size, stride, padding, ceil_mode,
+                                          count_include_pad);
+            },
+            py::arg("grad_output"), py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(),
+            py::arg("padding") = 0, py::arg("ceil_mode") = false, py::arg("count_include_pad") = true,
+            "avg_pool2d_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)\n\nGradient of avg_pool2d with respect to x.");
+        t.def(
+            "global_avg_pool2d_backward",
+            [reference](py::handle grad_output, py::handle x) { return global_avg_backward_impl(reference, grad_output, x); },
+            py::arg("grad_output"), py::arg("x"),
+            "global_avg_pool2d_backward(grad_output, x)\n\nGradient of global_avg_pool2d with respect to x.");
     }
 }
 

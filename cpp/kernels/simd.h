@@ -12,6 +12,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #include "cnnfast/cnnfast.h"
 #include "cnnfast/runtime.h"
 
@@ -34,7 +38,20 @@ typedef float vf_u __attribute__((vector_size(kVecBytes), aligned(4), may_alias)
 
 inline vf vload(const float* p) { return *reinterpret_cast<const vf_u*>(p); }
 inline void vstore(float* p, vf v) { *reinterpret_cast<vf_u*>(p) = v; }
-inline vf vbroadcast(float s) { return vf{} + s; }
+// NOTE: not `vf{} + s` (0 + s is not s for s = -0, so an add stays) nor a lane loop (compiled as two halves).
+inline vf vbroadcast(float s) {
+#if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
+    return (vf)_mm512_set1_ps(s);
+#elif defined(__AVX__) && CNNFAST_VEC_BYTES == 32
+    return (vf)_mm256_set1_ps(s);
+#elif defined(__SSE__) && CNNFAST_VEC_BYTES == 16
+    return (vf)_mm_set1_ps(s);
+#else
+    vf v;
+    for (int i = 0; i < VL; ++i) v[i] = s;
+    return v;
+#endif
+}
 inline vf vrelu(vf v) { return v < vf{} ? vf{} : v; }  // keeps NaN, as PyTorch does
 
 inline index_t imin(index_t a, index_t b) { return a < b ? a : b; }

@@ -11,8 +11,11 @@ namespace cnnfast {
 
 namespace {
 
-#define CNNFAST_TABLE(ISA, NS) \
-    KernelTable{ISA, &NS::conv2d, &NS::pool2d, &NS::global_avg_pool, &NS::add, &NS::linear, &NS::box_iou, &NS::nms}
+#define CNNFAST_TABLE(ISA, NS)                                                                                   \
+    KernelTable{ISA,                       &NS::conv2d,          &NS::pool2d,                 &NS::global_avg_pool,  \
+                &NS::add,                  &NS::linear,          &NS::box_iou,                &NS::nms,              \
+                &NS::conv2d_backward_input, &NS::conv2d_backward_weight, &NS::pool2d_backward,                       \
+                &NS::global_avg_pool_backward, &NS::linear_backward, &NS::relu_backward}
 
 const KernelTable kGeneric = CNNFAST_TABLE(Isa::generic, isa_generic);
 #ifdef CNNFAST_HAVE_X86_ISAS
@@ -114,8 +117,13 @@ const KernelTable& kernels() {
 Isa current_isa() { return kernels().isa; }
 
 // Public entry points.
-void conv2d_f32(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a) {
-    kernels().conv2d(s, x, w, b, y, a);
+void conv2d_f32(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a,
+                ConvAlgorithm algo) {
+    kernels().conv2d(s, x, w, b, y, a, algo);
+}
+
+bool conv2d_winograd_applies(const Conv2dShape& s) {
+    return s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 && s.groups == 1;
 }
 void pool2d_f32(PoolKind kind, const Pool2dShape& s, const float* x, float* y) { kernels().pool2d(kind, s, x, y); }
 void global_avg_pool_f32(index_t planes, index_t hw, const float* x, float* y) {
@@ -135,5 +143,23 @@ index_t nms_f32(index_t n, const float* boxes, const float* scores, const std::i
                 const NmsOptions& opt, std::int64_t* keep) {
     return kernels().nms(n, boxes, scores, class_ids, opt, keep);
 }
+
+void conv2d_backward_input_f32(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+    kernels().conv2d_backward_input(s, dy, w, dx);
+}
+void conv2d_backward_weight_f32(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db) {
+    kernels().conv2d_backward_weight(s, x, dy, dw, db);
+}
+void pool2d_backward_f32(PoolKind kind, const Pool2dShape& s, const float* x, const float* dy, float* dx) {
+    kernels().pool2d_backward(kind, s, x, dy, dx);
+}
+void global_avg_pool_backward_f32(index_t planes, index_t hw, const float* dy, float* dx) {
+    kernels().global_avg_pool_backward(planes, hw, dy, dx);
+}
+void linear_backward_f32(index_t batch, index_t in, index_t out, const float* x, const float* w, const float* dy,
+                         float* dx, float* dw, float* db) {
+    kernels().linear_backward(batch, in, out, x, w, dy, dx, dw, db);
+}
+void relu_backward_f32(index_t count, const float* dy, const float* y, float* dx) { kernels().relu_backward(count, dy, y, dx); }
 
 }  // namespace cnnfast

@@ -9,7 +9,8 @@ namespace cnnfast {
 
 #define CNNFAST_DECLARE_ISA_KERNELS(NS)                                                                      \
     namespace NS {                                                                                            \
-    void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a); \
+    void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a,     \
+                ConvAlgorithm algo);                                                                          \
     void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y);                               \
     void global_avg_pool(index_t planes, index_t hw, const float* x, float* y);                               \
     void add(index_t count, const float* a, const float* b, float* y, Activation act);                        \
@@ -18,6 +19,13 @@ namespace cnnfast {
     void box_iou(index_t na, const float* a, index_t nb, const float* b, float* iou);                         \
     index_t nms(index_t n, const float* boxes, const float* scores, const std::int64_t* class_ids,            \
                 const NmsOptions& opt, std::int64_t* keep);                                                   \
+    void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx);              \
+    void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db);  \
+    void pool2d_backward(PoolKind kind, const Pool2dShape& s, const float* x, const float* dy, float* dx);     \
+    void global_avg_pool_backward(index_t planes, index_t hw, const float* dy, float* dx);                    \
+    void linear_backward(index_t batch, index_t in, index_t out, const float* x, const float* w,              \
+                         const float* dy, float* dx, float* dw, float* db);                                   \
+    void relu_backward(index_t count, const float* dy, const float* y, float* dx);                            \
     }
 
 CNNFAST_DECLARE_ISA_KERNELS(isa_generic)
@@ -35,6 +43,12 @@ struct KernelTable {
     decltype(&isa_generic::linear) linear;
     decltype(&isa_generic::box_iou) box_iou;
     decltype(&isa_generic::nms) nms;
+    decltype(&isa_generic::conv2d_backward_input) conv2d_backward_input;
+    decltype(&isa_generic::conv2d_backward_weight) conv2d_backward_weight;
+    decltype(&isa_generic::pool2d_backward) pool2d_backward;
+    decltype(&isa_generic::global_avg_pool_backward) global_avg_pool_backward;
+    decltype(&isa_generic::linear_backward) linear_backward;
+    decltype(&isa_generic::relu_backward) relu_backward;
 };
 
 const KernelTable& kernels();

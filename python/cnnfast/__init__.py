@@ -15,13 +15,19 @@ except ValueError as exc:  # CNNFAST_ISA names an ISA this CPU cannot run
 from ._core import (  # noqa: E402
     add,
     avg_pool2d,
+    avg_pool2d_backward,
     batched_nms,
     box_iou,
     conv2d,
+    conv2d_backward,
     global_avg_pool2d,
+    global_avg_pool2d_backward,
     linear,
+    linear_backward,
     max_pool2d,
+    max_pool2d_backward,
     nms,
+    relu_backward,
 )
 from ._config import (  # noqa: E402
     config,
@@ -31,23 +37,36 @@ from ._config import (  # noqa: E402
     show_config,
 )
 from ._functional import relu, softmax  # noqa: E402
+from ._shapes import conv_output_shape  # noqa: E402
 from ._version import __version__  # noqa: E402
+from . import filters, models, nn, preprocess  # noqa: E402
 
 __all__ = [
     "__version__",
     "add",
     "avg_pool2d",
+    "avg_pool2d_backward",
     "batched_nms",
     "box_iou",
     "config",
     "conv2d",
+    "conv2d_backward",
+    "conv_output_shape",
+    "filters",
     "get_num_threads",
     "global_avg_pool2d",
+    "global_avg_pool2d_backward",
     "linear",
+    "linear_backward",
     "max_pool2d",
+    "max_pool2d_backward",
+    "models",
     "nms",
+    "nn",
     "num_threads",
+    "preprocess",
     "relu",
+    "relu_backward",
     "set_num_threads",
     "show_config",
     "softmax",

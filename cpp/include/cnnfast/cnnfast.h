@@ -27,15 +27,16 @@ struct Conv2dShape {
     index_t oh, ow;
 };
 
-enum class ConvAlgorithm : int { automatic = 0, direct = 1 };
+// automatic picks Winograd F(4x4, 3x3) for 3x3 stride-1 layers where it is faster, direct GEMM otherwise.
+enum class ConvAlgorithm : int { automatic = 0, direct = 1, winograd = 2 };
 
 void conv2d_f32(const Conv2dShape& s, const float* x, const float* weight, const float* bias, float* y,
-                Activation act);
+                Activation act, ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+// Whether ConvAlgorithm::winograd can compute this shape (3x3, stride 1, dilation 1, one group).
+bool conv2d_winograd_applies(const Conv2dShape& s);
 // Plain nested loops accumulating in double: the specification the fast kernels are tested against.
 void conv2d_f32_reference(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
                           float* y, Activation act);
-// Bytes of scratch memory conv2d_f32 takes for this shape (bounded; see workspace.h).
-std::size_t conv2d_workspace_bytes(const Conv2dShape& s, int threads);
 
 // --- pooling -------------------------------------------------------------------------------------
 enum class PoolKind : int { max = 0, avg = 1 };
@@ -92,5 +93,31 @@ index_t nms_f32(index_t n, const float* boxes, const float* scores, const std::i
                 const NmsOptions& opt, std::int64_t* keep);
 index_t nms_f32_reference(index_t n, const float* boxes, const float* scores, const std::int64_t* class_ids,
                           const NmsOptions& opt, std::int64_t* keep);
+
+// --- gradients -----------------------------------------------------------------------------------
+// Each writes (never accumulates into) its outputs. Shapes as in the forward functions; dy is the gradient of
+// the forward's output. A fused ReLU's mask is applied by the caller (relu_backward_f32) before these.
+void conv2d_backward_input_f32(const Conv2dShape& s, const float* dy, const float* weight, float* dx);
+void conv2d_backward_input_f32_reference(const Conv2dShape& s, const float* dy, const float* weight, float* dx);
+// dweight: (oc, c / groups, kh, kw); dbias: (oc) or null.
+void conv2d_backward_weight_f32(const Conv2dShape& s, const float* x, const float* dy, float* dweight, float* dbias);
+void conv2d_backward_weight_f32_reference(const Conv2dShape& s, const float* x, const float* dy, float* dweight,
+                                          float* dbias);
+
+// Max pooling routes each gradient to its window's maximum (PyTorch's choice among ties and NaN).
+void pool2d_backward_f32(PoolKind kind, const Pool2dShape& s, const float* x, const float* dy, float* dx);
+void pool2d_backward_f32_reference(PoolKind kind, const Pool2dShape& s, const float* x, const float* dy, float* dx);
+void global_avg_pool_backward_f32(index_t planes, index_t hw, const float* dy, float* dx);
+void global_avg_pool_backward_f32_reference(index_t planes, index_t hw, const float* dy, float* dx);
+
+// dx (batch, in), dweight (out, in), dbias (out): each may be null when not wanted.
+void linear_backward_f32(index_t batch, index_t in, index_t out, const float* x, const float* weight, const float* dy,
+                         float* dx, float* dweight, float* dbias);
+void linear_backward_f32_reference(index_t batch, index_t in, index_t out, const float* x, const float* weight,
+                                   const float* dy, float* dx, float* dweight, float* dbias);
+
+// dx = dy where y > 0 else 0 (y: the ReLU's output). dx may alias dy.
+void relu_backward_f32(index_t count, const float* dy, const float* y, float* dx);
+void relu_backward_f32_reference(index_t count, const float* dy, const float* y, float* dx);
 
 }  // namespace cnnfast

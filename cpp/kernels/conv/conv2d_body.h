@@ -1,23 +1,26 @@
 // Internal: float32 NCHW convolution, compiled once per ISA.
-//  - general case: packed GEMM per (image, group), weights (OIHW rows) as A, the im2col gather done while
-//    packing B block by block;
-//  - 1x1, stride 1, no padding: B is the input itself, packed with plain copies;
+//  - general case: an indirect GEMM per (image, group): the weights (OIHW rows) as A, B read in place from a
+//    zero-padded, stride-phase-split copy of the input (no im2col matrix, no packing of B);
+//  - 1x1, stride 1, no padding: the same, reading the input itself;
 //  - one input channel per group (depthwise): a direct kernel, since the GEMM would have M = 1.
 #pragma once
 
 #include <omp.h>
 
 #include "../gemm/gemm_body.h"
+#include "winograd_body.h"
 
 namespace cnnfast {
 namespace CNNFAST_ISA_NS {
 namespace {
 
 // Fills d[0:count] with input row `ih` of one channel plane, sampled at iw = iw0 + t * sw (zeros outside).
+// NOTE: plain loops, not memcpy: segments are a few dozen floats, where a call costs more than the copy, and
+// constant strides 1 and 2 let the compiler vectorize the gather.
 inline void gather_row(float* __restrict d, index_t count, const float* __restrict plane, index_t H, index_t W,
                        index_t ih, index_t iw0, index_t sw) {
     if (ih < 0 || ih >= H) {
-        std::memset(d, 0, sizeof(float) * count);
+        for (index_t t = 0; t < count; ++t) d[t] = 0.f;
         return;
     }
     const float* row = plane + ih * W;
@@ -27,60 +30,178 @@ inline void gather_row(float* __restrict d, index_t count, const float* __restri
     t_lo = imin(t_lo, count);
     t_hi = imax(t_lo, imin(t_hi, count));
     for (index_t t = 0; t < t_lo; ++t) d[t] = 0.f;
+    const float* src = row + iw0;
     if (sw == 1) {
-        std::memcpy(d + t_lo, row + iw0 + t_lo, sizeof(float) * (t_hi - t_lo));
+#pragma omp simd
+        for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[t];
+    } else if (sw == 2) {
+#pragma omp simd
+        for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[2 * t];
     } else {
-        for (index_t t = t_lo; t < t_hi; ++t) d[t] = row[iw0 + t * sw];
+        for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[t * sw];
     }
     for (index_t t = t_hi; t < count; ++t) d[t] = 0.f;
 }
 
-// im2col packer for one (image, group): B[k][q] = x[ci][oh*sh - pt + ki*dh][ow*sw - pl + kj*dw], with
-// k = (ci, ki, kj) and q = oh * OW + ow.
-struct Im2colPacker {
-    const float* x;  // first channel of this group
-    index_t H, W, KH, KW, SH, SW, PT, PL, DH, DW, OW;
+// Indirect convolution: the zero-padded input is split into stride_h x stride_w phase images of Hph x Wph,
+// so that row k = (ci, ki, kj) of the im2col matrix is one contiguous run of a phase image, when output
+// pixels are numbered q' = oh * Wph + ow. The microkernel then reads B in place through a table of row
+// pointers: no packing. The Wph - OW extra columns per output row are computed and dropped.
+struct PhaseGeometry {
+    index_t Hph, Wph, plane, per_channel, N;  // N = OH * Wph columns of the GEMM
+};
 
-    void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
-        const index_t panels = ceil_div(nc, NR);
-        for (index_t k = pc; k < pc + kc; ++k) {
-            const index_t ci = k / (KH * KW), r = k % (KH * KW), ki = r / KW, kj = r % KW;
-            const float* plane = x + ci * H * W;
-            for (index_t p = 0; p < panels; ++p) {
-                float* d = dst + p * kc * NR + (k - pc) * NR;
-                const index_t q0 = n0 + p * NR, count = imin(NR, nc - p * NR);
-                index_t oh = q0 / OW, ow = q0 % OW, t = 0;
-                while (t < count) {
-                    const index_t len = imin(count - t, OW - ow);
-                    gather_row(d + t, len, plane, H, W, oh * SH - PT + ki * DH, ow * SW - PL + kj * DW, SW);
-                    t += len;
-                    ow = 0;
-                    ++oh;
+inline PhaseGeometry phase_geometry(const Conv2dShape& s) {
+    PhaseGeometry g;
+    g.Hph = s.oh + ((s.kh - 1) * s.dil_h) / s.stride_h;
+    g.Wph = s.ow + ((s.kw - 1) * s.dil_w) / s.stride_w;
+    g.plane = g.Hph * g.Wph;
+    g.per_channel = s.stride_h * s.stride_w * g.plane;
+    g.N = s.oh * g.Wph;
+    return g;
+}
+
+// The input itself serves as its only phase (1x1, stride 1, no padding).
+inline bool phases_are_input(const Conv2dShape& s) {
+    return s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 && s.pad_l == 0 &&
+           s.oh == s.h && s.ow == s.w;
+}
+
+// dst[a][b][i][j] = plane[i * SH + a - PT][j * SW + b - PL], zero outside the input.
+void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __restrict plane, float* __restrict dst) {
+    for (index_t a = 0; a < s.stride_h; ++a)
+        for (index_t b = 0; b < s.stride_w; ++b)
+            for (index_t i = 0; i < g.Hph; ++i) {
+                float* d = dst + ((a * s.stride_w + b) * g.Hph + i) * g.Wph;
+                gather_row(d, g.Wph, plane, s.h, s.w, i * s.stride_h + a - s.pad_t, b - s.pad_l, s.stride_w);
+            }
+}
+
+// C rows [m0, m1) x columns [n0, n0 + nc) of the indirect GEMM for one (image, group). C is y itself when
+// Wph == OW (ldc = P), else a scratch block (ldc = NC) that compact_block() copies into y.
+void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, index_t K, const float* A,
+                    const float* const* rows, float* tail, float* C, index_t ldc, const Epilogue& ep) {
+    const index_t kblocks = ceil_div(K, KC), kstep = ceil_div(K, kblocks);
+    const index_t full = nc / NR * NR;
+    for (index_t pc = 0; pc < K; pc += kstep) {
+        const index_t kc = imin(kstep, K - pc);
+        const bool accumulate = pc > 0, last = pc + kc == K;
+        const index_t nt = nc - full;
+        if (nt > 0)  // the last, partial panel is packed so that nothing past the block is read
+            for (index_t k = 0; k < kc; ++k) {
+                const float* src = rows[pc + k] + n0 + full;
+                float* d = tail + k * NR;
+                for (index_t j = 0; j < nt; ++j) d[j] = src[j];
+                for (index_t j = nt; j < NR; ++j) d[j] = 0.f;
+            }
+        // NOTE: packing A costs MR x kc copies per micro-panel: worth it only when several B panels reuse it.
+        const bool pack = full / NR + (nt > 0 ? 1 : 0) > 2;
+        for (index_t ir = m0; ir < m1; ir += MR) {
+            const int mv = static_cast<int>(imin(MR, M - ir));
+            float* c = C + (ir - m0) * ldc;
+            if (pack) {
+                alignas(64) float a[MR * KC];
+                pack_a(A + ir * K + pc, K, mv, kc, a);
+                for (index_t jr = 0; jr < full; jr += NR)
+                    ukernel<NV>(kc, PackedA{a}, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
+                if (nt > 0)
+                    ukernel_any(kc, PackedA{a}, PackedB{tail}, c + full, ldc, mv, static_cast<int>(nt), accumulate, last,
+                                ep, ir, 0);
+            } else {
+                const RowsA a(A + ir * K + pc, K, mv);
+                for (index_t jr = 0; jr < full; jr += NR)
+                    ukernel<NV>(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
+                if (nt > 0)
+                    ukernel_any(kc, a, PackedB{tail}, c + full, ldc, mv, static_cast<int>(nt), accumulate, last, ep, ir, 0);
+            }
+        }
+    }
+}
+
+// Copies the valid columns (ow < OW) of a scratch block into y.
+void compact_block(const Conv2dShape& s, const PhaseGeometry& g, index_t m0, index_t m1, index_t n0, index_t nc,
+                   const float* __restrict cblk, float* __restrict y) {
+    const index_t P = s.oh * s.ow;
+    for (index_t o = m0; o < m1; ++o) {
+        const float* src = cblk + (o - m0) * NC;
+        float* dst = y + o * P;
+        index_t q = n0;
+        while (q < n0 + nc) {
+            const index_t oh = q / g.Wph, ow = q % g.Wph;
+            const index_t run = imin(n0 + nc - q, g.Wph - ow);
+            const index_t valid = imax(0, imin(run, s.ow - ow));
+            const float* sp = src + (q - n0);
+            float* dp = dst + oh * s.ow + ow;
+            for (index_t t = 0; t < valid; ++t) dp[t] = sp[t];
+            q += run;
+        }
+    }
+}
+
+void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act) {
+    const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, K = cg * s.kh * s.kw, P = s.oh * s.ow, HW = s.h * s.w;
+    const PhaseGeometry g = phase_geometry(s);
+    const bool in_place = phases_are_input(s);
+    const bool direct_store = g.Wph == s.ow;
+    const int threads = get_num_threads();
+    // Images whose phase buffers are built together: up to ~8 MiB of them, at least one.
+    const index_t per_image = s.c * g.per_channel;
+    const index_t chunk = in_place ? s.n : imax(1, imin(s.n, (index_t(2) << 20) / imax(1, per_image)));
+    const GemmSplit split = split_gemm(chunk * G, ocg, g.N, threads);
+    // NOTE: the slack covers reads of up to (kw - 1) * dil / stride floats past the last phase image, in
+    // columns that are dropped.
+    const index_t slack = g.Wph + NR;
+    Scratch phases(in_place ? 0 : static_cast<std::size_t>(chunk * per_image + slack));
+    Epilogue ep;
+    ep.relu = act == Activation::relu;
+
+#pragma omp parallel num_threads(threads)
+    {
+        DenormalsOff ftz;
+        Scratch cblk(direct_store ? 0 : static_cast<std::size_t>(split.m_chunk_rows * NC));
+        Scratch tail(static_cast<std::size_t>(KC * NR));
+        const std::size_t rows_bytes = sizeof(const float*) * static_cast<std::size_t>(K);
+        const float** rows = static_cast<const float**>(workspace_alloc(rows_bytes));
+        for (index_t n_begin = 0; n_begin < s.n; n_begin += chunk) {
+            const index_t n_count = imin(chunk, s.n - n_begin);
+            if (!in_place) {
+#pragma omp for schedule(static)
+                for (index_t pl = 0; pl < n_count * s.c; ++pl)
+                    build_phases(s, g, x + (n_begin * s.c + pl) * HW, phases.p + pl * g.per_channel);
+            }
+            const index_t tasks = n_count * G * split.n_blocks * split.m_chunks;
+#pragma omp for schedule(static)
+            for (index_t t = 0; t < tasks; ++t) {
+                index_t r = t;
+                const index_t mc = r % split.m_chunks;
+                r /= split.m_chunks;
+                const index_t nb = r % split.n_blocks;
+                r /= split.n_blocks;
+                const index_t gi = r % G, ni = r / G, n = n_begin + ni;
+                const float* base = in_place ? x + (n * s.c + gi * cg) * HW : phases.p + (ni * s.c + gi * cg) * g.per_channel;
+                for (index_t k = 0; k < K; ++k) {
+                    const index_t ci = k / (s.kh * s.kw), rr = k % (s.kh * s.kw), ki = rr / s.kw, kj = rr % s.kw;
+                    const index_t rh = ki * s.dil_h, rw = kj * s.dil_w;
+                    const index_t phase = (rh % s.stride_h) * s.stride_w + rw % s.stride_w;
+                    rows[k] = base + ci * g.per_channel + phase * g.plane + (rh / s.stride_h) * g.Wph + rw / s.stride_w;
                 }
-                for (; t < NR; ++t) d[t] = 0.f;
+                Epilogue e = ep;
+                e.bias_row = bias ? bias + gi * ocg : nullptr;
+                const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
+                const index_t n0 = nb * NC, nc = imin(NC, g.N - n0);
+                float* yg = y + (n * s.oc + gi * ocg) * P;
+                const float* wg = w + gi * ocg * K;
+                if (direct_store) {
+                    indirect_block(ocg, m0, m1, n0, nc, K, wg, rows, tail.p, yg + m0 * P + n0, P, e);
+                } else {
+                    indirect_block(ocg, m0, m1, n0, nc, K, wg, rows, tail.p, cblk.p, NC, e);
+                    compact_block(s, g, m0, m1, n0, nc, cblk.p, yg);
+                }
             }
         }
+        workspace_free(rows, rows_bytes);
     }
-};
-
-// B is a plain row-major matrix (K x ldb): 1x1 convolution with stride 1 and no padding.
-struct DensePacker {
-    const float* b;
-    index_t ldb;
-
-    void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
-        const index_t panels = ceil_div(nc, NR);
-        for (index_t k = pc; k < pc + kc; ++k) {
-            const float* src = b + k * ldb + n0;
-            for (index_t p = 0; p < panels; ++p) {
-                float* d = dst + p * kc * NR + (k - pc) * NR;
-                const index_t count = imin(NR, nc - p * NR);
-                std::memcpy(d, src + p * NR, sizeof(float) * count);
-                for (index_t t = count; t < NR; ++t) d[t] = 0.f;
-            }
-        }
-    }
-};
+}
 
 // One input channel per group: out channel o reads input channel o / (OC / C).
 void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
@@ -126,57 +247,14 @@ void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, cons
 
 }  // namespace
 
-void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act) {
+void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
+            ConvAlgorithm algo) {
     if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
-    const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G;
+    if (algo == ConvAlgorithm::winograd || (algo == ConvAlgorithm::automatic && winograd_profitable(s)))
+        return conv2d_winograd(s, x, w, bias, y, act);
+    const index_t G = s.groups, cg = s.c / G;
     if (cg == 1 && G > 1) return conv2d_depthwise(s, x, w, bias, y, act);
-
-    const index_t K = cg * s.kh * s.kw, P = s.oh * s.ow, HW = s.h * s.w;
-    const bool dense = s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 &&
-                       s.pad_l == 0 && s.oh == s.h && s.ow == s.w;
-    const int threads = get_num_threads();
-    const GemmSplit split = split_gemm(s.n * G, ocg, P, threads);
-    const index_t a_floats = packed_a_floats(ocg, K);
-    Scratch a_packed(static_cast<std::size_t>(G * a_floats));
-    const index_t panels = ceil_div(ocg, MR);
-    const index_t tasks = s.n * G * split.n_blocks * split.m_chunks;
-    Epilogue ep;
-    ep.relu = act == Activation::relu;
-
-#pragma omp parallel num_threads(threads)
-    {
-        DenormalsOff ftz;
-#pragma omp for schedule(static)
-        for (index_t t = 0; t < G * panels; ++t) {
-            const index_t g = t / panels, p = t % panels;
-            pack_a_panel(w + (g * ocg + p * MR) * K, K, imin(MR, ocg - p * MR), K,
-                         a_packed.p + g * a_floats + p * MR * K);
-        }
-        Scratch b_buf(static_cast<std::size_t>(KC * NC));
-#pragma omp for schedule(static)
-        for (index_t t = 0; t < tasks; ++t) {
-            index_t r = t;
-            const index_t mc = r % split.m_chunks;
-            r /= split.m_chunks;
-            const index_t nb = r % split.n_blocks;
-            r /= split.n_blocks;
-            const index_t g = r % G, n = r / G;
-            const float* xg = x + (n * s.c + g * cg) * HW;
-            float* yg = y + (n * s.oc + g * ocg) * P;
-            Epilogue e = ep;
-            e.bias_row = bias ? bias + g * ocg : nullptr;
-            const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
-            const index_t n0 = nb * NC, nc = imin(NC, P - n0);
-            const float* ap = a_packed.p + g * a_floats;
-            if (dense) {
-                DensePacker pk{xg, HW};
-                gemm_block(ocg, m0, m1, n0, nc, K, ap, pk, b_buf.p, yg, P, e);
-            } else {
-                Im2colPacker pk{xg, s.h, s.w, s.kh, s.kw, s.stride_h, s.stride_w, s.pad_t, s.pad_l, s.dil_h, s.dil_w, s.ow};
-                gemm_block(ocg, m0, m1, n0, nc, K, ap, pk, b_buf.p, yg, P, e);
-            }
-        }
-    }
+    conv2d_indirect(s, x, w, bias, y, act);
 }
 
 }  // namespace CNNFAST_ISA_NS

@@ -1,4 +1,4 @@
-// Internal: the residual add (+ReLU), float32, compiled once per ISA.
+// Internal: the residual add (+ReLU) and the ReLU gradient, float32, compiled once per ISA.
 #pragma once
 
 #include <omp.h>
@@ -30,6 +30,14 @@ void add(index_t count, const float* a, const float* b, float* y, Activation act
             for (index_t i = lo; i < hi; ++i) y[i] = a[i] + b[i];
         }
     }
+}
+
+// dx = dy where y > 0, else 0: the gradient through a ReLU from its output (an add+ReLU passes it to both terms).
+void relu_backward(index_t count, const float* dy, const float* y, float* dx) {
+    if (count == 0) return;
+    const int threads = count < (1 << 16) ? 1 : get_num_threads();
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t i = 0; i < count; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
 }
 
 }  // namespace CNNFAST_ISA_NS

@@ -11,3 +11,11 @@ void add_f32_reference(index_t count, const float* a, const float* b, float* y, 
 }
 
 }  // namespace cnnfast
+
+namespace cnnfast {
+
+void relu_backward_f32_reference(index_t count, const float* dy, const float* y, float* dx) {
+    for (index_t i = 0; i < count; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+}
+
+}  // namespace cnnfast

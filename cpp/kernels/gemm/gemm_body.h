@@ -1,7 +1,7 @@
 // Internal: a packed single-precision GEMM in the BLIS style, C (M x N, row stride ldc) = A (M x K) * B (K x N),
-// with bias, ReLU and K-blocked accumulation fused into the store. A is packed once per call into MR-row
-// panels; B is packed per (N block, K block) by a caller-supplied packer, which is where convolution does
-// its im2col gather, so no full im2col matrix ever exists.
+// with bias, ReLU and K-blocked accumulation fused into the store. A is packed per micro-panel (MR x KC,
+// reused across an N block); B is packed per (N block, K block) by a caller-supplied packer, which is where convolution does its im2col gather, so no
+// full im2col matrix ever exists.
 #pragma once
 
 #include "../simd.h"
@@ -20,7 +20,7 @@ constexpr int MR = 4, NV = 3;  // 12 ymm accumulators
 constexpr int MR = 4, NV = 2;  // 8 xmm accumulators
 #endif
 constexpr int NR = NV * VL;
-constexpr index_t KC = 256;      // K block: an A micro-panel (MR x KC) stays in L1
+constexpr index_t KC = 256;     // K block: MR rows of A (MR x KC) stay in L1
 constexpr index_t NC = 8 * NR;  // N block: the packed B block (KC x NC) stays in L2
 
 struct Epilogue {
@@ -29,96 +29,161 @@ struct Epilogue {
     bool relu = false;
 };
 
-inline index_t packed_a_floats(index_t M, index_t K) { return ceil_div(M, MR) * MR * K; }
-
-// A row-major (lda) -> panels of MR rows, each stored k-major (MR floats per k), zero-padded rows.
-inline void pack_a_panel(const float* A, index_t lda, index_t rows, index_t K, float* dst) {
-    for (index_t k = 0; k < K; ++k) {
-        float* d = dst + k * MR;
-        index_t i = 0;
-        for (; i < rows; ++i) d[i] = A[i * lda + k];
-        for (; i < MR; ++i) d[i] = 0.f;
+// A micro-panel: rows [0, rows) of A (row stride lda), columns [0, kc), stored k-major with MR floats per k
+// and zero rows past `rows`. Packed per (row block, K block) and reused across a whole N block.
+inline void pack_a(const float* __restrict A, index_t lda, index_t rows, index_t kc, float* __restrict dst) {
+    for (index_t i = 0; i < rows; ++i) {
+        const float* src = A + i * lda;
+        for (index_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
     }
+    for (index_t i = rows; i < MR; ++i)
+        for (index_t k = 0; k < kc; ++k) dst[k * MR + i] = 0.f;
 }
 
-// One tile: C[0:mv, 0:nv] (+)= A_panel (MR x kc) * B_panel (kc x NR).
-inline void ukernel(index_t kc, const float* __restrict A, const float* __restrict B, float* __restrict C,
-                    index_t ldc, int mv, int nv, bool accumulate, bool last, const Epilogue& ep, index_t row0,
-                    index_t col0) {
-    vf acc[MR][NV];
+// Where the microkernel finds row k of its B panel: packed (kc x NR, contiguous) ...
+struct PackedB {
+    const float* p;
+    const float* row(index_t k) const { return p + k * NR; }
+};
+// ... or in place, one pointer per row (indirect convolution: rows of the padded input).
+struct RowsB {
+    const float* const* rows;
+    index_t col;
+    const float* row(index_t k) const { return rows[k] + col; }
+};
+
+// One tile: C[0:mv, 0:nv] (+)= A (packed micro-panel, MR x kc) * B (kc x NVT vectors), with the epilogue on
+// the last K block.
+// Where it finds A: a packed micro-panel (MR floats per k) ...
+struct PackedA {
+    const float* p;
+    float at(index_t k, int i) const { return p[k * MR + i]; }
+};
+// ... or MR rows in place (worth it when the panel would be used for one or two B panels only). Rows past the
+// valid ones repeat the last valid row; they are computed and never stored.
+struct RowsA {
+    const float* r[MR];
+    RowsA(const float* a, index_t lda, int mv) {
+        for (int i = 0; i < MR; ++i) r[i] = a + (i < mv ? i : mv - 1) * lda;
+    }
+    float at(index_t k, int i) const { return r[i][k]; }
+};
+
+template <int NVT, class BSrc, class ASrc = PackedA>
+inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C, index_t ldc, int mv, int nv,
+                    bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
+    vf acc[MR][NVT];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) acc[i][j] = vf{};
+        for (int j = 0; j < NVT; ++j) acc[i][j] = vf{};
 
     for (index_t k = 0; k < kc; ++k) {
-        vf b[NV];
+        vf b[NVT];
 #pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) b[j] = *reinterpret_cast<const vf*>(B + k * NR + j * VL);
+        for (int j = 0; j < NVT; ++j) b[j] = vload(B.row(k) + j * VL);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) {
-            const vf a = vbroadcast(A[k * MR + i]);
+            const vf av = vbroadcast(A.at(k, i));
 #pragma GCC unroll 4
-            for (int j = 0; j < NV; ++j) acc[i][j] += a * b[j];
+            for (int j = 0; j < NVT; ++j) acc[i][j] += av * b[j];
         }
     }
 
-    if (mv == MR && nv == NR) {
+    // Full vectors go through vector code whatever mv is; only a last partial vector is stored lane by lane.
+    const vf bias_zero{};
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) {
-            float* c = C + i * ldc;
+    for (int i = 0; i < MR; ++i) {
+        if (i >= mv) break;
+        float* c = C + i * ldc;
+        const vf brow = (last && ep.bias_row) ? vbroadcast(ep.bias_row[row0 + i]) : bias_zero;
 #pragma GCC unroll 4
-            for (int j = 0; j < NV; ++j) {
-                vf v = acc[i][j];
-                if (accumulate) v += vload(c + j * VL);
+        for (int j = 0; j < NVT; ++j) {
+            const int col = j * VL;
+            if (col >= nv) break;
+            vf v = acc[i][j];
+            if (col + VL <= nv) {
+                if (accumulate) v += vload(c + col);
                 if (last) {
-                    if (ep.bias_row) v += vbroadcast(ep.bias_row[row0 + i]);
-                    if (ep.bias_col) v += vload(ep.bias_col + col0 + j * VL);
+                    v += brow;
+                    if (ep.bias_col) v += vload(ep.bias_col + col0 + col);
                     if (ep.relu) v = vrelu(v);
                 }
-                vstore(c + j * VL, v);
+                vstore(c + col, v);
+            } else {
+                alignas(64) float t[VL];
+                *reinterpret_cast<vf*>(t) = v;
+                for (int l = 0; l < nv - col; ++l) {
+                    float e = t[l];
+                    if (accumulate) e += c[col + l];
+                    if (last) {
+                        if (ep.bias_row) e += ep.bias_row[row0 + i];
+                        if (ep.bias_col) e += ep.bias_col[col0 + col + l];
+                        if (ep.relu) e = e < 0.f ? 0.f : e;
+                    }
+                    c[col + l] = e;
+                }
             }
-        }
-        return;
-    }
-    alignas(64) float tile[MR * NR];
-    for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NV; ++j) *reinterpret_cast<vf*>(tile + i * NR + j * VL) = acc[i][j];
-    for (int i = 0; i < mv; ++i) {
-        float* c = C + i * ldc;
-        for (int j = 0; j < nv; ++j) {
-            float v = tile[i * NR + j];
-            if (accumulate) v += c[j];
-            if (last) {
-                if (ep.bias_row) v += ep.bias_row[row0 + i];
-                if (ep.bias_col) v += ep.bias_col[col0 + j];
-                if (ep.relu) v = v < 0.f ? 0.f : v;
-            }
-            c[j] = v;
         }
     }
 }
 
-// Rows [m_begin, m_end) (m_begin a multiple of MR) and columns [n0, n0 + nc) of C. pack_b(dst, pc, kc, n0, nc)
-// must fill ceil(nc / NR) panels of kc x NR floats (panel p at dst + p * kc * NR), zero beyond nc.
+template <class BSrc, class ASrc = PackedA>
+inline void ukernel_any(index_t kc, const ASrc A, const BSrc B, float* C, index_t ldc, int mv, int nv,
+                        bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
+    const int vectors = static_cast<int>(ceil_div(nv, VL));
+    if (vectors >= NV)
+        ukernel<NV>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
+    else if (NV > 2 && vectors == 2)
+        ukernel<(NV > 2 ? 2 : NV)>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
+    else
+        ukernel<1>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
+}
+
+// Rows [m_begin, m_end) and columns [n0, n0 + nc) of C (+)= A (M x K, row stride lda) * B; C is added to when
+// accumulate_into_c. pack_b(dst, pc, kc, n0, nc) must fill ceil(nc / NR) panels of kc x NR floats (panel p at
+// dst + p * kc * NR), zero beyond nc.
 template <class PackB>
-void gemm_block(index_t M, index_t m_begin, index_t m_end, index_t n0, index_t nc, index_t K, const float* Ap,
-                PackB& pack_b, float* Bbuf, float* C, index_t ldc, const Epilogue& ep) {
-    for (index_t pc = 0; pc < K; pc += KC) {
-        const index_t kc = imin(KC, K - pc);
+void gemm_block(index_t M, index_t m_begin, index_t m_end, index_t n0, index_t nc, index_t K, const float* A,
+                index_t lda, PackB& pack_b, float* Bbuf, float* C, index_t ldc, const Epilogue& ep,
+                bool accumulate_into_c = false) {
+    // K blocks of equal size, so the last one is not a sliver
+    const index_t kblocks = ceil_div(K, KC), kstep = ceil_div(K, kblocks);
+    for (index_t pc = 0; pc < K; pc += kstep) {
+        const index_t kc = imin(kstep, K - pc);
         pack_b(Bbuf, pc, kc, n0, nc);
-        const bool accumulate = pc > 0, last = pc + kc == K;
+        const bool accumulate = accumulate_into_c || pc > 0, last = pc + kc == K;
         for (index_t ir = m_begin; ir < m_end; ir += MR) {
-            const float* a = Ap + (ir / MR) * MR * K + pc * MR;
             const int mv = static_cast<int>(imin(MR, M - ir));
+            alignas(64) float a[MR * KC];
+            pack_a(A + ir * lda + pc, lda, mv, kc, a);
             for (index_t jr = 0; jr < nc; jr += NR) {
                 const int nv = static_cast<int>(imin(NR, nc - jr));
-                ukernel(kc, a, Bbuf + (jr / NR) * kc * NR, C + ir * ldc + n0 + jr, ldc, mv, nv, accumulate, last, ep,
-                        ir, n0 + jr);
+                ukernel_any(kc, PackedA{a}, PackedB{Bbuf + (jr / NR) * kc * NR}, C + ir * ldc + n0 + jr, ldc, mv, nv,
+                            accumulate, last, ep, ir, n0 + jr);
             }
         }
     }
 }
+
+// B is a plain row-major matrix (K x ldb), e.g. the input of a 1x1 convolution with stride 1 and no padding.
+struct DensePacker {
+    const float* b;
+    index_t ldb;
+
+    void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
+        const index_t panels = ceil_div(nc, NR);
+        for (index_t k = pc; k < pc + kc; ++k) {
+            const float* src = b + k * ldb + n0;
+            for (index_t p = 0; p < panels; ++p) {
+                float* d = dst + p * kc * NR + (k - pc) * NR;
+                const index_t count = imin(NR, nc - p * NR);
+                std::memcpy(d, src + p * NR, sizeof(float) * count);
+                for (index_t t = count; t < NR; ++t) d[t] = 0.f;
+            }
+        }
+    }
+};
 
 // How to split one GEMM of M x N (repeated `outer` times) into tasks for `threads` threads: N blocks of NC
 // columns, and M in chunks of whole MR panels when there are too few N blocks to keep every thread busy.

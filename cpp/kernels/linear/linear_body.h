@@ -55,8 +55,6 @@ void linear(index_t batch, index_t in, index_t out, const float* x, const float*
         return;
     }
     const GemmSplit split = split_gemm(1, batch, out, threads);
-    Scratch a_packed(static_cast<std::size_t>(packed_a_floats(batch, in)));
-    const index_t panels = ceil_div(batch, MR);
     const index_t tasks = split.n_blocks * split.m_chunks;
     Epilogue ep;
     ep.bias_col = bias;
@@ -64,9 +62,6 @@ void linear(index_t batch, index_t in, index_t out, const float* x, const float*
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-#pragma omp for schedule(static)
-        for (index_t p = 0; p < panels; ++p)
-            pack_a_panel(x + p * MR * in, in, imin(MR, batch - p * MR), in, a_packed.p + p * MR * in);
         Scratch b_buf(static_cast<std::size_t>(KC * NC));
         TransposedPacker pk{w, in};
 #pragma omp for schedule(static)
@@ -74,7 +69,64 @@ void linear(index_t batch, index_t in, index_t out, const float* x, const float*
             const index_t mc = t % split.m_chunks, nb = t / split.m_chunks;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(batch, m0 + split.m_chunk_rows);
             const index_t n0 = nb * NC, nc = imin(NC, out - n0);
-            gemm_block(batch, m0, m1, n0, nc, in, a_packed.p, pk, b_buf.p, y, out, ep);
+            gemm_block(batch, m0, m1, n0, nc, in, x, in, pk, b_buf.p, y, out, ep);
+        }
+    }
+}
+
+// dx = dy @ W, dw = dy.T @ x, db = dy summed over the batch; each output may be null (not wanted).
+void linear_backward(index_t batch, index_t in, index_t out, const float* x, const float* w, const float* dy, float* dx,
+                     float* dw, float* db) {
+    const int threads = get_num_threads();
+    if (db) {
+        for (index_t o = 0; o < out; ++o) db[o] = 0.f;
+        for (index_t b = 0; b < batch; ++b)
+            for (index_t o = 0; o < out; ++o) db[o] += dy[b * out + o];
+    }
+    const Epilogue ep;
+    if (dx && batch > 0 && in > 0) {
+        if (out == 0) {
+            for (index_t i = 0; i < batch * in; ++i) dx[i] = 0.f;
+        } else {
+            const GemmSplit split = split_gemm(1, batch, in, threads);
+            const index_t tasks = split.n_blocks * split.m_chunks;
+#pragma omp parallel num_threads(threads)
+            {
+                DenormalsOff ftz;
+                Scratch b_buf(static_cast<std::size_t>(KC * NC));
+                DensePacker pk{w, in};
+#pragma omp for schedule(static)
+                for (index_t t = 0; t < tasks; ++t) {
+                    const index_t mc = t % split.m_chunks, nb = t / split.m_chunks;
+                    const index_t m0 = mc * split.m_chunk_rows, m1 = imin(batch, m0 + split.m_chunk_rows);
+                    const index_t n0 = nb * NC, nc = imin(NC, in - n0);
+                    gemm_block(batch, m0, m1, n0, nc, out, dy, out, pk, b_buf.p, dx, in, ep);
+                }
+            }
+        }
+    }
+    if (dw && out > 0 && in > 0) {
+        if (batch == 0) {
+            for (index_t i = 0; i < out * in; ++i) dw[i] = 0.f;
+            return;
+        }
+        Scratch dyt(static_cast<std::size_t>(out * batch));  // dy transposed: A rows are outputs
+        for (index_t b = 0; b < batch; ++b)
+            for (index_t o = 0; o < out; ++o) dyt.p[o * batch + b] = dy[b * out + o];
+        const GemmSplit split = split_gemm(1, out, in, threads);
+        const index_t tasks = split.n_blocks * split.m_chunks;
+#pragma omp parallel num_threads(threads)
+        {
+            DenormalsOff ftz;
+            Scratch b_buf(static_cast<std::size_t>(KC * NC));
+            DensePacker pk{x, in};
+#pragma omp for schedule(static)
+            for (index_t t = 0; t < tasks; ++t) {
+                const index_t mc = t % split.m_chunks, nb = t / split.m_chunks;
+                const index_t m0 = mc * split.m_chunk_rows, m1 = imin(out, m0 + split.m_chunk_rows);
+                const index_t n0 = nb * NC, nc = imin(NC, in - n0);
+                gemm_block(out, m0, m1, n0, nc, batch, dyt.p, batch, pk, b_buf.p, dw, in, ep);
+            }
         }
     }
 }

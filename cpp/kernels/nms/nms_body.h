@@ -32,6 +32,8 @@ inline float iou_one(float ax1, float ay1, float ax2, float ay2, float aarea, fl
     return uni > 0.f ? inter / uni : 0.f;
 }
 
+constexpr index_t kGridThreshold = 4096;
+
 }  // namespace
 
 void box_iou(index_t na, const float* a, index_t nb, const float* b, float* iou) {
@@ -70,6 +72,11 @@ index_t nms(index_t n, const float* boxes, const float* scores, const std::int64
     if (class_ids) {
         classes = nms_dense_classes(m, order.p, class_ids, dense.p, offsets.p);
         for (index_t c = 0; c < classes; ++c) filled.p[c] = 0;
+    }
+    // NOTE: past a few hundred candidates a spatial grid beats the vectorized scan of every kept box.
+    if (m >= kGridThreshold) {
+        const index_t kept = nms_grid(boxes, order.p, m, class_ids ? dense.p : nullptr, opt, keep);
+        if (kept >= 0) return kept;
     }
     Scratch soa(static_cast<std::size_t>(5 * m));
     float *kx1 = soa.p, *ky1 = kx1 + m, *kx2 = ky1 + m, *ky2 = kx2 + m, *kar = ky2 + m;

@@ -12,30 +12,58 @@ namespace {
 
 inline float max_nan(float m, float v) { return (v > m || v != v) ? v : m; }
 
-void pool_plane(PoolKind kind, const Pool2dShape& s, const float* __restrict xp, float* __restrict yp) {
-    const index_t H = s.h, W = s.w;
+// One plane, separably: the rows of each window are reduced into `tmp` (a padded row of Wext columns), then
+// the columns, both as long vectorizable loops. Windows are clipped to the input (max) or divided by the
+// forward's divisor (avg); tmp holds Wext = (OW - 1) * SW + KW floats, cols OW floats.
+template <PoolKind KIND>
+void pool_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp, float* __restrict tmp,
+                float* __restrict cols) {
+    const index_t H = s.h, W = s.w, SW = s.stride_w, KW = s.kw, PW = s.pad_w;
+    const index_t wext = (s.ow - 1) * SW + KW;
+    const float identity = KIND == PoolKind::max ? -__builtin_inff() : 0.f;
+    if (KIND == PoolKind::avg)
+        for (index_t ow = 0; ow < s.ow; ++ow) {
+            const index_t w0 = ow * SW - PW;
+            cols[ow] = static_cast<float>(s.count_include_pad ? imin(w0 + KW, W + PW) - w0 : imin(w0 + KW, W) - imax(w0, 0));
+        }
+    const index_t lo = imin(PW, wext), hi = imin(PW + W, wext);  // tmp columns backed by the input
     for (index_t oh = 0; oh < s.oh; ++oh) {
         const index_t h0 = oh * s.stride_h - s.pad_h;
-        const index_t h_end_pad = imin(h0 + s.kh, H + s.pad_h);
         const index_t hs = imax(h0, 0), he = imin(h0 + s.kh, H);
-        for (index_t ow = 0; ow < s.ow; ++ow) {
-            const index_t w0 = ow * s.stride_w - s.pad_w;
-            const index_t w_end_pad = imin(w0 + s.kw, W + s.pad_w);
-            const index_t ws = imax(w0, 0), we = imin(w0 + s.kw, W);
-            float out;
-            if (kind == PoolKind::max) {
-                float m = -__builtin_inff();
-                for (index_t ih = hs; ih < he; ++ih)
-                    for (index_t iw = ws; iw < we; ++iw) m = max_nan(m, xp[ih * W + iw]);
-                out = m;
+        for (index_t j = 0; j < wext; ++j) tmp[j] = identity;
+        for (index_t ih = hs; ih < he; ++ih) {
+            const float* xr = xp + ih * W - PW;
+            if (KIND == PoolKind::max) {
+#pragma omp simd
+                for (index_t j = lo; j < hi; ++j) tmp[j] = max_nan(tmp[j], xr[j]);
             } else {
-                float acc = 0.f;
-                for (index_t ih = hs; ih < he; ++ih)
-                    for (index_t iw = ws; iw < we; ++iw) acc += xp[ih * W + iw];
-                const index_t count = s.count_include_pad ? (h_end_pad - h0) * (w_end_pad - w0) : (he - hs) * (we - ws);
-                out = count > 0 ? acc / static_cast<float>(count) : 0.f;
+#pragma omp simd
+                for (index_t j = lo; j < hi; ++j) tmp[j] += xr[j];
             }
-            yp[oh * s.ow + ow] = out;
+        }
+        float* yr = yp + oh * s.ow;
+        for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = identity;
+        for (index_t kj = 0; kj < KW; ++kj) {
+            const float* t = tmp + kj;
+            if (KIND == PoolKind::max) {
+                if (SW == 2) {
+#pragma omp simd
+                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = max_nan(yr[ow], t[2 * ow]);
+                } else {
+                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = max_nan(yr[ow], t[ow * SW]);
+                }
+            } else {
+                if (SW == 2) {
+#pragma omp simd
+                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] += t[2 * ow];
+                } else {
+                    for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] += t[ow * SW];
+                }
+            }
+        }
+        if (KIND == PoolKind::avg) {
+            const float rows = static_cast<float>(s.count_include_pad ? imin(h0 + s.kh, H + s.pad_h) - h0 : he - hs);
+            for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] /= rows * cols[ow];
         }
     }
 }
@@ -65,15 +93,22 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     if (planes == 0 || s.oh == 0 || s.ow == 0) return;
     const bool fast22 = kind == PoolKind::max && s.kh == 2 && s.kw == 2 && s.stride_h == 2 && s.stride_w == 2 &&
                         s.pad_h == 0 && s.pad_w == 0 && 2 * s.oh <= s.h;
-    const int threads = get_num_threads();
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (index_t p = 0; p < planes; ++p) {
-        const float* xp = x + p * s.h * s.w;
-        float* yp = y + p * s.oh * s.ow;
-        if (fast22)
-            max_pool_2x2s2_plane(s, xp, yp);
-        else
-            pool_plane(kind, s, xp, yp);
+    const int threads = planes * s.h * s.w < (1 << 15) ? 1 : get_num_threads();
+    const index_t wext = (s.ow - 1) * s.stride_w + s.kw;
+#pragma omp parallel num_threads(threads)
+    {
+        Scratch tmp(static_cast<std::size_t>(wext + s.ow));
+#pragma omp for schedule(static)
+        for (index_t p = 0; p < planes; ++p) {
+            const float* xp = x + p * s.h * s.w;
+            float* yp = y + p * s.oh * s.ow;
+            if (fast22)
+                max_pool_2x2s2_plane(s, xp, yp);
+            else if (kind == PoolKind::max)
+                pool_plane<PoolKind::max>(s, xp, yp, tmp.p, tmp.p + wext);
+            else
+                pool_plane<PoolKind::avg>(s, xp, yp, tmp.p, tmp.p + wext);
+        }
     }
 }
 
@@ -88,6 +123,64 @@ void global_avg_pool(index_t planes, index_t hw, const float* x, float* y) {
 #pragma omp simd reduction(+ : acc)
         for (index_t i = 0; i < hw; ++i) acc += xp[i];
         y[p] = hw > 0 ? acc * inv : __builtin_nanf("");
+    }
+}
+
+// dx = d(pool)/dx^T dy. Max pooling sends each output's gradient to the first maximum of its window (the
+// last NaN if any), as PyTorch does; average pooling spreads it over the window with the forward's divisor.
+void pool2d_backward(PoolKind kind, const Pool2dShape& s, const float* x, const float* dy, float* dx) {
+    const index_t planes = s.n * s.c, HW = s.h * s.w;
+    if (planes == 0 || HW == 0) return;
+    const int threads = get_num_threads();
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t p = 0; p < planes; ++p) {
+        const float* xp = x + p * HW;
+        const float* dyp = dy + p * s.oh * s.ow;
+        float* dxp = dx + p * HW;
+        for (index_t i = 0; i < HW; ++i) dxp[i] = 0.f;
+        for (index_t oh = 0; oh < s.oh; ++oh) {
+            const index_t h0 = oh * s.stride_h - s.pad_h;
+            const index_t hs = imax(h0, 0), he = imin(h0 + s.kh, s.h);
+            for (index_t ow = 0; ow < s.ow; ++ow) {
+                const index_t w0 = ow * s.stride_w - s.pad_w;
+                const index_t ws = imax(w0, 0), we = imin(w0 + s.kw, s.w);
+                const float g = dyp[oh * s.ow + ow];
+                if (kind == PoolKind::max) {
+                    // PyTorch's rule: start at the window's first element, move on `v > m || isnan(v)`
+                    index_t arg = hs * s.w + ws;
+                    float m = -__builtin_inff();
+                    for (index_t ih = hs; ih < he; ++ih)
+                        for (index_t iw = ws; iw < we; ++iw) {
+                            const float v = xp[ih * s.w + iw];
+                            if (v > m || v != v) {
+                                m = v;
+                                arg = ih * s.w + iw;
+                            }
+                        }
+                    if (hs < he && ws < we) dxp[arg] += g;
+                } else {
+                    const index_t h_end_pad = imin(h0 + s.kh, s.h + s.pad_h), w_end_pad = imin(w0 + s.kw, s.w + s.pad_w);
+                    const index_t count = s.count_include_pad ? (h_end_pad - h0) * (w_end_pad - w0) : (he - hs) * (we - ws);
+                    if (count <= 0) continue;
+                    const float share = g / static_cast<float>(count);
+                    for (index_t ih = hs; ih < he; ++ih)
+                        for (index_t iw = ws; iw < we; ++iw) dxp[ih * s.w + iw] += share;
+                }
+            }
+        }
+    }
+}
+
+void global_avg_pool_backward(index_t planes, index_t hw, const float* dy, float* dx) {
+    if (planes == 0 || hw == 0) return;
+    const int threads = planes * hw < (1 << 16) ? 1 : get_num_threads();
+    const float inv = 1.0f / static_cast<float>(hw);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t p = 0; p < planes; ++p) {
+        const float g = dy[p] * inv;
+        float* d = dx + p * hw;
+#pragma omp simd
+        for (index_t i = 0; i < hw; ++i) d[i] = g;
     }
 }
 

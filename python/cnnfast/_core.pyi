@@ -1,0 +1,69 @@
+"""Type stubs for the compiled module cnnfast._core."""
+
+from types import ModuleType
+from typing import Literal, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Pair = Union[int, Tuple[int, int], Sequence[int]]
+_Array = npt.ArrayLike
+_F32 = npt.NDArray[np.float32]
+
+def conv2d(
+    x: _Array,
+    weight: _Array,
+    bias: Optional[_Array] = None,
+    stride: _Pair = 1,
+    padding: Union[_Pair, Literal["valid", "same"]] = 0,
+    dilation: _Pair = 1,
+    groups: int = 1,
+    activation: Optional[Literal["relu"]] = None,
+    out: Optional[_F32] = None,
+    algorithm: Literal["auto", "direct", "winograd"] = "auto",
+) -> _F32: ...
+def max_pool2d(
+    x: _Array, kernel_size: _Pair, stride: Optional[_Pair] = None, padding: _Pair = 0, ceil_mode: bool = False
+) -> _F32: ...
+def avg_pool2d(
+    x: _Array,
+    kernel_size: _Pair,
+    stride: Optional[_Pair] = None,
+    padding: _Pair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> _F32: ...
+def global_avg_pool2d(x: _Array) -> _F32: ...
+def add(a: _Array, b: _Array, relu: bool = False, out: Optional[_F32] = None) -> _F32: ...
+def linear(
+    x: _Array, weight: _Array, bias: Optional[_Array] = None, activation: Optional[Literal["relu"]] = None
+) -> _F32: ...
+def box_iou(a: _Array, b: _Array) -> _F32: ...
+def nms(
+    boxes: _Array,
+    scores: _Array,
+    iou_threshold: float,
+    score_threshold: Optional[float] = None,
+    max_output: Optional[int] = None,
+) -> npt.NDArray[np.int64]: ...
+def batched_nms(
+    boxes: _Array,
+    scores: _Array,
+    class_ids: _Array,
+    iou_threshold: float,
+    score_threshold: Optional[float] = None,
+    max_output: Optional[int] = None,
+) -> npt.NDArray[np.int64]: ...
+
+reference: ModuleType
+
+def _init_isa_from_env() -> None: ...
+def _current_isa() -> str: ...
+def _set_isa(isa: str) -> None: ...
+def _supported_isas() -> list[str]: ...
+def _compiled_isas() -> list[str]: ...
+def _set_num_threads(n: int) -> None: ...
+def _get_num_threads() -> int: ...
+def _workspace_peak() -> int: ...
+def _workspace_in_use() -> int: ...
+def _workspace_reset_peak() -> None: ...

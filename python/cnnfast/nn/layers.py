@@ -1,0 +1,500 @@
+"""Layers: each a Module around one kernel call (or a few NumPy lines where there is no kernel).
+
+All activations are float32 NCHW, as the kernels take them. Parameter names and defaults are PyTorch's.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import _core
+from .._functional import relu as _relu
+from .._functional import softmax as _softmax
+from .._shapes import conv_output_shape
+from . import init as _init
+from .module import Module, is_tracing
+
+# Building a folded conv+bn is rare (first eval forward after a change); one lock keeps two threads running
+# the same model from building it at once.
+_fold_lock = threading.Lock()
+
+
+def _pair(value, layer: str, name: str, minimum: int) -> tuple[int, int]:
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in pair):
+        raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+    if any(v < minimum for v in pair):
+        raise ValueError(f"{layer}: {name} must be >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _check_activation(layer: str, activation) -> None:
+    if activation not in (None, "relu"):
+        raise ValueError(f"{layer}: activation must be None or 'relu', got {activation!r}")
+
+
+def _check_4d(layer: str, x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"{layer}: expected an NCHW array (4 dimensions), got shape {x.shape}")
+    return x
+
+
+def _write(out, y):
+    if out is None:
+        return y
+    out[...] = y
+    return out
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+
+class Conv2d(Module):
+    """2-D convolution, ``cnnfast.conv2d`` with learned ``weight`` (out, in/groups, kH, kW) and ``bias``.
+
+    ``activation='relu'`` fuses a ReLU into the kernel's store. ``init`` draws the weight, a function
+    ``(shape, rng) -> array`` from :mod:`cnnfast.nn.init` (default: PyTorch's uniform in +-1/sqrt(fan_in));
+    the bias is drawn uniform in +-1/sqrt(fan_in) as PyTorch does.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, activation: str | None = None, init=None, rng=None):
+        super().__init__()
+        name = "Conv2d"
+        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {v!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
+        _check_activation(name, activation)
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = _pair(kernel_size, name, "kernel_size", 1)
+        self.stride = _pair(stride, name, "stride", 1)
+        self.dilation = _pair(dilation, name, "dilation", 1)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"{name}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"{name}: padding='same' needs stride 1, got stride {stride!r}")
+            self.padding = padding
+        else:
+            self.padding = _pair(padding, name, "padding", 0)
+        self.activation = activation
+        rng = _init.as_rng(rng)
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.register_parameter("weight", (init or _init.uniform_fan_in)(shape, rng))
+        fan_in = _init.fans(shape)[0]
+        self.register_parameter("bias", _init.uniform_fan_in((self.out_channels,), rng, fan_in) if bias else None)
+
+    def forward(self, x, out=None):
+        return _core.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                            self.activation, out)
+
+    def fused(self, x, bn: "BatchNorm2d | None" = None, relu: bool = False, out=None):
+        """This convolution, then ``bn`` in inference mode, then a ReLU, in one kernel call: the batch norm
+        is folded into a cached copy of the weight and bias."""
+        if bn is None:
+            weight, bias = self.weight, self.bias
+        else:
+            if self.activation is not None:
+                raise ValueError("Conv2d.fused(): cannot fold a batch norm after a convolution's own ReLU")
+            weight, bias = self._folded(bn)
+        activation = "relu" if relu else self.activation
+        if out is not None and not out.flags.c_contiguous:
+            return _write(out, _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                                            activation))
+        return _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups, activation, out)
+
+    def _folded(self, bn: "BatchNorm2d") -> tuple[np.ndarray, np.ndarray]:
+        # w' = w * gamma / sqrt(var + eps) per output channel; b' = (b - mean) * gamma / sqrt(var + eps) + beta.
+        key = (id(bn), self._version, bn._version)
+        fold = self.__dict__.get("_fold")
+        if fold is not None and fold[0] == key:
+            return fold[1], fold[2]
+        with _fold_lock:
+            fold = self.__dict__.get("_fold")
+            if fold is not None and fold[0] == key:
+                return fold[1], fold[2]
+            return self._fold_into_cache(bn, key)
+
+    def _fold_into_cache(self, bn: "BatchNorm2d", key) -> tuple[np.ndarray, np.ndarray]:
+        self._drop_cache()
+        if bn.num_features != self.out_channels:
+            raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a Conv2d with "
+                             f"{self.out_channels} outputs")
+        scale = 1.0 / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+        shift = -bn.running_mean.astype(np.float64) * scale
+        if bn.affine:
+            scale = scale * bn.weight
+            shift = shift * bn.weight + bn.bias
+        if self.bias is not None:
+            shift = shift + self.bias * scale
+        weight = self.weight * scale.astype(np.float32).reshape(-1, 1, 1, 1)
+        bias = shift.astype(np.float32)
+        # The sources are frozen while the cache lives, so an in-place edit cannot leave it stale unnoticed.
+        sources = [self.weight, self.bias, bn.running_mean, bn.running_var]
+        if bn.affine:
+            sources += [bn.weight, bn.bias]
+        frozen = [a for a in sources if a is not None and a.flags.writeable]
+        for a in frozen:
+            a.flags.writeable = False
+        self.__dict__["_fold"] = (key, weight, bias, frozen)
+        return weight, bias
+
+    def _drop_cache(self) -> None:
+        fold = self.__dict__.get("_fold")
+        if fold is not None:
+            for a in fold[3]:
+                a.flags.writeable = True
+        self.__dict__["_fold"] = None
+
+    def output_shape(self, input_hw) -> tuple[int, int]:
+        return conv_output_shape(input_hw, self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def macs(self, input_shape, output_shape) -> int:
+        kh, kw = self.kernel_size
+        return math.prod(output_shape[1:]) * kh * kw * self.in_channels // self.groups
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.activation:
+            s += f", activation={self.activation!r}"
+        return s
+
+
+class BatchNorm2d(Module):
+    """Batch normalization over the channels of NCHW input, as torch.nn.BatchNorm2d.
+
+    Eval mode normalizes with ``running_mean`` / ``running_var``; training mode with the batch's statistics,
+    updating the running ones (``momentum``, unbiased variance) and ``num_batches_tracked``. After a Conv2d,
+    eval mode folds it into the convolution (see :meth:`Conv2d.fused`).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
+            raise ValueError(f"BatchNorm2d: num_features must be a positive int, got {num_features!r}")
+        if not eps > 0:
+            raise ValueError(f"BatchNorm2d: eps must be > 0, got {eps!r}")
+        self.num_features, self.eps, self.momentum, self.affine = int(num_features), float(eps), float(momentum), affine
+        if affine:
+            self.register_parameter("weight", np.ones(num_features, np.float32))
+            self.register_parameter("bias", np.zeros(num_features, np.float32))
+        self.register_buffer("running_mean", np.zeros(num_features, np.float32))
+        self.register_buffer("running_var", np.ones(num_features, np.float32))
+        self.register_buffer("num_batches_tracked", np.array(0, np.int64))
+
+    def forward(self, x):
+        x = _check_4d("BatchNorm2d", x)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm2d({self.num_features}): input has {x.shape[1]} channels (shape {x.shape})")
+        if self.training:
+            mean, var = self._batch_statistics(x)
+        else:
+            mean, var = self.running_mean.astype(np.float64), self.running_var.astype(np.float64)
+        scale = 1.0 / np.sqrt(var + self.eps)
+        shift = -mean * scale
+        if self.affine:
+            scale, shift = scale * self.weight, shift * self.weight + self.bias
+        y = x * scale.astype(np.float32).reshape(1, -1, 1, 1)
+        y += shift.astype(np.float32).reshape(1, -1, 1, 1)
+        return y
+
+    def _batch_statistics(self, x):
+        n = x.shape[0] * x.shape[2] * x.shape[3]
+        if n < 2:
+            raise ValueError(f"BatchNorm2d in training mode needs more than one value per channel, got shape {x.shape}")
+        mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
+        var = x.var(axis=(0, 2, 3), dtype=np.float64)
+        m = self.momentum
+        self.running_mean = ((1 - m) * self.running_mean + m * mean).astype(np.float32)
+        self.running_var = ((1 - m) * self.running_var + m * var * n / (n - 1)).astype(np.float32)
+        self.num_batches_tracked = self.num_batches_tracked + 1
+        return mean, var
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
+class Linear(Module):
+    """Fully connected layer ``x @ weight.T + bias`` (``cnnfast.linear``), weight (out_features, in_features);
+    ``activation='relu'`` fuses a ReLU. ``init`` as for :class:`Conv2d`."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str | None = None,
+                 init=None, rng=None):
+        super().__init__()
+        for arg, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Linear: {arg} must be a positive int, got {v!r}")
+        _check_activation("Linear", activation)
+        self.in_features, self.out_features, self.activation = int(in_features), int(out_features), activation
+        rng = _init.as_rng(rng)
+        shape = (self.out_features, self.in_features)
+        self.register_parameter("weight", (init or _init.uniform_fan_in)(shape, rng))
+        bias_value = _init.uniform_fan_in((self.out_features,), rng, self.in_features) if bias else None
+        self.register_parameter("bias", bias_value)
+
+    def forward(self, x):
+        return _core.linear(x, self.weight, self.bias, self.activation)
+
+    def fused(self, x, relu: bool = False):
+        """This layer then a ReLU, in one kernel call."""
+        return _core.linear(x, self.weight, self.bias, "relu" if relu else self.activation)
+
+    def macs(self, input_shape, output_shape) -> int:
+        return math.prod(output_shape[1:]) * self.in_features
+
+    def extra_repr(self) -> str:
+        s = f"in_features={self.in_features}, out_features={self.out_features}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.activation:
+            s += f", activation={self.activation!r}"
+        return s
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return _relu(x)
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return np.tanh(x)
+
+
+class MaxPool2d(Module):
+    """Max pooling (``cnnfast.max_pool2d``): stride defaults to the kernel size."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "MaxPool2d", "kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else _pair(stride, "MaxPool2d", "stride", 1)
+        self.padding = _pair(padding, "MaxPool2d", "padding", 0)
+        self.ceil_mode = bool(ceil_mode)
+
+    def forward(self, x):
+        return _core.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        return s + (", ceil_mode=True" if self.ceil_mode else "")
+
+
+class AvgPool2d(Module):
+    """Average pooling (``cnnfast.avg_pool2d``): stride defaults to the kernel size."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "AvgPool2d", "kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else _pair(stride, "AvgPool2d", "stride", 1)
+        self.padding = _pair(padding, "AvgPool2d", "padding", 0)
+        self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
+
+    def forward(self, x):
+        return _core.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed output size, as torch.nn.AdaptiveAvgPool2d: output cell i of n covers input
+    rows floor(i*H/n) to ceil((i+1)*H/n). Output 1x1 is ``cnnfast.global_avg_pool2d``; an input already at
+    the output size passes through unchanged."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = _pair(output_size, "AdaptiveAvgPool2d", "output_size", 1)
+
+    def forward(self, x):
+        x = _check_4d("AdaptiveAvgPool2d", x)
+        oh, ow = self.output_size
+        h, w = x.shape[2:]
+        if (oh, ow) == (1, 1):
+            return _core.global_avg_pool2d(x)
+        if (oh, ow) == (h, w):
+            return x
+        if h % oh == 0 and w % ow == 0:
+            k = (h // oh, w // ow)
+            return _core.avg_pool2d(x, k, k)
+        return _adaptive_avg_pool2d(x, oh, ow)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+def _adaptive_avg_pool2d(x: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    # Window sums from a summed-area table: any window is four lookups.
+    n, c, h, w = x.shape
+    table = np.zeros((n, c, h + 1, w + 1), np.float64)
+    np.cumsum(np.cumsum(x, axis=2, dtype=np.float64), axis=3, out=table[:, :, 1:, 1:])
+    i, j = np.arange(oh), np.arange(ow)
+    h0, h1 = (i * h) // oh, -((-(i + 1) * h) // oh)
+    w0, w1 = (j * w) // ow, -((-(j + 1) * w) // ow)
+    sums = (table[:, :, h1[:, None], w1[None, :]] - table[:, :, h0[:, None], w1[None, :]]
+            - table[:, :, h1[:, None], w0[None, :]] + table[:, :, h0[:, None], w0[None, :]])
+    area = (h1 - h0)[:, None] * (w1 - w0)[None, :]
+    return (sums / area).astype(np.float32)
+
+
+class Dropout(Module):
+    """Zeroes each value with probability ``p`` and scales the rest by 1/(1-p) in training mode; the
+    identity in eval mode."""
+
+    def __init__(self, p: float = 0.5, rng=None):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.rng = _init.as_rng(rng)
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = self.rng.random(np.shape(x)) >= self.p
+        return (x * keep / np.float32(1.0 - self.p)).astype(np.float32)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1*d2*...), as torch.flatten(x, 1)."""
+
+    def forward(self, x):
+        x = np.asarray(x)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+class Softmax(Module):
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return _softmax(x, axis=self.dim).astype(np.float32, copy=False)
+
+
+class LocalResponseNorm(Module):
+    """Normalization across neighbouring channels (Krizhevsky et al., 2012), with PyTorch's semantics:
+
+        b_c = a_c / (k + alpha / size * sum_{c' in window(c)} a_{c'}^2) ** beta
+
+    the window spanning channels c - size//2 to c + (size-1)//2, clipped at the edges (the missing channels
+    count as zeros, but alpha is still divided by ``size``). The paper uses size=5, alpha=1e-4, beta=0.75,
+    k=2.
+    """
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"LocalResponseNorm: size must be a positive int, got {size!r}")
+        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+
+    def forward(self, x):
+        x = _check_4d("LocalResponseNorm", x)
+        c = x.shape[1]
+        # Window sums of squares along channels from a running sum with a zero in front.
+        csum = np.zeros((x.shape[0], c + 1) + x.shape[2:], np.float64)
+        np.cumsum(np.square(x, dtype=np.float64), axis=1, out=csum[:, 1:])
+        ch = np.arange(c)
+        hi = np.minimum(ch + (self.size - 1) // 2, c - 1) + 1
+        lo = np.maximum(ch - self.size // 2, 0)
+        window = csum[:, hi] - csum[:, lo]
+        div = (self.k + (self.alpha / self.size) * window) ** self.beta
+        return (x / div).astype(np.float32)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class Sequential(Module):
+    """Modules run one after the other, named "0", "1", ... (or by the keys of an OrderedDict).
+
+    Indexable (``seq[0]``, ``seq[-1]``, ``seq[1:3]``) and iterable. In eval mode a Conv2d followed by a
+    BatchNorm2d and/or a ReLU runs as one kernel call, and so does a Linear followed by a ReLU.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        named = modules[0].items() if len(modules) == 1 and isinstance(modules[0], OrderedDict) else (
+            (str(i), m) for i, m in enumerate(modules))
+        for name, m in named:
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {name} is a {type(m).__name__}, not a Module")
+            setattr(self, name, m)
+
+    def append(self, module: Module) -> "Sequential":
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        items = list(self._modules.items())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(items[index]))
+        return items[index][1]
+
+    def forward(self, x):
+        layers = list(self._modules.values())
+        if self.training or is_tracing():
+            for layer in layers:
+                x = layer(x)
+            return x
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, Conv2d) and layer.activation is None and not layer.training:
+                bn = None
+                if isinstance(nxt, BatchNorm2d) and not nxt.training:
+                    bn, i = nxt, i + 1
+                    nxt = layers[i + 1] if i + 1 < len(layers) else None
+                relu = isinstance(nxt, ReLU)
+                x = layer.fused(x, bn, relu)
+                i += 2 if relu else 1
+            elif isinstance(layer, Linear) and layer.activation is None and isinstance(nxt, ReLU):
+                x = layer.fused(x, relu=True)
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
+        return x
+
+
+def conv_bn(x, conv: Conv2d, bn: BatchNorm2d | None = None, relu: bool | ReLU = False, out=None):
+    """``conv``, then ``bn``, then a ReLU (``relu`` True or a ReLU module): one kernel call with the batch
+    norm folded in when both are in eval mode, the steps one by one otherwise. ``out`` (optional) receives
+    the result."""
+    if conv.training or (bn is not None and bn.training) or is_tracing() or (bn is not None and conv.activation):
+        y = conv(x)
+        if bn is not None:
+            y = bn(y)
+        if isinstance(relu, Module):
+            y = relu(y)
+        elif relu:
+            y = np.maximum(y, 0, out=y)
+        return _write(out, y)
+    return conv.fused(x, bn, isinstance(relu, Module) or bool(relu), out)

@@ -1,0 +1,101 @@
+"""Winograd F(4x4, 3x3): every ISA path against the float64 reference, with the documented error bound."""
+
+import numpy as np
+import pytest
+
+import cnnfast
+from cnnfast import _core
+
+ISAS = list(_core._supported_isas())
+
+# Documented bound: max |winograd - exact| <= 1e-6 * max|x| * max|w| * C * 9 on random data (measured
+# values are 1e-8 to 2e-7; see README).
+BOUND = 1e-6
+
+
+def exact(x, w, b, padding):
+    return _core.reference.conv2d(x, w, b, padding=padding)
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    before = _core._current_isa()
+    _core._set_isa(request.param)
+    yield request.param
+    _core._set_isa(before)
+
+
+CASES = [
+    # n, c, h, w, o, padding
+    (1, 1, 1, 1, 1, 1),
+    (1, 3, 9, 7, 5, 1),
+    (2, 17, 13, 11, 33, 1),
+    (1, 64, 14, 14, 64, 1),
+    (1, 40, 5, 6, 50, 0),
+    (2, 300, 8, 9, 70, 1),  # channels past one K block
+    (1, 8, 4, 4, 100, 1),  # output channels past one NR panel
+    (3, 16, 25, 33, 16, 1),
+    (1, 16, 3, 3, 8, 0),  # a single output pixel
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_winograd_error_bound(isa, case):
+    n, c, h, w, o, p = case
+    rng = np.random.default_rng(sum(case))
+    x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+    wt = rng.standard_normal((o, c, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    y = np.full((n, o, h + 2 * p - 2, w + 2 * p - 2), np.nan, np.float32)
+    cnnfast.conv2d(x, wt, b, padding=p, algorithm="winograd", out=y)
+    ref = exact(x, wt, b, p)
+    scale = np.abs(x).max() * np.abs(wt).max() * c * 9
+    assert not np.isnan(y).any()
+    assert np.abs(y - ref).max() <= BOUND * scale
+
+
+def test_winograd_fused_relu_and_same_padding(isa):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 32, 10, 12), dtype=np.float32)
+    wt = rng.standard_normal((48, 32, 3, 3), dtype=np.float32)
+    y = cnnfast.conv2d(x, wt, padding="same", activation="relu", algorithm="winograd")
+    ref = np.maximum(exact(x, wt, None, 1), 0)
+    assert np.abs(y - ref).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 32 * 9
+
+
+def test_auto_picks_a_path_that_agrees_with_direct():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 64, 16, 16), dtype=np.float32)
+    wt = rng.standard_normal((64, 64, 3, 3), dtype=np.float32)
+    direct = cnnfast.conv2d(x, wt, padding=1, algorithm="direct")
+    auto = cnnfast.conv2d(x, wt, padding=1)
+    assert np.abs(auto - direct).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 64 * 9
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(stride=2), dict(dilation=2), dict(groups=2)], ids=["stride", "dilation", "groups"]
+)
+def test_winograd_rejects_shapes_it_cannot_compute(kwargs):
+    x = np.zeros((1, 4, 8, 8), np.float32)
+    wt = np.zeros((4, 4 // kwargs.get("groups", 1), 3, 3), np.float32)
+    with pytest.raises(ValueError, match="algorithm='winograd'"):
+        cnnfast.conv2d(x, wt, padding=1, algorithm="winograd", **kwargs)
+
+
+def test_winograd_rejects_other_kernel_sizes_and_unknown_algorithms():
+    x = np.zeros((1, 4, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="3x3"):
+        cnnfast.conv2d(x, np.zeros((4, 4, 5, 5), np.float32), algorithm="winograd")
+    with pytest.raises(ValueError, match="algorithm"):
+        cnnfast.conv2d(x, np.zeros((4, 4, 3, 3), np.float32), algorithm="fft")
+
+
+def test_winograd_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 64, 20, 20), dtype=np.float32)
+    wt = rng.standard_normal((32, 64, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    y = cnnfast.conv2d(x, wt, b, padding=1, algorithm="winograd")
+    t = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b), padding=1).numpy()
+    assert np.abs(y - t).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 64 * 9
