@@ -113,6 +113,27 @@ def conv2d_tolerance(x, weight, bias=None, groups=1, rel=1e-5):
     return rel * (math.sqrt(k) * mx * mw + mb) + 1e-30
 
 
+def winograd_applies(weight_shape, stride=1, dilation=1, groups=1):
+    """Whether conv2d(algorithm='winograd') accepts the layer: 3x3, stride 1, dilation 1, groups 1."""
+    return tuple(weight_shape[2:]) == (3, 3) and pair(stride) == (1, 1) and pair(dilation) == (1, 1) and groups == 1
+
+
+def auto_uses_winograd(x_shape, weight_shape, stride=1, dilation=1, groups=1, padding=0):
+    """Whether algorithm='auto' may pick Winograd (documented: 3x3 stride-1 layers with at least 32 input and
+    output channels)."""
+    return winograd_applies(weight_shape, stride, dilation, groups) and x_shape[1] >= 32 and weight_shape[0] >= 32
+
+
+def winograd_tolerance(x, weight, bias=None, rel=4e-6):
+    """Absolute tolerance for Winograd F(4x4, 3x3): the documented error, 'a few times 1e-6' of
+    max|x| * max|w| * C * 9 (+ the bias, added in float32)."""
+    c = np.shape(weight)[1]
+    mx = float(np.max(np.abs(x))) if np.size(x) else 0.0
+    mw = float(np.max(np.abs(weight))) if np.size(weight) else 0.0
+    mb = float(np.max(np.abs(bias))) if bias is not None and np.size(bias) else 0.0
+    return rel * mx * mw * c * 9 + 1e-6 * mb + 1e-30
+
+
 # --- pooling -------------------------------------------------------------------------------------
 
 

@@ -2,8 +2,10 @@
 against NumPy, the worked edge-detection examples, the GEMM tails, the 1x1, depthwise and K-blocked paths,
 and PyTorch as a second opinion when it is installed.
 
-Tolerance: |y - ref| <= 1e-5 * (sqrt(K) * max|x| * max|w| + max|bias|) + 1e-5 * |ref|, K = C/groups * kH * kW
-(float32 products summed in float32; the error grows like sqrt(K) for random data)."""
+Tolerance of the direct path: |y - ref| <= 1e-5 * (sqrt(K) * max|x| * max|w| + max|bias|) + 1e-5 * |ref|,
+K = C/groups * kH * kW (float32 products summed in float32; the error grows like sqrt(K) for random data).
+Winograd F(4x4, 3x3) (algorithm='winograd', or 'auto' on 3x3 stride-1 layers with >= 32 channels in and out)
+is held to its documented error: 4e-6 * max|x| * max|w| * C * 9 (+ 1e-6 * max|bias|) + 1e-5 * |ref|."""
 
 from __future__ import annotations
 
@@ -145,12 +147,17 @@ def conv_kwargs(case):
 
 
 def check_conv(x, w, b=None, **kw):
-    """Runs conv2d into a NaN-filled out= and without out=, and compares both with the NumPy reference."""
-    expected = ref.conv2d(x, w, b, **kw)
+    """Runs conv2d into a NaN-filled out= and without out=, and compares both with the NumPy reference. The
+    tolerance is the direct path's, or Winograd's where conv2d may take that path (see module docstring)."""
+    expected = ref.conv2d(x, w, b, **{k: v for k, v in kw.items() if k != "algorithm"})
     out = sentinel(expected.shape)
     y = cnnfast.conv2d(x, w, b, out=out, **kw)
     assert y is out or np.shares_memory(y, out)
     atol = ref.conv2d_tolerance(x, w, b)
+    params = {k: kw[k] for k in ("stride", "dilation", "groups") if k in kw}
+    algorithm = kw.get("algorithm", "auto")
+    if algorithm == "winograd" or (algorithm == "auto" and ref.auto_uses_winograd(x.shape, w.shape, **params)):
+        atol = max(atol, ref.winograd_tolerance(x, w, b))
     assert not np.isnan(out).any(), "conv2d left elements of out unwritten"
     assert_close(out, expected, atol=atol, what=f"conv2d {x.shape} * {w.shape} {kw}")
     y2 = cnnfast.conv2d(x, w, b, **kw)
@@ -474,3 +481,87 @@ def test_conv2d_matches_pytorch(isa, case):
     assert_close(y, expected.astype(np.float64), atol=2 * ref.conv2d_tolerance(x, w, b), what=f"vs torch {case}")
     y = cnnfast.conv2d(x, w, b, activation="relu", **kw)
     assert_close(y, np.maximum(expected, 0).astype(np.float64), atol=2 * ref.conv2d_tolerance(x, w, b))
+
+
+# --- the algorithms: direct GEMM and Winograd F(4x4, 3x3) ------------------------------------------
+
+
+@st.composite
+def winograd_cases(draw):
+    pk = draw(st.sampled_from(["same", "valid", "int", "pair"]))
+    padding = {"same": "same", "valid": "valid", "int": draw(st.integers(0, 2)),
+               "pair": (draw(st.integers(0, 2)), draw(st.integers(0, 2)))}[pk]
+    pt, pb, pl, pr = ref.conv2d_padding(padding, (3, 3), (1, 1))
+    return dict(
+        n=draw(st.sampled_from([1, 1, 2, 3, 0])),
+        c=draw(st.sampled_from([1, 2, 3, 4, 8, 13, 16, 17, 31, 32, 33, 64, 300])),
+        o=draw(st.sampled_from([1, 3, 4, 8, 9, 16, 17, 24, 25, 32, 33, 47, 48, 49, 64, 97])),
+        # output sizes 1..4 above a multiple of the 4x4 tile
+        h=max(1, 3 - pt - pb) + draw(st.integers(0, 21)),
+        w=max(1, 3 - pl - pr) + draw(st.integers(0, 21)),
+        padding=padding,
+        bias=draw(st.booleans()),
+        relu=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+@settings(max_examples=examples(60))
+@given(case=winograd_cases(), algorithm=st.sampled_from(["winograd", "direct", "auto"]))
+def test_conv2d_algorithms_match_numpy_reference(isa, case, algorithm):
+    rng = np.random.default_rng(case["seed"])
+    if case["n"] * case["c"] * case["h"] * case["w"] > 400_000:
+        case["h"], case["w"] = min(case["h"], 9), min(case["w"], 9)
+    x = rand(rng, case["n"], case["c"], case["h"], case["w"])
+    w = rand(rng, case["o"], case["c"], 3, 3)
+    b = rand(rng, case["o"]) if case["bias"] else None
+    check_conv(x, w, b, padding=case["padding"], activation="relu" if case["relu"] else None, algorithm=algorithm)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (2, 2), (4, 4), (5, 5), (6, 7), (8, 9), (25, 33), (56, 56)])
+def test_conv2d_winograd_tiles(isa, hw, rng):
+    # output sizes at, below and above multiples of the 4x4 output tile, one tile to many
+    x = rand(rng, 2, 32, *hw)
+    for o in (32, 49):
+        check_conv(x, rand(rng, o, 32, 3, 3), rand(rng, o), padding=1, algorithm="winograd", activation="relu")
+        check_conv(x, rand(rng, o, 32, 3, 3), None, padding="same", algorithm="auto")
+
+
+def test_conv2d_winograd_large_layer(isa, rng):
+    # a VGG-like layer: channels past one K block, tiles in several blocks
+    x, w, b = rand(rng, 1, 300, 28, 28), rand(rng, 96, 300, 3, 3), rand(rng, 96)
+    y_w = check_conv(x, w, b, padding=1, algorithm="winograd")
+    y_d = check_conv(x, w, b, padding=1, algorithm="direct")
+    y_a = check_conv(x, w, b, padding=1)
+    np.testing.assert_array_equal(y_a, y_w)  # 'auto' takes Winograd here
+    assert_close(y_w, y_d.astype(np.float64), atol=ref.winograd_tolerance(x, w, b) + ref.conv2d_tolerance(x, w, b))
+
+
+def test_conv2d_winograd_nan_and_batch_zero(isa, rng):
+    x, w = rand(rng, 1, 32, 9, 7), rand(rng, 32, 32, 3, 3)
+    x[0, 5, 4, 3] = np.nan
+    y = cnnfast.conv2d(x, w, padding=1, algorithm="winograd")
+    expected = ref.conv2d(x, w, padding=1)
+    # Winograd mixes a whole 6x6 input tile into every output of its 4x4 tile, so a NaN may reach outputs
+    # beyond its 3x3 neighbourhood, but only within the tiles whose input holds it: input row 4 feeds output
+    # tile rows 0 and 1 (output rows 0-7), never row 8
+    assert np.isnan(y[np.isnan(expected)]).all()
+    assert np.isfinite(y[:, :, 8, :]).all()
+    assert cnnfast.conv2d(np.zeros((0, 32, 9, 7), np.float32), w, padding=1, algorithm="winograd").shape == (0, 32, 9, 7)
+
+
+def test_conv2d_algorithm_thread_counts_agree(isa, rng, threads_restored):
+    x, w, b = rand(rng, 2, 40, 25, 33), rand(rng, 48, 40, 3, 3), rand(rng, 48)
+    for algorithm in ("winograd", "direct"):
+        with cnnfast.num_threads(1):
+            one = cnnfast.conv2d(x, w, b, padding=1, algorithm=algorithm)
+        for n in (2, 3):
+            with cnnfast.num_threads(n):
+                np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, padding=1, algorithm=algorithm), one)
+
+
+def test_conv2d_reference_ignores_the_algorithm(rng):
+    x, w = rand(rng, 1, 4, 9, 7), rand(rng, 5, 4, 3, 3)
+    expected = _core.reference.conv2d(x, w, padding=1)
+    for algorithm in ("direct", "winograd", "auto"):
+        np.testing.assert_array_equal(_core.reference.conv2d(x, w, padding=1, algorithm=algorithm), expected)

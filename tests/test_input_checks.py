@@ -98,6 +98,16 @@ CASES = {
         lambda: cnnfast.conv2d(X, f32(6, 4, 9, 9), dilation=2**60), ValueError, ["dilation", r"\(6, 4, 9, 9\)"]),
     "conv2d activation": (lambda: cnnfast.conv2d(X, W, activation="gelu"), ValueError, ["activation", "relu", "gelu"]),
     "conv2d activation not str": (lambda: cnnfast.conv2d(X, W, activation=1), ValueError, ["activation"]),
+    "conv2d algorithm unknown": (lambda: cnnfast.conv2d(X, W, algorithm="fft"), ValueError, ["algorithm", "winograd", "fft"]),
+    "conv2d algorithm None": (lambda: cnnfast.conv2d(X, W, algorithm=None), ValueError, ["algorithm"]),
+    "conv2d winograd with stride 2": (
+        lambda: cnnfast.conv2d(X, W, stride=2, algorithm="winograd"), ValueError, ["winograd", "stride"]),
+    "conv2d winograd with dilation 2": (
+        lambda: cnnfast.conv2d(X, W, dilation=2, padding=2, algorithm="winograd"), ValueError, ["winograd", "dilation"]),
+    "conv2d winograd with groups": (
+        lambda: cnnfast.conv2d(X, f32(6, 2, 3, 3), groups=2, algorithm="winograd"), ValueError, ["winograd", "groups"]),
+    "conv2d winograd with a 5x5 kernel": (
+        lambda: cnnfast.conv2d(X, f32(6, 4, 5, 5), algorithm="winograd"), ValueError, ["winograd", "5x5"]),
     # --- conv2d: out= ---
     "conv2d out wrong shape": (
         lambda: cnnfast.conv2d(X, W, out=f32(2, 6, 9, 7)), ValueError, [r"\bout\b", r"\(2, 6, 9, 7\)", r"\(2, 6, 7, 5\)"]),
