@@ -382,3 +382,78 @@ def test_boxes_match_pytorch(isa):
             check_keep(cnnfast.nms(boxes, scores, thr), nms(tb, ts, thr).numpy(), f"nms n={n} thr={thr}")
             check_keep(cnnfast.batched_nms(boxes, scores, cls, thr),
                        batched_nms(tb, ts, torch.from_numpy(cls), thr).numpy(), f"batched n={n} thr={thr}")
+
+
+# --- large inputs: past 4096 candidates NMS indexes kept boxes in a spatial grid -------------------
+
+
+def layout_boxes(rng, n, layout):
+    """n boxes in one of several layouts that stress a spatial index."""
+    xy = rng.uniform(0, 400, size=(n, 2))
+    wh = rng.uniform(1, 40, size=(n, 2))
+    if layout == "clustered":
+        xy = rng.normal(200, 6, size=(n, 2))
+    elif layout == "wide":  # some boxes span most of the image
+        wh[rng.random(n) < 0.05] *= 20
+    elif layout == "negative":
+        xy -= 1000
+    elif layout == "zero_area":
+        wh[rng.random(n) < 0.3] = 0
+    elif layout == "inverted":  # x2 < x1 or y2 < y1: IoU 0 with everything
+        pass
+    elif layout == "huge_range":
+        xy *= 1e5
+    elif layout == "tiny_range":
+        xy *= 1e-5
+        wh *= 1e-5
+    elif layout == "identical":
+        xy[:] = 10
+        wh[:] = 5
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    if layout == "inverted":
+        flip = rng.random(n) < 0.2
+        boxes[flip] = boxes[flip][:, [2, 3, 0, 1]]
+    return np.round(boxes * 4) / 4 if layout not in ("tiny_range",) else boxes
+
+
+@pytest.mark.parametrize("layout", ["uniform", "clustered", "wide", "negative", "zero_area", "inverted", "huge_range",
+                                    "tiny_range", "identical"])
+def test_nms_grid_matches_reference(isa, layout, rng):
+    n = 6000
+    boxes = layout_boxes(rng, n, layout)
+    scores = (np.round(rng.random(n) * 50) / 50).astype(np.float32)  # many ties
+    cls = rng.integers(0, 4, size=n)
+    for thr in (0.0, 0.5, 0.9):
+        expected = _core.reference.nms(boxes, scores, thr)
+        check_keep(cnnfast.nms(boxes, scores, thr), expected, f"{layout} thr={thr}")
+        check_keep(cnnfast.batched_nms(boxes, scores, cls, thr), _core.reference.batched_nms(boxes, scores, cls, thr),
+                   f"{layout} batched thr={thr}")
+    check_keep(cnnfast.nms(boxes, scores, 0.5, max_output=100), _core.reference.nms(boxes, scores, 0.5)[:100])
+    if layout == "uniform":
+        check_keep(cnnfast.nms(boxes, scores, 0.5), ref.nms(boxes, scores, 0.5, iou_dtype=np.float32))
+
+
+@pytest.mark.parametrize("candidates", [4095, 4096, 4097])
+def test_nms_around_the_grid_threshold(isa, candidates, rng):
+    # the switch counts candidates, after NaN scores and the score threshold are dropped
+    n = 4200
+    boxes = layout_boxes(rng, n, "uniform")
+    scores = rng.uniform(0.5, 1, size=n).astype(np.float32)
+    scores[rng.permutation(n)[: n - candidates]] = np.nan
+    expected = ref.nms(boxes, scores, 0.4, iou_dtype=np.float32)
+    check_keep(cnnfast.nms(boxes, scores, 0.4), expected)
+    scores2 = np.where(np.isnan(scores), np.float32(0.25), scores)
+    check_keep(cnnfast.nms(boxes, scores2, 0.4, score_threshold=0.25), expected)
+
+
+def test_nms_large_input_falls_back_where_a_grid_cannot_be_used(isa, rng):
+    n = 5000
+    boxes = layout_boxes(rng, n, "uniform")
+    scores = rng.random(n).astype(np.float32)
+    # a negative threshold (everything overlapping "more" than it) and non-finite coordinates
+    check_keep(cnnfast.nms(boxes, scores, -0.5), _core.reference.nms(boxes, scores, -0.5))
+    assert len(cnnfast.nms(boxes, scores, -0.5)) == 1
+    boxes[7] = [0, 0, np.inf, np.inf]
+    boxes[9] = [np.nan, 0, 1, 1]
+    for thr in (0.3, 0.7):
+        check_keep(cnnfast.nms(boxes, scores, thr), _core.reference.nms(boxes, scores, thr))
