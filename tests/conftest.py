@@ -4,6 +4,9 @@ this CPU can run, and small helpers for sentinel-filled outputs and magnitude-sc
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -108,3 +111,12 @@ def threads_restored():
     before = cnnfast.get_num_threads()
     yield
     cnnfast.set_num_threads(before)
+
+
+def run_with_memory_limit(code, limit_bytes=4 << 30, timeout=120):
+    """Runs Python code in a fresh interpreter whose address space is capped, so a kernel that tries to allocate
+    far too much fails there (or aborts there) instead of exhausting the machine. Returns the CompletedProcess."""
+    prelude = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({limit_bytes}, {limit_bytes}))\n"
+    env = {k: v for k, v in os.environ.items() if k != "CNNFAST_ISA"}
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=os.path.dirname(os.path.abspath(__file__)))

@@ -9,6 +9,8 @@ is held to its documented error: 4e-6 * max|x| * max|w| * C * 9 (+ 1e-6 * max|bi
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,7 +20,7 @@ import cnnfast
 from cnnfast import _core
 
 import numpy_reference as ref
-from conftest import GEMM_TILE, assert_close, assert_float32_rounding_of, examples, rand, sentinel
+from conftest import GEMM_TILE, assert_close, assert_float32_rounding_of, examples, rand, run_with_memory_limit, sentinel
 
 # --- worked examples ------------------------------------------------------------------------------
 
@@ -565,3 +567,32 @@ def test_conv2d_reference_ignores_the_algorithm(rng):
     expected = _core.reference.conv2d(x, w, padding=1)
     for algorithm in ("direct", "winograd", "auto"):
         np.testing.assert_array_equal(_core.reference.conv2d(x, w, padding=1, algorithm=algorithm), expected)
+
+
+# --- padding far larger than the input -----------------------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs RLIMIT_AS")
+def test_conv2d_padding_far_larger_than_the_input():
+    # A 3x3 output needs no memory to speak of, whatever the padding: with stride 10^4 and padding 3*10^4 on an
+    # 8x8 image only output (3, 3) sees the input. Run under a 4 GiB address-space cap, on every ISA.
+    proc = run_with_memory_limit(
+        """
+        import numpy as np, cnnfast
+        from cnnfast import _core
+        rng = np.random.default_rng(0)
+        x = rng.uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)
+        for isa in _core._supported_isas():
+            _core._set_isa(isa)
+            for w in (rng.uniform(-1, 1, (4, 3, 3, 3)).astype(np.float32),
+                      rng.uniform(-1, 1, (4, 3, 1, 1)).astype(np.float32)):
+                y = cnnfast.conv2d(x, w, padding=3 * 10**4, stride=10**4)
+                assert y.shape == (2, 4, 7, 7), y.shape
+                centre = cnnfast.conv2d(x[:, :, : w.shape[2], : w.shape[3]], w)[:, :, 0, 0]
+                assert np.allclose(y[:, :, 3, 3], centre, atol=1e-5), isa
+                y[:, :, 3, 3] = 0
+                assert not y.any(), isa
+        print("ok")
+        """
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -9,6 +9,7 @@ Tolerances: max pooling is exact (it only selects). Averages sum at most kH * kW
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ import cnnfast
 from cnnfast import _core
 
 import numpy_reference as ref
-from conftest import assert_close, assert_float32_rounding_of, examples, rand
+from conftest import assert_close, assert_float32_rounding_of, examples, rand, run_with_memory_limit
 
 
 def avg_tol(x, k):
@@ -359,3 +360,26 @@ def test_global_avg_pool_matches_pytorch_adaptive_avg_pool(isa):
         expected = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), 1).numpy()
         assert_close(cnnfast.global_avg_pool2d(x), expected.astype(np.float64),
                      atol=2e-6 * math.sqrt(shape[2] * shape[3]), rtol=1e-5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs RLIMIT_AS")
+def test_pool_kernel_wider_than_memory_allows():
+    # A window of 2^34 columns over a 4x4 image, almost all of it padding: the output is 4x5 and needs nothing
+    # but the input. Run under a 4 GiB address-space cap, on every ISA; the process must neither abort nor fail.
+    proc = run_with_memory_limit(
+        """
+        import numpy as np, cnnfast
+        from cnnfast import _core
+        x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+        k = 2**34
+        for isa in _core._supported_isas():
+            _core._set_isa(isa)
+            y = cnnfast.max_pool2d(x, (1, k), 1, (0, k // 2))
+            assert y.shape == (1, 1, 4, 5), y.shape
+            assert (y == x.max(axis=3, keepdims=True)).all(), (isa, y)
+            y = cnnfast.avg_pool2d(x, (1, k), 1, (0, k // 2), count_include_pad=False)
+            assert np.allclose(y, x.mean(axis=3, keepdims=True)), (isa, y)
+        print("ok")
+        """
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
