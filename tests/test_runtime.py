@@ -265,6 +265,16 @@ def _thread_safety_tasks(rng):
         tasks.append((cnnfast.max_pool2d, (x, 3, 2, 1), {}))
         tasks.append((cnnfast.linear, (rand(rng, 9, 40), rand(rng, 70, 40), rand(rng, 70)), {}))
         tasks.append((cnnfast.add, (x, x * 2), dict(relu=True)))
+    # the Winograd path (3x3, >= 32 channels) and the grid NMS (>= 4096 candidates)
+    for i in range(4):
+        x, w = rand(rng, 1, 32 + i, 20, 24), rand(rng, 40, 32 + i, 3, 3)
+        tasks.append((cnnfast.conv2d, (x, w), dict(padding=1)))
+        tasks.append((cnnfast.avg_pool2d, (x, 3, 2, 1), dict(ceil_mode=True, count_include_pad=False)))
+        n = 4500 + 100 * i
+        xy = rng.uniform(0, 1000, size=(n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(1, 40, size=(n, 2))], axis=1).astype(np.float32)
+        tasks.append((cnnfast.nms, (boxes, rng.random(n).astype(np.float32), 0.5), {}))
+        tasks.append((cnnfast.batched_nms, (boxes, rng.random(n).astype(np.float32), rng.integers(0, 5, n), 0.5), {}))
     return tasks
 
 
