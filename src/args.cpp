@@ -4,6 +4,10 @@
 #include <limits>
 #include <sstream>
 
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#endif
+
 namespace cnnfast::py_args {
 
 void value_error(const std::string& msg) { throw py::value_error(msg); }
@@ -39,6 +43,13 @@ py::array as_ndarray(py::handle obj, const char* fn, const char* arg) {
 
 std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
 
+// ensure() drops NumPy's error when a conversion fails (a MemoryError naming the shape, say): convert again
+// through NumPy so that error reaches the caller.
+[[noreturn]] void conversion_failed(const py::array& a, const char* fn, const char* arg, const char* dtype) {
+    py::module_::import("numpy").attr("ascontiguousarray")(a, dtype);
+    type_error(std::string(fn) + "(): " + arg + " could not be converted to " + dtype + " (dtype " + dtype_str(a) + ")");
+}
+
 }  // namespace
 
 FloatArray float_array(py::handle obj, const char* fn, const char* arg, int ndim, const char* dims) {
@@ -48,22 +59,27 @@ FloatArray float_array(py::handle obj, const char* fn, const char* arg, int ndim
     if (ndim >= 0 && a.ndim() != ndim)
         value_error(std::string(fn) + "(): " + arg + " must be " + std::to_string(ndim) + "-D" +
                     (dims ? std::string(" ") + dims : std::string()) + ", got shape " + shape_str(a));
-    // NOTE: float32, C-contiguous and aligned arrays pass through without a copy.
+    // NOTE: float32 C-contiguous arrays pass through without a copy.
+    if (!(a.dtype().is(py::dtype::of<float>()) && (a.flags() & py::array::c_style))) {
+        // a copy as large as a broadcast view (np.broadcast_to) can be: refuse it before allocating
+        const std::vector<index_t> shape(a.shape(), a.shape() + a.ndim());
+        checked_numel(shape, fn, (std::string("float32 copy of ") + arg).c_str());
+    }
     FloatArray f = FloatArray::ensure(a);
-    if (!f) type_error(std::string(fn) + "(): " + arg + " could not be converted to float32, dtype " + dtype_str(a));
+    if (!f) conversion_failed(a, fn, arg, "float32");
     return f;
 }
 
-py::array_t<std::int64_t, py::array::c_style> int_array(py::handle obj, const char* fn, const char* arg, int ndim) {
+Int64Array int_array(py::handle obj, const char* fn, const char* arg, int ndim) {
     py::array a = as_ndarray(obj, fn, arg);
     const char k = a.dtype().kind();
     if (k != 'i' && k != 'u')
         type_error(std::string(fn) + "(): " + arg + " must be an integer array, got dtype " + dtype_str(a));
     if (a.ndim() != ndim)
         value_error(std::string(fn) + "(): " + arg + " must be " + std::to_string(ndim) + "-D, got shape " + shape_str(a));
-    auto r = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
-    if (!r) type_error(std::string(fn) + "(): " + arg + " could not be converted to int64, dtype " + dtype_str(a));
-    return r;
+    Int64Array v = Int64Array::ensure(a);
+    if (!v) conversion_failed(a, fn, arg, "int64");
+    return v;
 }
 
 index_t int_arg(py::handle obj, const char* fn, const char* arg, index_t min_value, index_t max_value) {
@@ -115,6 +131,17 @@ cnnfast::Activation activation_arg(py::handle obj, const char* fn) {
     value_error(std::string(fn) + "(): activation must be None or 'relu', got " + std::string(py::repr(obj)));
 }
 
+namespace {
+// Bytes of physical memory, or 0 when the platform does not say.
+std::uint64_t physical_memory_bytes() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0) return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+#endif
+    return 0;
+}
+}  // namespace
+
 index_t checked_numel(const std::vector<index_t>& shape, const char* fn, const char* what) {
     // NOTE: 2^46 floats (256 TiB) is far past any machine; the cap keeps every later size product in int64.
     constexpr index_t kMax = index_t(1) << 46;
@@ -128,6 +155,14 @@ index_t checked_numel(const std::vector<index_t>& shape, const char* fn, const c
                         ", more elements than can be allocated");
         }
         n *= d;
+    }
+    // An array larger than the machine's memory cannot be computed: say so here rather than leave it to the
+    // allocator, which may succeed under memory overcommit and let the kernel run out of memory later.
+    static const std::uint64_t memory = physical_memory_bytes();
+    if (memory > 0 && static_cast<std::uint64_t>(n) * sizeof(float) > memory) {
+        value_error(std::string(fn) + "(): the " + what + " would have shape " + shape_str(shape) + " (" +
+                    std::to_string(static_cast<std::uint64_t>(n) * sizeof(float) >> 30) +
+                    " GiB of float32), more than this machine's memory (" + std::to_string(memory >> 30) + " GiB)");
     }
     return n;
 }
@@ -168,7 +203,9 @@ FloatArray output_array(py::handle out, const std::vector<index_t>& shape, const
         if (!allowed)
             value_error(std::string(fn) + "(): out shares memory with " + name + (may_alias.empty() ? "" : " (only an exact alias is allowed)"));
     }
-    return FloatArray::ensure(o);
+    FloatArray y = FloatArray::ensure(o);
+    if (!y) type_error(std::string(fn) + "(): out could not be used as a float32 array");
+    return y;
 }
 
 }  // namespace cnnfast::py_args

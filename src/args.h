@@ -16,7 +16,10 @@ namespace cnnfast::py_args {
 
 namespace py = pybind11;
 using index_t = cnnfast::index_t;
+// NOTE: forcecast lets ensure() convert float64 (and other real dtypes) to float32; without it ensure()
+// returns a null array for any cast NumPy does not call safe.
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using Int64Array = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 
 std::string shape_str(const py::array& a);
 std::string shape_str(const std::vector<index_t>& s);
@@ -27,7 +30,7 @@ std::string shape_str(const std::vector<index_t>& s);
 FloatArray float_array(py::handle obj, const char* fn, const char* arg, int ndim = -1, const char* dims = nullptr);
 
 // An int64 C-contiguous view (class ids); rejects float, bool, complex and object dtypes.
-py::array_t<std::int64_t, py::array::c_style> int_array(py::handle obj, const char* fn, const char* arg, int ndim);
+Int64Array int_array(py::handle obj, const char* fn, const char* arg, int ndim);
 
 // A Python int (not bool) in [min_value, max_value].
 index_t int_arg(py::handle obj, const char* fn, const char* arg, index_t min_value, index_t max_value = INT64_MAX / 4);

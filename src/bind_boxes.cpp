@@ -41,7 +41,7 @@ py::array nms_impl(bool reference, const char* fn, py::handle boxes_obj, py::han
     const index_t n = boxes.shape(0);
     if (scores.shape(0) != n)
         value_error(std::string(fn) + "(): scores has shape " + shape_str(scores) + " but boxes has shape " + shape_str(boxes));
-    py::array_t<std::int64_t, py::array::c_style> classes;
+    Int64Array classes;
     const bool batched = !classes_obj.is_none();
     if (batched) {
         classes = int_array(classes_obj, fn, "class_ids", 1);

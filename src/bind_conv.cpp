@@ -84,6 +84,10 @@ ConvArgs parse_conv(const char* fn, py::handle x_obj, py::handle w_obj, py::hand
     }
 
     // Effective kernel extent, checked before any arithmetic can overflow.
+    constexpr index_t kMaxExtent = INT64_MAX / 8;
+    if ((s.kh > 1 && s.dil_h > (kMaxExtent - 1) / (s.kh - 1)) || (s.kw > 1 && s.dil_w > (kMaxExtent - 1) / (s.kw - 1)))
+        value_error(std::string(fn) + "(): dilation (" + std::to_string(s.dil_h) + ", " + std::to_string(s.dil_w) +
+                    ") with weight shape " + ws + " gives a kernel extent past " + std::to_string(kMaxExtent));
     const index_t ext_h = s.dil_h * (s.kh - 1) + 1, ext_w = s.dil_w * (s.kw - 1) + 1;
     index_t pad_h_total, pad_w_total;
     if (py::isinstance<py::str>(padding_obj)) {

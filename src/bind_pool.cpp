@@ -33,6 +33,10 @@ Pool2dShape parse_pool(const char* fn, const FloatArray& x, py::handle k_obj, py
     s.pad_h = pad[0];
     s.pad_w = pad[1];
     s.count_include_pad = count_include_pad;
+    // the average's divisor is a window area: keep it inside int64
+    if (s.kh > (INT64_MAX / 2) / s.kw)
+        value_error(std::string(fn) + "(): kernel_size (" + std::to_string(s.kh) + ", " + std::to_string(s.kw) +
+                    ") covers 2^62 or more elements");
     if (2 * s.pad_h > s.kh || 2 * s.pad_w > s.kw)
         value_error(std::string(fn) + "(): padding (" + std::to_string(s.pad_h) + ", " + std::to_string(s.pad_w) +
                     ") must be at most half of kernel_size (" + std::to_string(s.kh) + ", " + std::to_string(s.kw) + ")");

@@ -9,6 +9,17 @@ from typing import Iterator
 
 from . import _core
 
+# The count fixed with set_num_threads(), or None while cnnfast follows OpenMP.
+_fixed_threads: int | None = None
+
+
+def _check_n(n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads(): n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads(): n must be >= 1, got {n}")
+    return n
+
 
 def set_num_threads(n: int) -> None:
     """Run kernels on ``n`` threads (``n >= 1``), for calls from any Python thread.
@@ -16,11 +27,9 @@ def set_num_threads(n: int) -> None:
     Until this is called cnnfast follows OpenMP: ``OMP_NUM_THREADS``, or ``threadpoolctl`` limits, or one
     thread per core.
     """
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"set_num_threads(): n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"set_num_threads(): n must be >= 1, got {n}")
-    _core._set_num_threads(n)
+    global _fixed_threads
+    _core._set_num_threads(_check_n(n))
+    _fixed_threads = n
 
 
 def get_num_threads() -> int:
@@ -30,13 +39,23 @@ def get_num_threads() -> int:
 
 @contextlib.contextmanager
 def num_threads(n: int) -> Iterator[None]:
-    """Context manager: run the kernels on ``n`` threads inside the ``with`` block."""
-    before = _core._get_num_threads()
+    """Context manager: run the kernels on ``n`` threads inside the ``with`` block, then go back to the previous
+    setting (a fixed count, or following OpenMP)."""
+    global _fixed_threads
+    _check_n(n)
+    fixed_before = _fixed_threads
+    openmp_before = _core._get_num_threads()
     set_num_threads(n)
     try:
         yield
     finally:
-        _core._set_num_threads(before)
+        if fixed_before is not None:
+            _core._set_num_threads(fixed_before)
+        else:
+            # set_num_threads(n) also set OpenMP's count for this thread: put that back, then follow OpenMP
+            _core._set_num_threads(openmp_before)
+            _core._set_num_threads(0)
+        _fixed_threads = fixed_before
 
 
 def config() -> dict:

@@ -27,7 +27,8 @@ void select_isa(Isa isa);
 // unknown or unsupported ISA.
 void init_isa_from_env();
 
-// Threads: 0 means "follow OpenMP" (OMP_NUM_THREADS, threadpoolctl); n > 0 fixes the count.
+// Threads: 0 means "follow OpenMP" (OMP_NUM_THREADS, threadpoolctl); n > 0 fixes the count. In a child
+// process created by fork() the count is 1 (GNU OpenMP cannot restart its pool there).
 void set_num_threads(int n);
 int get_num_threads();
 // True in the child of a fork() (the kernels then run on one thread: see threads.cpp).

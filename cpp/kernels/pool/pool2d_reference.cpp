@@ -15,9 +15,9 @@ void pool2d_f32_reference(PoolKind kind, const Pool2dShape& s, const float* x, f
                 double acc = 0;
                 float m = -std::numeric_limits<float>::infinity();
                 index_t inside = 0;
-                for (index_t ih = h0; ih < h0 + s.kh; ++ih)
-                    for (index_t iw = w0; iw < w0 + s.kw; ++iw) {
-                        if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+                // the window clipped to the input (the padding holds nothing to visit)
+                for (index_t ih = std::max<index_t>(h0, 0); ih < std::min(h0 + s.kh, s.h); ++ih)
+                    for (index_t iw = std::max<index_t>(w0, 0); iw < std::min(w0 + s.kw, s.w); ++iw) {
                         const float v = x[(p * s.h + ih) * s.w + iw];
                         if (std::isnan(v) || v > m) m = std::isnan(m) ? m : v;
                         acc += v;

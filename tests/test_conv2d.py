@@ -1,0 +1,598 @@
+"""conv2d on every ISA path against the NumPy float64 reference (tests/numpy_reference.py), the C++ reference
+against NumPy, the worked edge-detection examples, the GEMM tails, the 1x1, depthwise and K-blocked paths,
+and PyTorch as a second opinion when it is installed.
+
+Tolerance of the direct path: |y - ref| <= 1e-5 * (sqrt(K) * max|x| * max|w| + max|bias|) + 1e-5 * |ref|,
+K = C/groups * kH * kW (float32 products summed in float32; the error grows like sqrt(K) for random data).
+Winograd F(4x4, 3x3) (algorithm='winograd', or 'auto' on 3x3 stride-1 layers with >= 32 channels in and out)
+is held to its documented error: 4e-6 * max|x| * max|w| * C * 9 (+ 1e-6 * max|bias|) + 1e-5 * |ref|."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnfast
+from cnnfast import _core
+
+import numpy_reference as ref
+from conftest import GEMM_TILE, assert_close, assert_float32_rounding_of, examples, rand, run_with_memory_limit, sentinel
+
+# --- worked examples ------------------------------------------------------------------------------
+
+EDGE_IMAGE = np.array([[10, 10, 10, 0, 0, 0]] * 6, dtype=np.float32)  # bright left half
+VERTICAL_EDGE = np.array([[1, 0, -1]] * 3, dtype=np.float32)
+HORIZONTAL_EDGE = VERTICAL_EDGE.T.copy()
+
+
+def test_edge_detection_6x6_gives_4x4(isa):
+    y = cnnfast.conv2d(EDGE_IMAGE[None, None], VERTICAL_EDGE[None, None])
+    assert y.shape == (1, 1, 4, 4) and y.dtype == np.float32
+    np.testing.assert_array_equal(y[0, 0], [[0, 30, 30, 0]] * 4)
+
+
+def test_edge_detection_padding_1_gives_6x6(isa):
+    y = cnnfast.conv2d(EDGE_IMAGE[None, None], VERTICAL_EDGE[None, None], padding=1)
+    assert y.shape == (1, 1, 6, 6)
+    # the zero border turns the left edge of the image into an edge too; the first and last rows see 2 rows
+    border = [-20, 0, 20, 20, 0, 0]
+    inner = [-30, 0, 30, 30, 0, 0]
+    np.testing.assert_array_equal(y[0, 0], [border] + [inner] * 4 + [border])
+    np.testing.assert_array_equal(y, cnnfast.conv2d(EDGE_IMAGE[None, None], VERTICAL_EDGE[None, None], padding="same"))
+
+
+def test_stride_2_example(isa):
+    # 7x7 input, 3x3 filter, stride 2: floor((7 - 3) / 2) + 1 = 3
+    x = np.array(
+        [
+            [2, 3, 7, 4, 6, 2, 9],
+            [6, 6, 9, 8, 7, 4, 3],
+            [3, 4, 8, 3, 8, 9, 7],
+            [7, 8, 3, 6, 6, 3, 4],
+            [4, 2, 1, 8, 3, 4, 6],
+            [3, 2, 4, 1, 9, 8, 3],
+            [0, 1, 3, 9, 2, 1, 4],
+        ],
+        dtype=np.float32,
+    )
+    w = np.array([[3, 4, 4], [1, 0, 2], [-1, 0, 3]], dtype=np.float32)
+    y = cnnfast.conv2d(x[None, None], w[None, None], stride=2)
+    assert y.shape == (1, 1, 3, 3)
+    # top left: 2*3 + 3*4 + 7*4 + 6*1 + 6*0 + 9*2 + 3*-1 + 4*0 + 8*3 = 91
+    np.testing.assert_array_equal(y[0, 0], [[91, 100, 88], [69, 91, 117], [44, 72, 74]])
+    np.testing.assert_array_equal(y, ref.conv2d_loops(x[None, None], w[None, None], stride=2))
+    # the edge image with stride 2: rows and columns 0 and 2 of the 4x4 result
+    y = cnnfast.conv2d(EDGE_IMAGE[None, None], VERTICAL_EDGE[None, None], stride=2)
+    np.testing.assert_array_equal(y[0, 0], [[0, 30], [0, 30]])
+
+
+def test_6x6x3_with_two_3x3x3_filters_gives_4x4x2(isa):
+    x = np.stack([EDGE_IMAGE, EDGE_IMAGE.T, np.zeros((6, 6), np.float32)])[None]  # (1, 3, 6, 6)
+    w = np.zeros((2, 3, 3, 3), dtype=np.float32)
+    w[0, 0] = VERTICAL_EDGE  # vertical edges of channel 0 only
+    w[1, :] = HORIZONTAL_EDGE  # horizontal edges summed over all channels
+    y = cnnfast.conv2d(x, w)
+    assert y.shape == (1, 2, 4, 4)
+    np.testing.assert_array_equal(y[0, 0], [[0, 30, 30, 0]] * 4)
+    np.testing.assert_array_equal(y[0, 1], np.array([[0, 30, 30, 0]] * 4).T)
+    y = cnnfast.conv2d(x, w, bias=np.array([1, -100], np.float32), activation="relu")
+    np.testing.assert_array_equal(y[0, 0], [[1, 31, 31, 1]] * 4)
+    np.testing.assert_array_equal(y[0, 1], np.zeros((4, 4)))
+
+
+# --- randomized against the NumPy reference -------------------------------------------------------
+
+
+@st.composite
+def conv_cases(draw):
+    kind = draw(st.sampled_from(["dense", "dense", "grouped", "depthwise", "depthwise2"]))
+    if kind == "dense":
+        g, cg, og = 1, draw(st.integers(1, 9)), draw(st.integers(1, 19))
+    elif kind == "grouped":
+        g, cg, og = draw(st.integers(2, 4)), draw(st.integers(2, 5)), draw(st.integers(1, 6))
+    else:
+        g, cg, og = draw(st.integers(2, 17)), 1, 1 if kind == "depthwise" else 2
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    dh, dw = draw(st.sampled_from([(1, 1), (1, 1), (2, 2), (1, 3), (2, 1)]))
+    sh, sw = draw(st.sampled_from([(1, 1), (1, 1), (2, 2), (3, 3), (1, 2), (2, 3)]))
+    pad_kinds = ["int", "pair", "valid"] + (["same", "same"] if (sh, sw) == (1, 1) else [])
+    pk = draw(st.sampled_from(pad_kinds))
+    if pk == "int":
+        padding = draw(st.integers(0, 2))
+    elif pk == "pair":
+        padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    else:
+        padding = pk
+    pt, pb, pl, pr = ref.conv2d_padding(padding, (kh, kw), (dh, dw))
+    min_h = max(1, dh * (kh - 1) + 1 - pt - pb)
+    min_w = max(1, dw * (kw - 1) + 1 - pl - pr)
+    h = min_h + draw(st.integers(0, 14))
+    w = min_w + draw(st.integers(0, 20))
+    return dict(
+        n=draw(st.sampled_from([1, 1, 2, 0])),
+        c=g * cg,
+        o=g * og,
+        h=h,
+        w=w,
+        kh=kh,
+        kw=kw,
+        stride=(sh, sw) if sh != sw else sh,
+        padding=padding,
+        dilation=(dh, dw) if dh != dw else dh,
+        groups=g,
+        bias=draw(st.booleans()),
+        relu=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+def make_conv_inputs(case):
+    rng = np.random.default_rng(case["seed"])
+    x = rand(rng, case["n"], case["c"], case["h"], case["w"])
+    wt = rand(rng, case["o"], case["c"] // case["groups"], case["kh"], case["kw"])
+    b = rand(rng, case["o"]) if case["bias"] else None
+    return x, wt, b
+
+
+def conv_kwargs(case):
+    return dict(
+        stride=case["stride"],
+        padding=case["padding"],
+        dilation=case["dilation"],
+        groups=case["groups"],
+        activation="relu" if case["relu"] else None,
+    )
+
+
+def check_conv(x, w, b=None, **kw):
+    """Runs conv2d into a NaN-filled out= and without out=, and compares both with the NumPy reference. The
+    tolerance is the direct path's, or Winograd's where conv2d may take that path (see module docstring)."""
+    expected = ref.conv2d(x, w, b, **{k: v for k, v in kw.items() if k != "algorithm"})
+    out = sentinel(expected.shape)
+    y = cnnfast.conv2d(x, w, b, out=out, **kw)
+    assert y is out or np.shares_memory(y, out)
+    atol = ref.conv2d_tolerance(x, w, b)
+    params = {k: kw[k] for k in ("stride", "dilation", "groups") if k in kw}
+    algorithm = kw.get("algorithm", "auto")
+    if algorithm == "winograd" or (algorithm == "auto" and ref.auto_uses_winograd(x.shape, w.shape, **params)):
+        atol = max(atol, ref.winograd_tolerance(x, w, b))
+    assert not np.isnan(out).any(), "conv2d left elements of out unwritten"
+    assert_close(out, expected, atol=atol, what=f"conv2d {x.shape} * {w.shape} {kw}")
+    y2 = cnnfast.conv2d(x, w, b, **kw)
+    assert y2.dtype == np.float32 and y2.flags.c_contiguous
+    np.testing.assert_array_equal(y2, out)
+    return out
+
+
+@settings(max_examples=examples(150))
+@given(case=conv_cases())
+def test_conv2d_matches_numpy_reference(isa, case):
+    x, w, b = make_conv_inputs(case)
+    check_conv(x, w, b, **conv_kwargs(case))
+
+
+@settings(max_examples=examples(60))
+@given(case=conv_cases())
+def test_cpp_reference_matches_numpy_reference(case):
+    x, w, b = make_conv_inputs(case)
+    kw = conv_kwargs(case)
+    expected = ref.conv2d(x, w, b, **kw)
+    y = _core.reference.conv2d(x, w, b, **kw)
+    terms = ref.conv2d_tolerance(x, w, b, rel=1.0)
+    assert_float32_rounding_of(y, expected, atol=1e-12 * terms, what="reference.conv2d")
+
+
+# --- shapes that hit the GEMM tiles: output pixels around NR, output channels around MR ------------
+
+
+def tail_sizes(isa_name):
+    nr, mr = GEMM_TILE[isa_name]
+    pixels = sorted({1, nr - 1, nr, nr + 1, 3 * nr, 8 * nr + 2})  # 8 * NR is the N block
+    channels = sorted({1, mr - 1, mr, mr + 1, 2 * mr + 1, 3, 13, 17, 33})
+    return pixels, channels
+
+
+@pytest.mark.parametrize("ksize", [1, 3])
+def test_conv2d_gemm_tails(isa, ksize, rng):
+    pixels, channels = tail_sizes(isa)
+    for p in pixels:
+        # one row of p pixels, and (when p factors) a block of rows narrower than a tile, so panels span rows
+        shapes = {(1, p)} | {(p // d, d) for d in (5, 7) if p % d == 0}
+        for h, w in sorted(shapes):
+            for o in channels:
+                c = 3 if ksize == 3 else 4
+                x = rand(rng, 1, c, h, w)
+                wt = rand(rng, o, c, ksize, ksize)
+                check_conv(x, wt, rand(rng, o), padding=ksize // 2)
+
+
+@pytest.mark.parametrize("c", [1, 3, 4, 8, 13, 16, 17, 33, 64])
+def test_conv2d_channel_counts_odd_sizes(isa, c, rng):
+    for h, w in [(9, 7), (25, 33)]:
+        x = rand(rng, 2, c, h, w)
+        for o in (1, 8, 17):
+            check_conv(x, rand(rng, o, c, 3, 3), rand(rng, o), padding=1)
+        check_conv(x, rand(rng, 16, c, 3, 3), None, stride=2, dilation=2, activation="relu")
+
+
+# --- the special paths ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("c,o", [(1, 1), (3, 8), (16, 17), (64, 33), (600, 20), (257, 9)])
+def test_conv2d_1x1_fast_path(isa, c, o, rng):
+    # 1x1, stride 1, no padding: the input is the GEMM's B matrix as it is (K = c, > 256 blocks K)
+    for h, w in [(1, 1), (9, 7), (7, 7)]:
+        x = rand(rng, 2, c, h, w)
+        check_conv(x, rand(rng, o, c, 1, 1), rand(rng, o))
+        check_conv(x, rand(rng, o, c, 1, 1), None, activation="relu")
+    # neighbours of the fast path that must not take it
+    x = rand(rng, 1, c, 9, 7)
+    check_conv(x, rand(rng, o, c, 1, 1), stride=2)
+    check_conv(x, rand(rng, o, c, 1, 1), padding=1)
+
+
+@pytest.mark.parametrize(
+    "c,kh,kw",
+    [(24, 5, 5), (600, 1, 1), (67, 3, 3), (256, 1, 1), (257, 1, 1), (128, 1, 2), (29, 3, 3)],
+    ids=lambda v: str(v),
+)
+def test_conv2d_blocked_accumulation(isa, c, kh, kw, rng):
+    # K = c * kh * kw around and above KC = 256: 600, 600, 603, 256, 257, 256, 261
+    x = rand(rng, 1, c, 11, 13)
+    for o in (5, 9):
+        check_conv(x, rand(rng, o, c, kh, kw), rand(rng, o), padding=(kh // 2, kw // 2), activation="relu")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_output_channels_split_across_threads(isa, threads, rng, threads_restored):
+    # few pixels and many output channels: the work is split along the output channels, in whole MR panels,
+    # while K = 300 * 9 runs through eleven K blocks
+    x = rand(rng, 1, 300, 5, 5)
+    with cnnfast.num_threads(threads):
+        for o in (200, 201, 37):
+            check_conv(x, rand(rng, o, 300, 3, 3), rand(rng, o), padding=1)
+        check_conv(x[:, :64], rand(rng, 130, 64, 1, 1), None, activation="relu")
+        check_conv(rand(rng, 1, 64, 7, 7), rand(rng, 96, 16, 3, 3), rand(rng, 96), groups=4, padding=1)
+
+
+@pytest.mark.parametrize("c", [1, 3, 4, 8, 13, 16, 17, 33, 64])
+@pytest.mark.parametrize("mult", [1, 2])
+def test_conv2d_depthwise(isa, c, mult, rng):
+    x = rand(rng, 2, c, 9, 7)
+    for k, stride, pad, dil in [(3, 1, 1, 1), (3, 2, 1, 1), (5, 1, "same", 2), (4, 1, "same", 1), (1, 1, 0, 1),
+                                (7, 3, 0, 1), (3, (1, 2), (2, 0), (2, 1))]:
+        check_conv(x, rand(rng, c * mult, 1, k, k), rand(rng, c * mult), stride=stride, padding=pad, dilation=dil,
+                   groups=c)
+    check_conv(x, rand(rng, c * mult, 1, 3, 3), None, padding=1, groups=c, activation="relu")
+
+
+@pytest.mark.parametrize("groups,c,o", [(2, 4, 6), (3, 9, 3), (4, 16, 32), (2, 34, 34), (8, 64, 16)])
+def test_conv2d_groups(isa, groups, c, o, rng):
+    x = rand(rng, 2, c, 9, 7)
+    check_conv(x, rand(rng, o, c // groups, 3, 3), rand(rng, o), padding=1, groups=groups)
+    check_conv(x, rand(rng, o, c // groups, 2, 3), None, stride=2, dilation=(2, 1), groups=groups)
+    check_conv(x, rand(rng, o, c // groups, 1, 1), rand(rng, o), groups=groups)  # grouped 1x1: the fast path per group
+
+
+@pytest.mark.parametrize("k", [(2, 2), (4, 4), (2, 3), (1, 4), (6, 5)])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_conv2d_same_even_kernels(isa, k, dilation, rng):
+    x, w, b = rand(rng, 1, 3, 9, 7), rand(rng, 5, 3, *k), rand(rng, 5)
+    y = check_conv(x, w, b, padding="same", dilation=dilation)
+    assert y.shape == (1, 5, 9, 7)
+    # PyTorch puts the extra row/column of an odd total padding at the end: the same as padding the input by
+    # (total // 2, total - total // 2) explicitly and convolving without padding
+    th, tw = dilation * (k[0] - 1), dilation * (k[1] - 1)
+    xp = np.pad(x, ((0, 0), (0, 0), (th // 2, th - th // 2), (tw // 2, tw - tw // 2)))
+    assert_close(y, cnnfast.conv2d(xp, w, b, dilation=dilation).astype(np.float64),
+                 atol=ref.conv2d_tolerance(x, w, b), what="same vs explicit padding")
+
+
+def test_conv2d_valid_is_padding_0(isa, rng):
+    x, w = rand(rng, 2, 3, 9, 7), rand(rng, 4, 3, 3, 2)
+    y = check_conv(x, w, padding="valid")
+    np.testing.assert_array_equal(y, cnnfast.conv2d(x, w, padding=0))
+    assert y.shape == (2, 4, 7, 6)
+
+
+def test_conv2d_batch_zero(isa, rng):
+    w = rand(rng, 4, 3, 3, 3)
+    for x in (np.zeros((0, 3, 9, 7), np.float32), np.zeros((0, 3, 1, 1), np.float32)):
+        pad = 1
+        y = cnnfast.conv2d(x, w, rand(rng, 4), padding=pad)
+        assert y.shape == (0, 4, x.shape[2], x.shape[3]) and y.dtype == np.float32
+        out = np.empty((0, 4, x.shape[2], x.shape[3]), np.float32)
+        assert cnnfast.conv2d(x, w, padding=pad, out=out).shape == out.shape
+    assert _core.reference.conv2d(np.zeros((0, 3, 5, 5), np.float32), w).shape == (0, 4, 3, 3)
+
+
+def test_conv2d_1x1_images(isa, rng):
+    x = rand(rng, 3, 5, 1, 1)
+    check_conv(x, rand(rng, 7, 5, 1, 1), rand(rng, 7))  # the 1x1 fast path with one pixel
+    check_conv(x, rand(rng, 7, 5, 3, 3), rand(rng, 7), padding=1)  # only the centre tap is inside
+    check_conv(x, rand(rng, 7, 5, 2, 2), None, padding="same")
+    check_conv(x, rand(rng, 5, 1, 3, 3), None, padding=1, groups=5)
+
+
+def test_conv2d_kernel_as_large_as_input(isa, rng):
+    for h, w in [(9, 7), (5, 5), (1, 6)]:
+        x = rand(rng, 2, 4, h, w)
+        y = check_conv(x, rand(rng, 6, 4, h, w), rand(rng, 6))
+        assert y.shape == (2, 6, 1, 1)
+        check_conv(x, rand(rng, 4, 1, h, w), None, groups=4)  # depthwise, one output pixel
+        check_conv(x, rand(rng, 6, 4, h, w), None, padding=1)  # a 3x3 output, mostly padding
+    # with dilation the effective kernel is (k - 1) * d + 1 = the input size
+    x = rand(rng, 1, 3, 9, 7)
+    assert check_conv(x, rand(rng, 2, 3, 5, 4), dilation=2).shape == (1, 2, 1, 1)
+
+
+def test_conv2d_stride_larger_than_kernel(isa, rng):
+    x = rand(rng, 2, 3, 25, 33)
+    for k, s in [(1, 2), (1, 5), (2, 3), (3, 4), (3, (7, 2)), (2, 33)]:
+        check_conv(x, rand(rng, 8, 3, k, k), rand(rng, 8), stride=s)
+        check_conv(x, rand(rng, 3, 1, k, k), None, stride=s, groups=3, padding=1)
+
+
+def test_conv2d_asymmetric_parameters(isa, rng):
+    x = rand(rng, 1, 5, 25, 33)
+    check_conv(x, rand(rng, 9, 5, 3, 5), rand(rng, 9), stride=(1, 2), padding=(0, 2), dilation=(2, 1))
+    check_conv(x, rand(rng, 9, 5, 1, 7), None, stride=(3, 1), padding=(4, 0), dilation=(1, 3))
+    check_conv(x, rand(rng, 9, 5, 2, 1), None, padding=[1, 0], stride=[2, 3], dilation=[3, 2])
+
+
+def test_conv2d_relu_and_bias(isa, rng):
+    x, w, b = rand(rng, 2, 6, 9, 7), rand(rng, 10, 6, 3, 3), rand(rng, 10, low=-3, high=3)
+    y_lin = check_conv(x, w, b, padding=1)
+    y_relu = check_conv(x, w, b, padding=1, activation="relu")
+    np.testing.assert_array_equal(y_relu, np.maximum(y_lin, 0))
+    assert (y_relu == 0).any() and (y_relu > 0).any()
+    no_bias = cnnfast.conv2d(x, w, None, padding=1)
+    np.testing.assert_allclose(y_lin - no_bias, np.broadcast_to(b[None, :, None, None], y_lin.shape), atol=1e-5)
+
+
+def test_conv2d_nan_propagates(isa, rng):
+    x, w = rand(rng, 1, 4, 9, 7), rand(rng, 8, 4, 3, 3)
+    x[0, 2, 4, 3] = np.nan
+    for kw in (dict(padding=1), dict(padding=1, activation="relu"), dict(stride=2), dict(groups=4, padding=1)):
+        wt = w if kw.get("groups", 1) == 1 else rand(rng, 4, 1, 3, 3)
+        y = cnnfast.conv2d(x, wt, **kw)
+        expected = ref.conv2d(x, wt, **kw)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(expected), err_msg=str(kw))
+        assert np.isnan(y).any()
+
+
+def test_conv2d_infinite_inputs(isa, rng):
+    x, w = np.abs(rand(rng, 1, 3, 9, 7)), np.abs(rand(rng, 4, 3, 3, 3)) + 0.1
+    x[0, 1, 0, 0] = np.inf
+    y = cnnfast.conv2d(x, w)
+    expected = ref.conv2d(x, w)
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(expected))
+    assert np.isinf(y[0, :, 0, 0]).all()
+
+
+def test_conv2d_thread_counts_agree(isa, rng, threads_restored):
+    x, w, b = rand(rng, 2, 16, 25, 33), rand(rng, 24, 16, 3, 3), rand(rng, 24)
+    with cnnfast.num_threads(1):
+        one = cnnfast.conv2d(x, w, b, padding=1)
+        one_dw = cnnfast.conv2d(x, w[:16, :1], None, padding=1, groups=16)
+    for n in (2, 3, 5):
+        with cnnfast.num_threads(n):
+            np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, padding=1), one)
+            np.testing.assert_array_equal(cnnfast.conv2d(x, w[:16, :1], None, padding=1, groups=16), one_dw)
+
+
+def test_conv2d_isas_agree(rng):
+    """The paths differ only in rounding; each is within the reference tolerance of the others."""
+    x, w, b = rand(rng, 2, 13, 25, 33), rand(rng, 17, 13, 3, 3), rand(rng, 17)
+    before = _core._current_isa()
+    try:
+        results = {}
+        for name in _core._supported_isas():
+            _core._set_isa(name)
+            results[name] = cnnfast.conv2d(x, w, b, padding=1)
+    finally:
+        _core._set_isa(before)
+    for name, y in results.items():
+        assert_close(y, results["generic"], atol=ref.conv2d_tolerance(x, w, b), what=name)
+
+
+def test_conv2d_accepts_float64_and_non_contiguous(isa, rng):
+    x, w, b = rand(rng, 2, 3, 9, 7), rand(rng, 4, 3, 3, 3), rand(rng, 4)
+    expected = cnnfast.conv2d(x, w, b, padding=1)
+    np.testing.assert_array_equal(
+        cnnfast.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1), expected
+    )
+    # the same values through strided and transposed views
+    xs = np.zeros((2, 6, 9, 14), np.float32)
+    xs[:, ::2, :, ::2] = x
+    wt = np.ascontiguousarray(w.transpose(1, 0, 3, 2)).transpose(1, 0, 3, 2)
+    bs = np.repeat(b, 2)[::2]
+    assert not xs[:, ::2, :, ::2].flags.c_contiguous and not wt.flags.c_contiguous
+    np.testing.assert_array_equal(cnnfast.conv2d(xs[:, ::2, :, ::2], wt, bs, padding=1), expected)
+    np.testing.assert_array_equal(cnnfast.conv2d(x.astype(np.float16), w, b, padding=1),
+                                  cnnfast.conv2d(x.astype(np.float16).astype(np.float32), w, b, padding=1))
+    # nested lists are arrays too
+    np.testing.assert_array_equal(cnnfast.conv2d(x.tolist(), w.tolist(), b.tolist(), padding=1), expected)
+
+
+def test_conv2d_misaligned_float32_input(isa, rng):
+    x, w = rand(rng, 1, 3, 9, 7), rand(rng, 5, 3, 3, 3)
+    buf = np.zeros(x.nbytes + 1, np.uint8)
+    xm = np.frombuffer(buf.data, dtype=np.float32, count=x.size, offset=1).reshape(x.shape)
+    xm[...] = x
+    assert not xm.flags.aligned
+    expected = cnnfast.conv2d(x, w, padding=1)
+    np.testing.assert_array_equal(cnnfast.conv2d(xm, w, padding=1), expected)
+    obuf = np.zeros(expected.nbytes + 1, np.uint8)
+    out = np.frombuffer(obuf.data, dtype=np.float32, count=expected.size, offset=1).reshape(expected.shape)
+    cnnfast.conv2d(x, w, padding=1, out=out)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_conv2d_does_not_modify_inputs_and_returns_new_array(isa, rng):
+    x, w, b = rand(rng, 1, 3, 9, 7), rand(rng, 5, 3, 3, 3), rand(rng, 5)
+    copies = x.copy(), w.copy(), b.copy()
+    y = cnnfast.conv2d(x, w, b, padding=1, activation="relu")
+    for a, c in zip((x, w, b), copies):
+        np.testing.assert_array_equal(a, c)
+    assert not np.shares_memory(y, x)
+
+
+def test_conv2d_workspace_released(isa, rng):
+    x, w = rand(rng, 1, 24, 25, 33), rand(rng, 16, 24, 5, 5)
+    _core._workspace_reset_peak()
+    cnnfast.conv2d(x, w, padding=2)
+    assert _core._workspace_in_use() == 0
+    assert _core._workspace_peak() > 0
+    # a bad call after the checks must not leak either
+    with pytest.raises(ValueError):
+        cnnfast.conv2d(x, w, out=np.empty((1, 16, 1, 1), np.float32))
+    assert _core._workspace_in_use() == 0
+
+
+# --- PyTorch as a second opinion -----------------------------------------------------------------
+
+TORCH_CASES = [
+    dict(x=(2, 3, 25, 33), w=(8, 3, 3, 3), stride=1, padding=1),
+    dict(x=(2, 16, 9, 7), w=(16, 1, 3, 3), stride=1, padding=1, groups=16),
+    dict(x=(1, 8, 9, 7), w=(16, 1, 5, 5), stride=2, padding=2, groups=8),
+    dict(x=(1, 6, 25, 33), w=(9, 2, 3, 3), stride=(2, 1), padding=(1, 0), dilation=(2, 3), groups=3),
+    dict(x=(1, 4, 9, 7), w=(5, 4, 2, 2), padding="same"),
+    dict(x=(1, 4, 9, 7), w=(5, 4, 4, 3), padding="same", dilation=2),
+    dict(x=(2, 5, 9, 7), w=(7, 5, 1, 1)),
+    dict(x=(1, 24, 11, 13), w=(9, 24, 5, 5), padding=2),
+    dict(x=(1, 3, 25, 33), w=(4, 3, 3, 3), stride=3, padding="valid"),
+    dict(x=(1, 3, 9, 7), w=(4, 3, 9, 7)),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
+@pytest.mark.parametrize("case", TORCH_CASES, ids=lambda c: f"{c['x']}*{c['w']}")
+def test_conv2d_matches_pytorch(isa, case):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    kw = {k: v for k, v in case.items() if k not in ("x", "w")}
+    x, w, b = rand(rng, *case["x"]), rand(rng, *case["w"]), rand(rng, case["w"][0])
+    expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), **kw).numpy()
+    y = cnnfast.conv2d(x, w, b, **kw)
+    # both are float32 computations: twice the reference tolerance
+    assert_close(y, expected.astype(np.float64), atol=2 * ref.conv2d_tolerance(x, w, b), what=f"vs torch {case}")
+    y = cnnfast.conv2d(x, w, b, activation="relu", **kw)
+    assert_close(y, np.maximum(expected, 0).astype(np.float64), atol=2 * ref.conv2d_tolerance(x, w, b))
+
+
+# --- the algorithms: direct GEMM and Winograd F(4x4, 3x3) ------------------------------------------
+
+
+@st.composite
+def winograd_cases(draw):
+    pk = draw(st.sampled_from(["same", "valid", "int", "pair"]))
+    padding = {"same": "same", "valid": "valid", "int": draw(st.integers(0, 2)),
+               "pair": (draw(st.integers(0, 2)), draw(st.integers(0, 2)))}[pk]
+    pt, pb, pl, pr = ref.conv2d_padding(padding, (3, 3), (1, 1))
+    return dict(
+        n=draw(st.sampled_from([1, 1, 2, 3, 0])),
+        c=draw(st.sampled_from([1, 2, 3, 4, 8, 13, 16, 17, 31, 32, 33, 64, 300])),
+        o=draw(st.sampled_from([1, 3, 4, 8, 9, 16, 17, 24, 25, 32, 33, 47, 48, 49, 64, 97])),
+        # output sizes 1..4 above a multiple of the 4x4 tile
+        h=max(1, 3 - pt - pb) + draw(st.integers(0, 21)),
+        w=max(1, 3 - pl - pr) + draw(st.integers(0, 21)),
+        padding=padding,
+        bias=draw(st.booleans()),
+        relu=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+@settings(max_examples=examples(60))
+@given(case=winograd_cases(), algorithm=st.sampled_from(["winograd", "direct", "auto"]))
+def test_conv2d_algorithms_match_numpy_reference(isa, case, algorithm):
+    rng = np.random.default_rng(case["seed"])
+    if case["n"] * case["c"] * case["h"] * case["w"] > 400_000:
+        case["h"], case["w"] = min(case["h"], 9), min(case["w"], 9)
+    x = rand(rng, case["n"], case["c"], case["h"], case["w"])
+    w = rand(rng, case["o"], case["c"], 3, 3)
+    b = rand(rng, case["o"]) if case["bias"] else None
+    check_conv(x, w, b, padding=case["padding"], activation="relu" if case["relu"] else None, algorithm=algorithm)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (2, 2), (4, 4), (5, 5), (6, 7), (8, 9), (25, 33), (56, 56)])
+def test_conv2d_winograd_tiles(isa, hw, rng):
+    # output sizes at, below and above multiples of the 4x4 output tile, one tile to many
+    x = rand(rng, 2, 32, *hw)
+    for o in (32, 49):
+        check_conv(x, rand(rng, o, 32, 3, 3), rand(rng, o), padding=1, algorithm="winograd", activation="relu")
+        check_conv(x, rand(rng, o, 32, 3, 3), None, padding="same", algorithm="auto")
+
+
+def test_conv2d_winograd_large_layer(isa, rng):
+    # a VGG-like layer: channels past one K block, tiles in several blocks
+    x, w, b = rand(rng, 1, 300, 28, 28), rand(rng, 96, 300, 3, 3), rand(rng, 96)
+    y_w = check_conv(x, w, b, padding=1, algorithm="winograd")
+    y_d = check_conv(x, w, b, padding=1, algorithm="direct")
+    y_a = check_conv(x, w, b, padding=1)
+    np.testing.assert_array_equal(y_a, y_w)  # 'auto' takes Winograd here
+    assert_close(y_w, y_d.astype(np.float64), atol=ref.winograd_tolerance(x, w, b) + ref.conv2d_tolerance(x, w, b))
+
+
+def test_conv2d_winograd_nan_and_batch_zero(isa, rng):
+    x, w = rand(rng, 1, 32, 9, 7), rand(rng, 32, 32, 3, 3)
+    x[0, 5, 4, 3] = np.nan
+    y = cnnfast.conv2d(x, w, padding=1, algorithm="winograd")
+    expected = ref.conv2d(x, w, padding=1)
+    # Winograd mixes a whole 6x6 input tile into every output of its 4x4 tile, so a NaN may reach outputs
+    # beyond its 3x3 neighbourhood, but only within the tiles whose input holds it: input row 4 feeds output
+    # tile rows 0 and 1 (output rows 0-7), never row 8
+    assert np.isnan(y[np.isnan(expected)]).all()
+    assert np.isfinite(y[:, :, 8, :]).all()
+    assert cnnfast.conv2d(np.zeros((0, 32, 9, 7), np.float32), w, padding=1, algorithm="winograd").shape == (0, 32, 9, 7)
+
+
+def test_conv2d_algorithm_thread_counts_agree(isa, rng, threads_restored):
+    x, w, b = rand(rng, 2, 40, 25, 33), rand(rng, 48, 40, 3, 3), rand(rng, 48)
+    for algorithm in ("winograd", "direct"):
+        with cnnfast.num_threads(1):
+            one = cnnfast.conv2d(x, w, b, padding=1, algorithm=algorithm)
+        for n in (2, 3):
+            with cnnfast.num_threads(n):
+                np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, padding=1, algorithm=algorithm), one)
+
+
+def test_conv2d_reference_ignores_the_algorithm(rng):
+    x, w = rand(rng, 1, 4, 9, 7), rand(rng, 5, 4, 3, 3)
+    expected = _core.reference.conv2d(x, w, padding=1)
+    for algorithm in ("direct", "winograd", "auto"):
+        np.testing.assert_array_equal(_core.reference.conv2d(x, w, padding=1, algorithm=algorithm), expected)
+
+
+# --- padding far larger than the input -----------------------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs RLIMIT_AS")
+def test_conv2d_padding_far_larger_than_the_input():
+    # A 3x3 output needs no memory to speak of, whatever the padding: with stride 10^4 and padding 3*10^4 on an
+    # 8x8 image only output (3, 3) sees the input. Run under a 4 GiB address-space cap, on every ISA.
+    proc = run_with_memory_limit(
+        """
+        import numpy as np, cnnfast
+        from cnnfast import _core
+        rng = np.random.default_rng(0)
+        x = rng.uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)
+        for isa in _core._supported_isas():
+            _core._set_isa(isa)
+            for w in (rng.uniform(-1, 1, (4, 3, 3, 3)).astype(np.float32),
+                      rng.uniform(-1, 1, (4, 3, 1, 1)).astype(np.float32)):
+                y = cnnfast.conv2d(x, w, padding=3 * 10**4, stride=10**4)
+                assert y.shape == (2, 4, 7, 7), y.shape
+                centre = cnnfast.conv2d(x[:, :, : w.shape[2], : w.shape[3]], w)[:, :, 0, 0]
+                assert np.allclose(y[:, :, 3, 3], centre, atol=1e-5), isa
+                y[:, :, 3, 3] = 0
+                assert not y.any(), isa
+        print("ok")
+        """
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

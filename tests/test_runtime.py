@@ -1,0 +1,353 @@
+"""Runtime: config(), thread count control (set_num_threads, the num_threads context manager, OMP_NUM_THREADS,
+threadpoolctl), the CNNFAST_ISA override, fork safety, calls from several Python threads, and workspace
+accounting. Anything that depends on the process's initial state runs in a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import cnnfast
+from cnnfast import _core
+
+from conftest import SUPPORTED_ISAS, rand
+
+
+def run_python(code, env_extra=None, timeout=120):
+    """Runs code in a fresh interpreter (outside the source tree) and returns its stdout; fails on error."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CNNFAST_ISA", "OMP_NUM_THREADS")}
+    env.update(env_extra or {})
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=os.path.dirname(os.path.abspath(__file__)) + "/..")
+    return proc
+
+
+def run_ok(code, env_extra=None, timeout=120):
+    proc = run_python(code, env_extra, timeout)
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout.strip()
+
+
+# --- config -----------------------------------------------------------------------------------------
+
+
+def test_config_keys():
+    cfg = cnnfast.config()
+    for key in ("version", "isa", "supported_isas", "num_threads"):
+        assert key in cfg, key
+    assert cfg["version"] == cnnfast.__version__
+    assert cfg["isa"] in cfg["supported_isas"]
+    assert cfg["supported_isas"][0] == "generic"
+    assert set(cfg["supported_isas"]) <= {"generic", "avx2", "avx512"}
+    assert isinstance(cfg["num_threads"], int) and cfg["num_threads"] >= 1
+    assert cfg["num_threads"] == cnnfast.get_num_threads()
+
+
+def test_show_config_prints_the_config(capsys):
+    cnnfast.show_config()
+    out = capsys.readouterr().out
+    cfg = cnnfast.config()
+    for key in ("version", "isa", "supported_isas", "num_threads"):
+        assert key in out
+    assert cfg["isa"] in out and cfg["version"] in out
+
+
+def test_config_follows_isa_switch(isa):
+    assert cnnfast.config()["isa"] == isa == _core._current_isa()
+
+
+def test_set_isa_rejects_unknown_names():
+    before = _core._current_isa()
+    with pytest.raises(ValueError, match="bogus"):
+        _core._set_isa("bogus")
+    assert _core._current_isa() == before
+
+
+# --- threads ----------------------------------------------------------------------------------------
+
+
+def test_set_and_get_num_threads(threads_restored):
+    for n in (1, 2, 3, 7):
+        cnnfast.set_num_threads(n)
+        assert cnnfast.get_num_threads() == n
+        assert cnnfast.config()["num_threads"] == n
+
+
+def test_num_threads_context_manager_restores(threads_restored):
+    cnnfast.set_num_threads(3)
+    with cnnfast.num_threads(1):
+        assert cnnfast.get_num_threads() == 1
+        with cnnfast.num_threads(2):
+            assert cnnfast.get_num_threads() == 2
+        assert cnnfast.get_num_threads() == 1
+    assert cnnfast.get_num_threads() == 3
+    with pytest.raises(RuntimeError):
+        with cnnfast.num_threads(2):
+            raise RuntimeError("inside")
+    assert cnnfast.get_num_threads() == 3
+
+
+@pytest.mark.parametrize("bad,exc", [(0, ValueError), (-1, ValueError), (1.5, TypeError), (2.0, TypeError),
+                                     ("2", TypeError), (None, TypeError), (True, TypeError)])
+def test_set_num_threads_rejects(bad, exc, threads_restored):
+    before = cnnfast.get_num_threads()
+    with pytest.raises(exc, match=r"\bn\b"):
+        cnnfast.set_num_threads(bad)
+    with pytest.raises(exc, match=r"\bn\b"):
+        with cnnfast.num_threads(bad):
+            pass
+    assert cnnfast.get_num_threads() == before
+
+
+def test_omp_num_threads_is_respected():
+    assert run_ok("import cnnfast; print(cnnfast.get_num_threads())", {"OMP_NUM_THREADS": "1"}) == "1"
+    assert run_ok("import cnnfast; print(cnnfast.config()['num_threads'])", {"OMP_NUM_THREADS": "3"}) == "3"
+
+
+def test_threadpoolctl_sees_and_limits_the_openmp_pool():
+    pytest.importorskip("threadpoolctl")
+    out = run_ok(
+        """
+        import cnnfast, numpy as np
+        from threadpoolctl import threadpool_info, threadpool_limits
+        apis = [i["user_api"] for i in threadpool_info()]
+        assert "openmp" in apis, apis
+        cnnfast.set_num_threads  # never called in this process: cnnfast follows OpenMP
+        before = cnnfast.get_num_threads()
+        with threadpool_limits(1):
+            assert cnnfast.get_num_threads() == 1
+            x = np.ones((1, 3, 9, 7), np.float32)
+            assert cnnfast.conv2d(x, np.ones((2, 3, 3, 3), np.float32)).shape == (1, 2, 7, 5)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            assert cnnfast.get_num_threads() == 1
+        assert cnnfast.get_num_threads() == before, (cnnfast.get_num_threads(), before)
+        print("ok")
+        """,
+        {"OMP_NUM_THREADS": "2"},
+    )
+    assert out == "ok"
+
+
+def test_num_threads_context_restores_following_openmp():
+    # after a num_threads() block in a process that never fixed the count, cnnfast follows OpenMP again
+    pytest.importorskip("threadpoolctl")
+    out = run_ok(
+        """
+        import cnnfast
+        from threadpoolctl import threadpool_limits
+        with cnnfast.num_threads(1):
+            assert cnnfast.get_num_threads() == 1
+        assert cnnfast.get_num_threads() == 2, cnnfast.get_num_threads()
+        with threadpool_limits(1):
+            assert cnnfast.get_num_threads() == 1, cnnfast.get_num_threads()
+        assert cnnfast.get_num_threads() == 2
+        print("ok")
+        """,
+        {"OMP_NUM_THREADS": "2"},
+    )
+    assert out == "ok"
+
+
+def test_set_num_threads_wins_over_threadpoolctl():
+    pytest.importorskip("threadpoolctl")
+    out = run_ok(
+        """
+        import cnnfast
+        from threadpoolctl import threadpool_limits
+        cnnfast.set_num_threads(2)
+        with threadpool_limits(1):
+            print(cnnfast.get_num_threads())
+        """
+    )
+    assert out == "2"
+
+
+def test_thread_count_applies_to_calls_from_other_threads(threads_restored):
+    cnnfast.set_num_threads(1)
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(cnnfast.get_num_threads).result() == 1
+    cnnfast.set_num_threads(2)
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(cnnfast.get_num_threads).result() == 2
+
+
+# --- ISA override -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SUPPORTED_ISAS)
+def test_cnnfast_isa_env_selects_the_path(name):
+    out = run_ok(
+        """
+        import cnnfast, numpy as np
+        x = np.ones((1, 3, 9, 7), np.float32)
+        y = cnnfast.conv2d(x, np.ones((4, 3, 3, 3), np.float32), padding=1)
+        assert y[0, 0, 4, 3] == 27.0
+        print(cnnfast.config()["isa"])
+        """,
+        {"CNNFAST_ISA": name},
+    )
+    assert out == name
+
+
+def test_cnnfast_isa_unset_or_empty_selects_the_best():
+    best = SUPPORTED_ISAS[-1]
+    assert run_ok("import cnnfast; print(cnnfast.config()['isa'])") == best
+    assert run_ok("import cnnfast; print(cnnfast.config()['isa'])", {"CNNFAST_ISA": ""}) == best
+
+
+@pytest.mark.parametrize("value", ["bogus", "AVX2", "sse4"])
+def test_cnnfast_isa_unknown_is_an_import_error(value):
+    proc = run_python("import cnnfast", {"CNNFAST_ISA": value})
+    assert proc.returncode != 0
+    assert "ImportError" in proc.stderr and f"'{value}'" in proc.stderr, proc.stderr
+    assert "Traceback" in proc.stderr and "Segmentation" not in proc.stderr
+
+
+def test_cnnfast_isa_unsupported_is_an_import_error():
+    missing = [i for i in ("avx2", "avx512") if i not in SUPPORTED_ISAS]
+    if not missing:
+        pytest.skip("this CPU runs every ISA")
+    proc = run_python("import cnnfast", {"CNNFAST_ISA": missing[0]})
+    assert proc.returncode != 0 and "ImportError" in proc.stderr and missing[0] in proc.stderr
+
+
+# --- fork -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_kernels_work_in_a_forked_child():
+    # the parent has run a parallel region (so the OpenMP pool exists) before forking
+    out = run_ok(
+        """
+        import os, signal, numpy as np, cnnfast
+        cnnfast.set_num_threads(2)
+        x = np.random.default_rng(0).random((1, 16, 56, 56), dtype=np.float32)
+        w = np.random.default_rng(1).random((16, 16, 3, 3), dtype=np.float32)
+        y = cnnfast.conv2d(x, w, padding=1)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(30)  # a hung child ends itself instead of outliving the test
+            ok = np.array_equal(cnnfast.conv2d(x, w, padding=1), y)
+            ok = ok and cnnfast.get_num_threads() == 1  # documented: a forked child runs on one thread
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        """,
+        timeout=60,
+    )
+    assert out == "0"
+
+
+# --- several Python threads at once -----------------------------------------------------------------
+
+
+def _thread_safety_tasks(rng):
+    tasks = []
+    for i in range(12):
+        c, o = [(3, 8), (16, 16), (5, 17), (32, 1)][i % 4]
+        x, w, b = rand(rng, 2, c, 25, 33), rand(rng, o, c, 3, 3), rand(rng, o)
+        tasks.append((cnnfast.conv2d, (x, w, b), dict(padding=1, activation="relu")))
+        tasks.append((cnnfast.conv2d, (x, rand(rng, c, 1, 3, 3)), dict(groups=c, stride=2)))
+        n = 300 + 50 * i
+        xy = rng.uniform(0, 100, size=(n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(1, 30, size=(n, 2))], axis=1).astype(np.float32)
+        scores = rng.random(n).astype(np.float32)
+        tasks.append((cnnfast.nms, (boxes, scores, 0.5), {}))
+        tasks.append((cnnfast.batched_nms, (boxes, scores, rng.integers(0, 3, n), 0.4), {}))
+        tasks.append((cnnfast.max_pool2d, (x, 3, 2, 1), {}))
+        tasks.append((cnnfast.linear, (rand(rng, 9, 40), rand(rng, 70, 40), rand(rng, 70)), {}))
+        tasks.append((cnnfast.add, (x, x * 2), dict(relu=True)))
+    # the Winograd path (3x3, >= 32 channels) and the grid NMS (>= 4096 candidates)
+    for i in range(4):
+        x, w = rand(rng, 1, 32 + i, 20, 24), rand(rng, 40, 32 + i, 3, 3)
+        tasks.append((cnnfast.conv2d, (x, w), dict(padding=1)))
+        tasks.append((cnnfast.avg_pool2d, (x, 3, 2, 1), dict(ceil_mode=True, count_include_pad=False)))
+        n = 4500 + 100 * i
+        xy = rng.uniform(0, 1000, size=(n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(1, 40, size=(n, 2))], axis=1).astype(np.float32)
+        tasks.append((cnnfast.nms, (boxes, rng.random(n).astype(np.float32), 0.5), {}))
+        tasks.append((cnnfast.batched_nms, (boxes, rng.random(n).astype(np.float32), rng.integers(0, 5, n), 0.5), {}))
+    return tasks
+
+
+def test_concurrent_calls_equal_sequential(isa, rng):
+    tasks = _thread_safety_tasks(rng)
+    sequential = [fn(*args, **kw) for fn, args, kw in tasks]
+    for _ in range(2):
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(fn, *args, **kw) for fn, args, kw in tasks]
+            concurrent = [f.result() for f in futures]
+        for (fn, _, _), a, b in zip(tasks, sequential, concurrent):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b, err_msg=fn.__name__)
+
+
+def test_kernels_release_the_gil(threads_restored):
+    cnnfast.set_num_threads(1)
+    x, w = np.ones((1, 256, 112, 112), np.float32), np.ones((256, 256, 3, 3), np.float32)  # ~0.2 s on one core
+    ticks = 0
+    worker = threading.Thread(target=cnnfast.conv2d, args=(x, w), kwargs=dict(padding=1))
+    worker.start()
+    while worker.is_alive():
+        ticks += 1
+        time.sleep(0)
+    worker.join()
+    # with the GIL held through the call this loop would get a handful of turns; released, tens of thousands
+    assert ticks > 200, ticks
+
+
+# --- workspace --------------------------------------------------------------------------------------
+
+
+def test_workspace_is_released_after_every_kernel(isa, rng):
+    x = rand(rng, 1, 16, 25, 33)
+    calls = [
+        lambda: cnnfast.conv2d(x, rand(rng, 8, 16, 3, 3), padding=1),
+        lambda: cnnfast.conv2d(x, rand(rng, 8, 16, 1, 1)),
+        lambda: cnnfast.conv2d(x, rand(rng, 16, 1, 3, 3), groups=16),
+        lambda: cnnfast.max_pool2d(x, 2),
+        lambda: cnnfast.avg_pool2d(x, 3, 1, 1),
+        lambda: cnnfast.global_avg_pool2d(x),
+        lambda: cnnfast.add(x, x, relu=True),
+        lambda: cnnfast.linear(rand(rng, 9, 30), rand(rng, 20, 30)),
+        lambda: cnnfast.linear(rand(rng, 2, 30), rand(rng, 20, 30)),
+        lambda: cnnfast.box_iou(rand(rng, 5, 4), rand(rng, 7, 4)),
+        lambda: cnnfast.nms(rand(rng, 50, 4), rand(rng, 50), 0.5),
+        lambda: cnnfast.batched_nms(rand(rng, 50, 4), rand(rng, 50), np.arange(50) % 3, 0.5),
+    ]
+    for call in calls:
+        call()
+        assert _core._workspace_in_use() == 0
+
+
+def _conv_peak(x, w, **kw):
+    _core._workspace_reset_peak()
+    cnnfast.conv2d(x, w, padding=1, **kw)
+    assert _core._workspace_in_use() == 0
+    return _core._workspace_peak()
+
+
+def test_workspace_peak_is_bounded(isa, rng, threads_restored):
+    # 256 -> 256 channels, 3x3: a full im2col matrix would take 256 * 9 * H * W floats (28.9 MB at 56x56)
+    cnnfast.set_num_threads(2)
+    w = rand(rng, 256, 256, 3, 3)
+    peaks = {}
+    for hw in (56, 112):
+        x = rand(rng, 1, 256, hw, hw)
+        im2col = 256 * 9 * hw * hw * 4
+        peaks["direct", hw] = _conv_peak(x, w, algorithm="direct")
+        peaks["winograd", hw] = _conv_peak(x, w, algorithm="winograd")
+        assert 0 < peaks["direct", hw] < im2col // 4, peaks
+        assert 0 < peaks["winograd", hw] < im2col, peaks
+    # Winograd works tile by tile: its scratch barely grows with the image
+    assert peaks["winograd", 112] < 1.25 * peaks["winograd", 56], peaks
+    _core._workspace_reset_peak()
+    assert _core._workspace_peak() == 0
