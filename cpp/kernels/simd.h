@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include <omp.h>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -67,6 +69,22 @@ struct Scratch {
     Scratch& operator=(const Scratch&) = delete;
     std::size_t bytes;
     float* p;
+};
+
+// Scratch for each thread of a parallel region, allocated before it by the calling thread: an allocation
+// failure inside a parallel region could not reach the caller as an exception.
+template <class T>
+struct PerThread {
+    PerThread(int threads, std::size_t count_each)
+        : each((count_each * sizeof(T) + 63) / 64 * 64),
+          bytes(each * static_cast<std::size_t>(threads)),
+          base(static_cast<char*>(workspace_alloc(bytes))) {}
+    ~PerThread() { workspace_free(base, bytes); }
+    PerThread(const PerThread&) = delete;
+    PerThread& operator=(const PerThread&) = delete;
+    T* get() const { return reinterpret_cast<T*>(base + each * static_cast<std::size_t>(omp_get_thread_num())); }
+    std::size_t each, bytes;
+    char* base;
 };
 
 }  // namespace

@@ -172,6 +172,7 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
     Scratch wt(static_cast<std::size_t>(G * cg * Kb));
     const GemmSplit split = split_gemm(s.n * G, cg, HW, threads);
     const index_t tasks = s.n * G * split.n_blocks * split.m_chunks;
+    PerThread<float> b_bufs(threads, static_cast<std::size_t>(KC * NC));
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
@@ -182,7 +183,7 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
             for (index_t o = 0; o < ocg; ++o)
                 std::memcpy(dst + o * KK, w + ((g * ocg + o) * cg + ci) * KK, sizeof(float) * KK);
         }
-        Scratch b_buf(static_cast<std::size_t>(KC * NC));
+        float* const b_buf = b_bufs.get();
         const Epilogue ep;
 #pragma omp for schedule(static)
         for (index_t t = 0; t < tasks; ++t) {
@@ -196,7 +197,7 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
                                   s.pad_t, s.pad_l, s.dil_h, s.dil_w, s.w};
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(cg, m0 + split.m_chunk_rows);
             const index_t n0 = nb * NC, nc = imin(NC, HW - n0);
-            gemm_block(cg, m0, m1, n0, nc, Kb, wt.p + g * cg * Kb, Kb, pk, b_buf.p, dx + (n * s.c + g * cg) * HW, HW, ep);
+            gemm_block(cg, m0, m1, n0, nc, Kb, wt.p + g * cg * Kb, Kb, pk, b_buf, dx + (n * s.c + g * cg) * HW, HW, ep);
         }
     }
 }
@@ -241,10 +242,11 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
     }
     const GemmSplit split = split_gemm(G, ocg, Kw, threads);
     const index_t tasks = G * split.n_blocks * split.m_chunks;
+    PerThread<float> b_bufs(threads, static_cast<std::size_t>(KC * NC));
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-        Scratch b_buf(static_cast<std::size_t>(KC * NC));
+        float* const b_buf = b_bufs.get();
         const Epilogue ep;
 #pragma omp for schedule(static)
         for (index_t t = 0; t < tasks; ++t) {
@@ -259,7 +261,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
                                       s.stride_w, s.pad_t, s.pad_l, s.dil_h, s.dil_w, s.ow, P};
             // with one image, dy's rows for group g are ocg rows P apart; with several, dyr's are N*P apart
             const float* ag = s.n > 1 ? A + g * ocg * NP : A + g * ocg * P;
-            gemm_block(ocg, m0, m1, n0, nc, NP, ag, NP, pk, b_buf.p, dw + g * ocg * Kw, Kw, ep);
+            gemm_block(ocg, m0, m1, n0, nc, NP, ag, NP, pk, b_buf, dw + g * ocg * Kw, Kw, ep);
         }
     }
 }

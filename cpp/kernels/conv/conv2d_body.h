@@ -53,6 +53,55 @@ inline void gather_row(float* __restrict d, index_t count, const float* __restri
     for (index_t t = t_hi; t < count; ++t) d[t] = 0.f;
 }
 
+// A run of output pixels of one output row inside one packed panel.
+struct Segment {
+    index_t oh, ow, len, t;  // output row and first column, length, offset in the panel
+};
+
+// im2col packer for one (image, group): B[k][q] = x[ci][oh*sh - pt + ki*dh][ow*sw - pl + kj*dw], with
+// k = (ci, ki, kj) and q = oh * OW + ow.
+struct Im2colPacker {
+    const float* x;  // first channel of this group
+    index_t H, W, KH, KW, SH, SW, PT, PL, DH, DW, OW;
+
+    void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
+        const index_t panels = ceil_div(nc, NR);
+        // The panels' row segments do not depend on k: find them once per block.
+        Segment segs[NC / NR * (NR + 1)];
+        index_t seg_begin[NC / NR + 1];
+        index_t ns = 0;
+        for (index_t p = 0; p < panels; ++p) {
+            seg_begin[p] = ns;
+            const index_t q0 = n0 + p * NR, count = imin(NR, nc - p * NR);
+            index_t oh = q0 / OW, ow = q0 % OW, t = 0;
+            while (t < count) {
+                const index_t len = imin(count - t, OW - ow);
+                segs[ns++] = Segment{oh, ow, len, t};
+                t += len;
+                ow = 0;
+                ++oh;
+            }
+        }
+        seg_begin[panels] = ns;
+        for (index_t k = pc; k < pc + kc; ++k) {
+            const index_t ci = k / (KH * KW), r = k % (KH * KW), ki = r / KW, kj = r % KW;
+            const float* plane = x + ci * H * W;
+            const index_t dh = ki * DH - PT, dw = kj * DW - PL;
+            for (index_t p = 0; p < panels; ++p) {
+                float* d = dst + p * kc * NR + (k - pc) * NR;
+                index_t end = 0;
+                for (index_t i = seg_begin[p]; i < seg_begin[p + 1]; ++i) {
+                    const Segment& sg = segs[i];
+                    gather_row(d + sg.t, sg.len, plane, H, W, sg.oh * SH + dh, sg.ow * SW + dw, SW);
+                    end = sg.t + sg.len;
+                }
+                for (index_t t = end; t < NR; ++t) d[t] = 0.f;
+            }
+        }
+    }
+};
+
+
 // Indirect convolution: the zero-padded input is split into stride_h x stride_w phase images of Hph x Wph,
 // so that row k = (ci, ki, kj) of the im2col matrix is one contiguous run of a phase image, when output
 // pixels are numbered q' = oh * Wph + ow. The microkernel then reads B in place through a table of row
@@ -178,13 +227,15 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     Epilogue ep;
     ep.relu = act == Activation::relu;
 
+    PerThread<float> cblks(threads, direct_store ? 0 : static_cast<std::size_t>(split.m_chunk_rows * NC));
+    PerThread<float> tails(threads, static_cast<std::size_t>(KC * NR));
+    PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-        Scratch cblk(direct_store ? 0 : static_cast<std::size_t>(split.m_chunk_rows * NC));
-        Scratch tail(static_cast<std::size_t>(KC * NR));
-        const std::size_t rows_bytes = sizeof(const float*) * static_cast<std::size_t>(K);
-        const float** rows = static_cast<const float**>(workspace_alloc(rows_bytes));
+        float* const cblk = cblks.get();
+        float* const tail = tails.get();
+        const float** const rows = row_tables.get();
         if (prepack) {
 #pragma omp for schedule(static)
             for (index_t t = 0; t < G * panels; ++t) {
@@ -223,15 +274,53 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                 const float* wg = w + gi * ocg * K;
                 const float* ag = prepack ? a_packed.p + gi * a_floats : nullptr;
                 if (direct_store) {
-                    indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail.p, yg + m0 * P + n0, P, e);
+                    indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, yg + m0 * P + n0, P, e);
                 } else {
-                    indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail.p, cblk.p, NC, e);
-                    compact_block(s, g, m0, m1, n0, nc, cblk.p, yg);
+                    indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, cblk, NC, e);
+                    compact_block(s, g, m0, m1, n0, nc, cblk, yg);
                 }
             }
         }
-        workspace_free(rows, rows_bytes);
     }
+}
+
+// The im2col-packing GEMM: for geometries whose padded, phase-split copy would be much larger than the input
+// and output themselves (padding or stride far larger than the image).
+void conv2d_packed(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act) {
+    const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, K = cg * s.kh * s.kw, P = s.oh * s.ow, HW = s.h * s.w;
+    const int threads = get_num_threads();
+    const GemmSplit split = split_gemm(s.n * G, ocg, P, threads);
+    const index_t tasks = s.n * G * split.n_blocks * split.m_chunks;
+    PerThread<float> b_bufs(threads, static_cast<std::size_t>(KC * NC));
+#pragma omp parallel num_threads(threads)
+    {
+        DenormalsOff ftz;
+        float* const b_buf = b_bufs.get();
+#pragma omp for schedule(static)
+        for (index_t t = 0; t < tasks; ++t) {
+            index_t r = t;
+            const index_t mc = r % split.m_chunks;
+            r /= split.m_chunks;
+            const index_t nb = r % split.n_blocks;
+            r /= split.n_blocks;
+            const index_t gi = r % G, n = r / G;
+            Epilogue e;
+            e.relu = act == Activation::relu;
+            e.bias_row = bias ? bias + gi * ocg : nullptr;
+            const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
+            const index_t n0 = nb * NC, nc = imin(NC, P - n0);
+            Im2colPacker pk{x + (n * s.c + gi * cg) * HW, s.h, s.w, s.kh, s.kw, s.stride_h, s.stride_w, s.pad_t, s.pad_l,
+                            s.dil_h, s.dil_w, s.ow};
+            gemm_block(ocg, m0, m1, n0, nc, K, w + gi * ocg * K, K, pk, b_buf, y + (n * s.oc + gi * ocg) * P, P, e);
+        }
+    }
+}
+
+// Whether the phase-split copy stays within a few times the image's input and output.
+inline bool phases_fit(const Conv2dShape& s) {
+    const PhaseGeometry g = phase_geometry(s);
+    const double copy = double(s.c) * double(g.per_channel);
+    return copy <= 4.0 * (double(s.c) * s.h * s.w + double(s.oc) * s.oh * s.ow) + double(1 << 20);
 }
 
 // One input channel per group: out channel o reads input channel o / (OC / C).
@@ -284,6 +373,7 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
         return conv2d_winograd(s, x, w, bias, y, act);
     const index_t G = s.groups, cg = s.c / G;
     if (cg == 1 && G > 1) return conv2d_depthwise(s, x, w, bias, y, act);
+    if (!phases_fit(s)) return conv2d_packed(s, x, w, bias, y, act);
     conv2d_indirect(s, x, w, bias, y, act);
 }
 

@@ -211,17 +211,18 @@ void gemm_parallel(index_t M, index_t N, index_t K, const float* A, index_t lda,
                    index_t ldc, const Epilogue& ep, int threads) {
     const GemmSplit split = split_gemm(1, M, N, threads);
     const index_t tasks = split.n_blocks * split.m_chunks;
+    PerThread<float> b_bufs(threads, static_cast<std::size_t>(KC * NC));
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-        Scratch b_buf(static_cast<std::size_t>(KC * NC));
+        float* const b_buf = b_bufs.get();
         PackB pk = packer;
 #pragma omp for schedule(static)
         for (index_t t = 0; t < tasks; ++t) {
             const index_t mc = t % split.m_chunks, nb = t / split.m_chunks;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(M, m0 + split.m_chunk_rows);
             const index_t n0 = nb * NC, nc = imin(NC, N - n0);
-            gemm_block(M, m0, m1, n0, nc, K, A, lda, pk, b_buf.p, C, ldc, ep);
+            gemm_block(M, m0, m1, n0, nc, K, A, lda, pk, b_buf, C, ldc, ep);
         }
     }
 }

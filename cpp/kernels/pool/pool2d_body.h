@@ -112,6 +112,29 @@ void pool_plane(const Pool2dShape& s, const float* __restrict xp, float* __restr
     }
 }
 
+// One plane, window by window, each clipped to the input: for kernels far wider than the image.
+void pool_plane_windows(PoolKind kind, const Pool2dShape& s, const float* __restrict xp, float* __restrict yp) {
+    for (index_t oh = 0; oh < s.oh; ++oh) {
+        const index_t h0 = oh * s.stride_h - s.pad_h, hs = imax(h0, 0), he = imin(h0 + s.kh, s.h);
+        for (index_t ow = 0; ow < s.ow; ++ow) {
+            const index_t w0 = ow * s.stride_w - s.pad_w, ws = imax(w0, 0), we = imin(w0 + s.kw, s.w);
+            float acc = kind == PoolKind::max ? -__builtin_inff() : 0.f;
+            for (index_t ih = hs; ih < he; ++ih)
+                for (index_t iw = ws; iw < we; ++iw) {
+                    const float v = xp[ih * s.w + iw];
+                    acc = kind == PoolKind::max ? max_nan(acc, v) : acc + v;
+                }
+            if (kind == PoolKind::avg) {
+                const double count = s.count_include_pad
+                                         ? double(imin(h0 + s.kh, s.h + s.pad_h) - h0) * double(imin(w0 + s.kw, s.w + s.pad_w) - w0)
+                                         : double(he - hs) * double(we - ws);
+                acc = count > 0 ? static_cast<float>(acc / count) : 0.f;
+            }
+            yp[oh * s.ow + ow] = acc;
+        }
+    }
+}
+
 // 2x2 stride 2 without padding (VGG): rows pairwise, vectorizable.
 void max_pool_2x2s2_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp) {
     for (index_t oh = 0; oh < s.oh; ++oh) {
@@ -139,21 +162,27 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
                         s.pad_h == 0 && s.pad_w == 0 && 2 * s.oh <= s.h;
     const int threads = planes * s.h * s.w < (1 << 15) ? 1 : get_num_threads();
     const index_t wext = (s.ow - 1) * s.stride_w + s.kw;
+    // NOTE: the separable passes need a row as wide as the padded windows; kernels far wider than the image
+    // (allowed: the padding may be half the kernel) take the per-window path instead.
+    const bool separable = wext <= 4 * s.w + 1024;
+    const index_t half = wext / 2 + 1;
+    PerThread<float> tmps(threads, separable ? static_cast<std::size_t>(wext + s.ow + 2 * half) : 0);
 #pragma omp parallel num_threads(threads)
     {
-        const index_t half = wext / 2 + 1;
-        Scratch tmp(static_cast<std::size_t>(wext + s.ow + 2 * half));
-        float *cols = tmp.p + wext, *even = cols + s.ow, *odd = even + half;
+        float* const tmp = tmps.get();
+        float *cols = tmp + wext, *even = cols + s.ow, *odd = even + half;
 #pragma omp for schedule(static)
         for (index_t p = 0; p < planes; ++p) {
             const float* xp = x + p * s.h * s.w;
             float* yp = y + p * s.oh * s.ow;
             if (fast22)
                 max_pool_2x2s2_plane(s, xp, yp);
+            else if (!separable)
+                pool_plane_windows(kind, s, xp, yp);
             else if (kind == PoolKind::max)
-                pool_plane<PoolKind::max>(s, xp, yp, tmp.p, cols, even, odd);
+                pool_plane<PoolKind::max>(s, xp, yp, tmp, cols, even, odd);
             else
-                pool_plane<PoolKind::avg>(s, xp, yp, tmp.p, cols, even, odd);
+                pool_plane<PoolKind::avg>(s, xp, yp, tmp, cols, even, odd);
         }
     }
 }
