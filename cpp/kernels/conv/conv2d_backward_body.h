@@ -97,6 +97,69 @@ struct Im2colTransposedPacker {
     }
 };
 
+// B[o][(n, p)] = dy[n][o][p] for one group: dy with the batch laid along the columns.
+struct BatchColumnsPacker {
+    const float* dy;  // first output channel of the group, first image
+    index_t image_stride, P;
+
+    void operator()(float* dst, index_t pc, index_t kc, index_t n0, index_t nc) const {
+        const index_t panels = ceil_div(nc, NR);
+        for (index_t k = pc; k < pc + kc; ++k)
+            for (index_t p = 0; p < panels; ++p) {
+                float* d = dst + p * kc * NR + (k - pc) * NR;
+                const index_t count = imin(NR, nc - p * NR);
+                index_t col = n0 + p * NR, t = 0;
+                while (t < count) {
+                    const index_t n = col / P, q = col % P, len = imin(count - t, P - q);
+                    const float* src = dy + n * image_stride + k * P + q;
+                    for (index_t u = 0; u < len; ++u) d[t + u] = src[u];
+                    t += len;
+                    col += len;
+                }
+                for (; t < NR; ++t) d[t] = 0.f;
+            }
+    }
+};
+
+// The input gradient as a GEMM then a scatter: dcol_g ((ci, ki, kj) x (n, p)) = W_g^T * dy_g, then each
+// column added into dx at the pixels it read (col2im). For small images, where the gather formulation's
+// N (the pixels of one image) would be too short for the microkernel; the batch makes the columns here.
+void backward_input_col2im(const Conv2dShape& s, const float* dy, const float* w, float* dx, int threads) {
+    const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, KK = s.kh * s.kw, Kk = cg * KK, P = s.oh * s.ow;
+    const index_t HW = s.h * s.w, cols = s.n * P;
+    Scratch wt(static_cast<std::size_t>(G * Kk * ocg));  // W_g^T: rows (ci, ki, kj), columns o
+    Scratch dcol(static_cast<std::size_t>(G * Kk * cols));
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t go = 0; go < G * ocg; ++go) {
+        const index_t g = go / ocg, o = go % ocg;
+        const float* src = w + (g * ocg + o) * Kk;
+        float* d = wt.p + g * Kk * ocg + o;
+        for (index_t i = 0; i < Kk; ++i) d[i * ocg] = src[i];
+    }
+    for (index_t g = 0; g < G; ++g)
+        gemm_parallel(Kk, cols, ocg, wt.p + g * Kk * ocg, ocg, BatchColumnsPacker{dy + g * ocg * P, s.oc * P, P},
+                      dcol.p + g * Kk * cols, cols, Epilogue{}, threads);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t plane = 0; plane < s.n * s.c; ++plane) {
+        const index_t n = plane / s.c, c = plane % s.c, g = c / cg, ci = c % cg;
+        float* dxp = dx + plane * HW;
+        for (index_t i = 0; i < HW; ++i) dxp[i] = 0.f;
+        for (index_t ki = 0; ki < s.kh; ++ki)
+            for (index_t kj = 0; kj < s.kw; ++kj) {
+                const float* src = dcol.p + (g * Kk + (ci * s.kh + ki) * s.kw + kj) * cols + n * P;
+                const index_t off = kj * s.dil_w - s.pad_l;
+                const auto [lo, hi] = valid_cols(off, s.stride_w, s.w, s.ow);
+                for (index_t oh = 0; oh < s.oh; ++oh) {
+                    const index_t ih = oh * s.stride_h - s.pad_t + ki * s.dil_h;
+                    if (ih < 0 || ih >= s.h) continue;
+                    float* row = dxp + ih * s.w;
+                    const float* sr = src + oh * s.ow;
+                    for (index_t ow = lo; ow < hi; ++ow) row[ow * s.stride_w + off] += sr[ow];
+                }
+            }
+    }
+}
+
 void depthwise_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx, int threads) {
     const index_t mult = s.oc / s.c, P = s.oh * s.ow, HW = s.h * s.w;
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -167,6 +230,9 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
     const int threads = get_num_threads();
     const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, KK = s.kh * s.kw, Kb = ocg * KK, P = s.oh * s.ow;
     if (cg == 1 && G > 1) return depthwise_backward_input(s, dy, w, dx, threads);
+    // NOTE: small images with a batch: the GEMM below would have only HW columns per image.
+    if (HW <= 1024 && s.n > 1 && G * cg * KK * s.n * P <= (index_t(1) << 22))
+        return backward_input_col2im(s, dy, w, dx, threads);
 
     // A[ci][(o, ki, kj)] = w[o][ci][ki][kj], per group
     Scratch wt(static_cast<std::size_t>(G * cg * Kb));
