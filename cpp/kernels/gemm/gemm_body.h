@@ -153,14 +153,21 @@ void gemm_block(index_t M, index_t m_begin, index_t m_end, index_t n0, index_t n
         const index_t kc = imin(kstep, K - pc);
         pack_b(Bbuf, pc, kc, n0, nc);
         const bool accumulate = accumulate_into_c || pc > 0, last = pc + kc == K;
+        // NOTE: packing A costs MR x kc copies per micro-panel: worth it only when several B panels reuse it.
+        const bool pack = ceil_div(nc, NR) > 2;
         for (index_t ir = m_begin; ir < m_end; ir += MR) {
             const int mv = static_cast<int>(imin(MR, M - ir));
-            alignas(64) float a[MR * KC];
-            pack_a(A + ir * lda + pc, lda, mv, kc, a);
-            for (index_t jr = 0; jr < nc; jr += NR) {
-                const int nv = static_cast<int>(imin(NR, nc - jr));
-                ukernel_any(kc, PackedA{a}, PackedB{Bbuf + (jr / NR) * kc * NR}, C + ir * ldc + n0 + jr, ldc, mv, nv,
-                            accumulate, last, ep, ir, n0 + jr);
+            if (pack) {
+                alignas(64) float a[MR * KC];
+                pack_a(A + ir * lda + pc, lda, mv, kc, a);
+                for (index_t jr = 0; jr < nc; jr += NR)
+                    ukernel_any(kc, PackedA{a}, PackedB{Bbuf + (jr / NR) * kc * NR}, C + ir * ldc + n0 + jr, ldc, mv,
+                                static_cast<int>(imin(NR, nc - jr)), accumulate, last, ep, ir, n0 + jr);
+            } else {
+                const RowsA a(A + ir * lda + pc, lda, mv);
+                for (index_t jr = 0; jr < nc; jr += NR)
+                    ukernel_any(kc, a, PackedB{Bbuf + (jr / NR) * kc * NR}, C + ir * ldc + n0 + jr, ldc, mv,
+                                static_cast<int>(imin(NR, nc - jr)), accumulate, last, ep, ir, n0 + jr);
             }
         }
     }
