@@ -205,18 +205,58 @@ void compact_block(const Conv2dShape& s, const PhaseGeometry& g, index_t m0, ind
     }
 }
 
+// Output rows [oh0, oh1), channels [m0, m1) of one (image, group), stored straight into y (row stride P):
+// each output row is its own run of panels starting at column oh * Wph, so the Wph - OW padding columns
+// between rows are never computed. The last panel of a row reads up to a vector past the row's end (inside
+// the phase buffer and its slack) and stores only the row's columns.
+void rows_block(index_t M, index_t m0, index_t m1, index_t oh0, index_t oh1, index_t OW, index_t Wph, index_t K,
+                const float* A, const float* a_packed, const float* const* rows, float* y, index_t P,
+                const Epilogue& ep) {
+    const index_t kblocks = ceil_div(K, KC), kstep = ceil_div(K, kblocks);
+    const bool pack = !a_packed && (oh1 - oh0) * ceil_div(OW, NR) > 2;
+    for (index_t pc = 0; pc < K; pc += kstep) {
+        const index_t kc = imin(kstep, K - pc);
+        const bool accumulate = pc > 0, last = pc + kc == K;
+        for (index_t ir = m0; ir < m1; ir += MR) {
+            const int mv = static_cast<int>(imin(MR, M - ir));
+            auto run = [&](const auto& a) {
+                for (index_t oh = oh0; oh < oh1; ++oh)
+                    for (index_t jr = 0; jr < OW; jr += NR)
+                        ukernel_any(kc, a, RowsB{rows + pc, oh * Wph + jr}, y + ir * P + oh * OW + jr, P, mv,
+                                    static_cast<int>(imin(NR, OW - jr)), accumulate, last, ep, ir, 0);
+            };
+            if (a_packed) {
+                run(PackedA{a_packed + (ir / MR) * MR * K + pc * MR});
+            } else if (pack) {
+                alignas(64) float a[MR * KC];
+                pack_a(A + ir * K + pc, K, mv, kc, a);
+                run(PackedA{a});
+            } else {
+                run(RowsA(A + ir * K + pc, K, mv));
+            }
+        }
+    }
+}
+
 void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act) {
     const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, K = cg * s.kh * s.kw, P = s.oh * s.ow, HW = s.h * s.w;
     const PhaseGeometry g = phase_geometry(s);
-    const bool in_place = phases_are_input(s);
+    const bool in_place = phases_are_input(s);  // then Wph == OW: columns are the output's pixels, in order
+    // NOTE: two ways to lay the output's columns out. Column blocks of the padded grid (oh * Wph + ow) waste
+    // Wph - OW columns per row, then need a copy into y; rows each starting a panel waste the last vector's
+    // unused lanes, but store into y directly. Rows win when OW fills its vectors about as well (56 on
+    // AVX2, 112 on AVX-512).
+    const bool by_rows = !in_place && ceil_div(s.ow, VL) * VL < g.Wph;
     const bool direct_store = g.Wph == s.ow;
     const int threads = get_num_threads();
     // Images whose phase buffers are built together: up to ~8 MiB of them, at least one.
     const index_t per_image = s.c * g.per_channel;
     const index_t chunk = in_place ? s.n : imax(1, imin(s.n, (index_t(2) << 20) / imax(1, per_image)));
-    const GemmSplit split = split_gemm(chunk * G, ocg, g.N, threads);
-    // NOTE: the slack covers reads of up to (kw - 1) * dil / stride floats past the last phase image, in
-    // columns that are dropped.
+    // N blocks: NC columns of the input-in-place GEMM, or whole output rows (about NC columns) otherwise.
+    const index_t rows_per_block = imax(1, NC / s.ow);
+    const index_t n_cols = by_rows ? ceil_div(s.oh, rows_per_block) * NC : g.N;
+    const GemmSplit split = split_gemm(chunk * G, ocg, n_cols, threads);
+    // NOTE: the slack covers reads past the last phase image, in columns that are not stored.
     const index_t slack = g.Wph + NR;
     Scratch phases(in_place ? 0 : static_cast<std::size_t>(chunk * per_image + slack));
     // NOTE: when every micro-panel of A would be packed again for several N blocks, pack all of A once
@@ -227,8 +267,8 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     Epilogue ep;
     ep.relu = act == Activation::relu;
 
-    PerThread<float> cblks(threads, direct_store ? 0 : static_cast<std::size_t>(split.m_chunk_rows * NC));
-    PerThread<float> tails(threads, static_cast<std::size_t>(KC * NR));
+    PerThread<float> cblks(threads, by_rows || direct_store ? 0 : static_cast<std::size_t>(split.m_chunk_rows * NC));
+    PerThread<float> tails(threads, by_rows ? 0 : static_cast<std::size_t>(KC * NR));
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
 #pragma omp parallel num_threads(threads)
     {
@@ -269,13 +309,17 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                 Epilogue e = ep;
                 e.bias_row = bias ? bias + gi * ocg : nullptr;
                 const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
-                const index_t n0 = nb * NC, nc = imin(NC, g.N - n0);
                 float* yg = y + (n * s.oc + gi * ocg) * P;
                 const float* wg = w + gi * ocg * K;
                 const float* ag = prepack ? a_packed.p + gi * a_floats : nullptr;
-                if (direct_store) {
+                if (by_rows) {
+                    const index_t oh0 = nb * rows_per_block, oh1 = imin(s.oh, oh0 + rows_per_block);
+                    rows_block(ocg, m0, m1, oh0, oh1, s.ow, g.Wph, K, wg, ag, rows, yg, P, e);
+                } else if (direct_store) {
+                    const index_t n0 = nb * NC, nc = imin(NC, g.N - n0);
                     indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, yg + m0 * P + n0, P, e);
                 } else {
+                    const index_t n0 = nb * NC, nc = imin(NC, g.N - n0);
                     indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, cblk, NC, e);
                     compact_block(s, g, m0, m1, n0, nc, cblk, yg);
                 }
