@@ -266,7 +266,7 @@ class OpenCVPeer(Peer):
             b = inputs["boxes"].astype(np.float64)
             rects = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
             scores = inputs["scores"]
-            return Bound(lambda: cv2.dnn.NMSBoxes(rects, scores, -1.0, case.iou_threshold),
+            return Bound(lambda: cv2.dnn.NMSBoxes(rects, scores, 0.0, case.iou_threshold),
                          lambda keep: np.asarray(keep, dtype=np.int64).reshape(-1))
         model, names = _onnx_model(case, inputs)
         try:

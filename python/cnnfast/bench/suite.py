@@ -249,7 +249,7 @@ class NmsCase(Case):
 
 
 def clustered_boxes(rng: np.random.Generator, n: int, clusters: int, image_size: float = 1024.0) -> Inputs:
-    """``n`` boxes (x1, y1, x2, y2) jittered around ``clusters`` objects in a square image, and scores in [0, 1).
+    """``n`` boxes (x1, y1, x2, y2) jittered around ``clusters`` objects in a square image, and scores in (0, 1].
 
     Each object has a centre and a size (16 to 160 pixels a side); its boxes move the centre by about a
     tenth of the size and scale each side by up to about 20%, so that boxes of one object overlap
@@ -261,7 +261,7 @@ def clustered_boxes(rng: np.random.Generator, n: int, clusters: int, image_size:
     c = centre[owner] + rng.normal(0, 0.1, size=(n, 2)) * size[owner]
     wh = size[owner] * np.exp(rng.normal(0, 0.2, size=(n, 2)))
     boxes = np.concatenate([c - wh / 2, c + wh / 2], axis=1).astype(np.float32)
-    scores = rng.random(n, dtype=np.float32)
+    scores = 1 - rng.random(n, dtype=np.float32)  # in (0, 1]: every box passes a score threshold of 0
     return {"boxes": boxes, "scores": scores}
 
 
