@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m cnnfast.bench",
         description="Time cnnfast on layers of real networks beside plain NumPy, PyTorch, ONNX Runtime and "
-                    "OpenCV DNN (those installed), checking that their outputs agree.")
+                    "OpenCV DNN (those installed), checking that their outputs agree.",
+        epilog="Exit status: 0, or 1 when a peer's output disagrees with cnnfast's (marked '!' in the table), "
+               "or 2 for bad arguments. Progress goes to stderr, so the table can be redirected to a file.")
     p.add_argument("--threads", type=_int_list, default=None,
                    help="comma-separated thread counts, one table per count (default: cnnfast.get_num_threads())")
     p.add_argument("--filter", default=None, metavar="PATTERN",
@@ -36,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated peers from {','.join(peers_mod.ALL_PEERS)}, or 'none' "
                         "(default: every one installed)")
     p.add_argument("--repeat", type=int, default=5, help="least number of timed samples per call (default 5)")
-    p.add_argument("--min-time", type=float, default=0.2, metavar="SECONDS",
-                   help="least time spent sampling each call, after warm-up (default 0.2)")
+    p.add_argument("--min-time", type=float, default=0.5, metavar="SECONDS",
+                   help="least time spent sampling each call, after warm-up (default 0.5)")
     p.add_argument("--numpy-max-gflop", type=float, default=10.0, metavar="GFLOP",
                    help="skip the NumPy peer on cases above this many GFLOP per call (default 10)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the full result, with samples, as JSON")

@@ -13,15 +13,21 @@ import cnnfast
 
 
 def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what the platform module knows."""
+    """The CPU's model name, family and model from /proc/cpuinfo, else what the platform module knows."""
+    fields: Dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def fma_peak_gflops() -> Optional[float]:

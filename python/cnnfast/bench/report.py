@@ -33,8 +33,14 @@ def fmt_bytes(n: Optional[int]) -> str:
     return f"{n} B"
 
 
-def fmt_rate(rate: Optional[float], metric: Optional[str]) -> str:
-    return f"{rate:.1f} {metric}" if rate and metric else ""
+def fmt_rate(rate: Optional[float], metric: Optional[str], peak: Optional[float] = None) -> str:
+    """'123.4 GFLOP/s', with the share of the FMA peak of the cores in use when that peak is known."""
+    if not rate or not metric:
+        return ""
+    text = f"{rate:.1f} {metric}"
+    if peak and metric == "GFLOP/s":
+        text += f" ({100 * rate / peak:.0f}%)"
+    return text
 
 
 def _peer_cell(p: dict, notes: List[str], case: str, peer: str) -> str:
@@ -55,7 +61,9 @@ def _peer_cell(p: dict, notes: List[str], case: str, peer: str) -> str:
     return "-"
 
 
-def section_rows(section: dict, peers: List[str], notes: List[str]) -> List[List[str]]:
+def section_rows(section: dict, peers: List[str], notes: List[str], peak_per_core: Optional[float] = None
+                 ) -> List[List[str]]:
+    peak = peak_per_core * section["threads"] if peak_per_core else None
     rows = []
     for c in section["cases"]:
         cf = c["cnnfast"]
@@ -63,7 +71,7 @@ def section_rows(section: dict, peers: List[str], notes: List[str]) -> List[List
             notes.append(f"error in {c['name']}, cnnfast: {cf.get('reason')}")
             row = [c["name"], "error", "", ""]
         else:
-            row = [c["name"], fmt_ms(cf["median_ms"]), fmt_rate(cf.get("rate"), c.get("metric")),
+            row = [c["name"], fmt_ms(cf["median_ms"]), fmt_rate(cf.get("rate"), c.get("metric"), peak),
                    fmt_bytes(cf.get("workspace_bytes"))]
         row += [_peer_cell(c["peers"].get(p, {}), notes, c["name"], p) for p in peers]
         rows.append(row)
@@ -78,7 +86,7 @@ def _align(table: List[List[str]], right: List[bool]) -> List[str]:
 
 LEGEND = ("Times are medians in ms per call (each call returns a new output); a peer's (Nx) is its time "
           "over cnnfast's, above 1 when cnnfast is faster. Workspace: peak scratch memory of the cnnfast "
-          "call. '-': the peer lacks the op or is not installed; '(budget)': skipped above --numpy-max-gflop.")
+          "call; (N%): share of the FP32 FMA peak of the threads in use, where measured. '-': the peer lacks the op or is not installed; '(budget)': skipped above --numpy-max-gflop.")
 
 
 def format_table(result: dict, markdown: bool = False) -> str:
@@ -94,7 +102,7 @@ def format_table(result: dict, markdown: bool = False) -> str:
     else:
         out += head
     for section in result["sections"]:
-        rows = section_rows(section, peers, notes)
+        rows = section_rows(section, peers, notes, result["machine"].get("fma_peak_gflops_per_core"))
         title = f"Threads: {section['threads']}"
         if markdown:
             out += [f"### {title}", "", "| " + " | ".join(columns) + " |",
@@ -103,7 +111,7 @@ def format_table(result: dict, markdown: bool = False) -> str:
             out.append("")
         else:
             out += ["", title] + _align([columns] + rows, right)
-    out += ["" if not markdown else "", LEGEND]
+    out += [LEGEND] if markdown else ["", LEGEND]
     if notes:
         out += [""] + [("- " if markdown else "") + n for n in dict.fromkeys(notes)]
     return "\n".join(out).rstrip() + "\n"
