@@ -46,7 +46,16 @@ def machine_info() -> Dict[str, object]:
         "fma_peak_gflops_per_core": fma_peak_gflops(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "load_average_1min": _load_average(),
     }
+
+
+def _load_average() -> Optional[float]:
+    """The 1-minute load average when the run starts: other work on the machine makes the times noisy."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def versions(peers) -> Dict[str, Optional[str]]:
@@ -67,6 +76,8 @@ def header_lines(result: dict) -> List[str]:
     m = result["machine"]
     peak = m.get("fma_peak_gflops_per_core")
     peak_text = f", FP32 FMA peak {peak:.1f} GFLOP/s per core (measured)" if peak else ""
-    machine = f"Machine: {m['cpu']}, {m['cores']} cores, ISA {m['isa']}{peak_text}; {result['date']}"
+    load = m.get("load_average_1min")
+    load_text = f", load average {load:.2f} at start" if load is not None else ""
+    machine = f"Machine: {m['cpu']}, {m['cores']} cores, ISA {m['isa']}{peak_text}; {result['date']}{load_text}"
     vers = ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v)
     return [machine, f"Versions: {vers}"]
