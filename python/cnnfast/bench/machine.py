@@ -46,12 +46,13 @@ def machine_info() -> Dict[str, object]:
         "fma_peak_gflops_per_core": fma_peak_gflops(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "load_average_1min": _load_average(),
+        "load_average_1min": load_average(),
     }
 
 
-def _load_average() -> Optional[float]:
-    """The 1-minute load average when the run starts: other work on the machine makes the times noisy."""
+def load_average() -> Optional[float]:
+    """The 1-minute load average: other work on the machine makes the times noisy (with 2 threads on 2
+    cores, a parallel region waits whole scheduler ticks for a thread that another process displaced)."""
     try:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
@@ -76,8 +77,9 @@ def header_lines(result: dict) -> List[str]:
     m = result["machine"]
     peak = m.get("fma_peak_gflops_per_core")
     peak_text = f", FP32 FMA peak {peak:.1f} GFLOP/s per core (measured)" if peak else ""
-    load = m.get("load_average_1min")
+    load, load_end = m.get("load_average_1min"), m.get("load_average_1min_end")
     load_text = f", load average {load:.2f} at start" if load is not None else ""
+    load_text += f" and {load_end:.2f} at end" if load is not None and load_end is not None else ""
     machine = f"Machine: {m['cpu']}, {m['cores']} cores, ISA {m['isa']}{peak_text}; {result['date']}{load_text}"
     vers = ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v)
     return [machine, f"Versions: {vers}"]

@@ -21,6 +21,8 @@ def run_suite(cases: Sequence[Case], peers: Sequence[Peer], threads: Sequence[in
               min_time: float = 0.2, progress: bool = True, options: Optional[dict] = None) -> dict:
     """Time ``cases`` with cnnfast and ``peers`` at each thread count; return the result dict."""
     bar = Progress(len(threads) * len(cases) * (1 + len(peers)), enabled=progress)
+    info = machine.machine_info()
+    date = machine.now_utc()
     sections = []
     before = cnnfast.get_num_threads()
     try:
@@ -31,10 +33,11 @@ def run_suite(cases: Sequence[Case], peers: Sequence[Peer], threads: Sequence[in
     finally:
         cnnfast.set_num_threads(before)
         bar.close()
+    info["load_average_1min_end"] = machine.load_average()
     return {
-        "machine": machine.machine_info(),
+        "machine": info,
         "versions": machine.versions(peers),
-        "date": machine.now_utc(),
+        "date": date,
         "options": dict(options or {}, repeat=repeat, min_time=min_time, threads=list(threads)),
         "peers": [p.name for p in peers],
         "sections": sections,
