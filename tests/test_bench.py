@@ -178,3 +178,12 @@ def test_command_writes_json_and_prints_table(tmp_path, capsys):
 
 def test_command_rejects_an_empty_filter(capsys):
     assert main(["--filter", "no-such-case", "--no-progress"]) == 2
+
+
+def test_table_warns_when_the_machine_was_busy():
+    result = {"machine": {"cpu": "x", "cores": 2, "isa": "generic", "load_average_1min": 0.2,
+                          "load_average_1min_end": 3.0},
+              "versions": {"cnnfast": "0"}, "date": "d", "peers": [], "sections": []}
+    assert "busy" in report.format_table(result)
+    result["machine"]["load_average_1min_end"] = 0.3
+    assert "busy" not in report.format_table(result)

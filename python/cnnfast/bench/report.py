@@ -89,6 +89,20 @@ LEGEND = ("Times are medians in ms per call (each call returns a new output); a 
           "call; (N%): share of the FP32 FMA peak of the threads in use, where measured. '-': the peer lacks the op or is not installed; '(budget)': skipped above --numpy-max-gflop.")
 
 
+BUSY_LOAD = 1.0
+
+
+def busy_note(result: dict) -> Optional[str]:
+    """A warning when other work was running: a thread that another process displaces stalls every
+    parallel region that waits for it, so multi-threaded times on a busy machine mean little."""
+    m = result["machine"]
+    loads = [v for v in (m.get("load_average_1min"), m.get("load_average_1min_end")) if v is not None]
+    if not loads or max(loads) < BUSY_LOAD:
+        return None
+    return (f"Warning: the machine was busy (1-minute load average up to {max(loads):.2f} on {m['cores']} cores); "
+            "the times include waits for threads displaced by other processes, on several threads most of all.")
+
+
 def format_table(result: dict, markdown: bool = False) -> str:
     """The whole result: the header, one table per thread count, then notes on mismatches and errors."""
     peers = result["peers"]
@@ -112,6 +126,9 @@ def format_table(result: dict, markdown: bool = False) -> str:
         else:
             out += ["", title] + _align([columns] + rows, right)
     out += [LEGEND] if markdown else ["", LEGEND]
+    busy = busy_note(result)
+    if busy:
+        notes.insert(0, busy)
     if notes:
         out += [""] + [("- " if markdown else "") + n for n in dict.fromkeys(notes)]
     return "\n".join(out).rstrip() + "\n"
