@@ -185,5 +185,10 @@ def test_table_warns_when_the_machine_was_busy():
                           "load_average_1min_end": 3.0},
               "versions": {"cnnfast": "0"}, "date": "d", "peers": [], "sections": []}
     assert "busy" in report.format_table(result)
-    result["machine"]["load_average_1min_end"] = 0.3
+    result["options"] = {"threads": [1, 2]}
+    result["machine"]["load_average_1min_end"] = 2.5
+    assert "busy" not in report.format_table(result)  # this run's own two threads
+    result["machine"]["load_average_1min_end"] = 1.5
     assert "busy" not in report.format_table(result)
+    result["machine"]["load_average_1min"] = 1.2
+    assert "busy" in report.format_table(result)

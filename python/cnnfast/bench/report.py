@@ -94,13 +94,22 @@ BUSY_LOAD = 1.0
 
 def busy_note(result: dict) -> Optional[str]:
     """A warning when other work was running: a thread that another process displaces stalls every
-    parallel region that waits for it, so multi-threaded times on a busy machine mean little."""
+    parallel region that waits for it, so multi-threaded times on a busy machine mean little.
+
+    The load at the start is others' work; the load at the end also counts this run's own threads.
+    """
     m = result["machine"]
-    loads = [v for v in (m.get("load_average_1min"), m.get("load_average_1min_end")) if v is not None]
-    if not loads or max(loads) < BUSY_LOAD:
+    start, end = m.get("load_average_1min"), m.get("load_average_1min_end")
+    own = max(result.get("options", {}).get("threads") or [1])
+    busy = (start is not None and start >= BUSY_LOAD) or (end is not None and end >= own + BUSY_LOAD)
+    if not busy:
         return None
-    return (f"Warning: the machine was busy (1-minute load average up to {max(loads):.2f} on {m['cores']} cores); "
-            "the times include waits for threads displaced by other processes, on several threads most of all.")
+    def fmt(v):
+        return "unknown" if v is None else f"{v:.2f}"
+
+    return (f"Warning: the machine was busy (1-minute load average {fmt(start)} at start, {fmt(end)} at end, on "
+            f"{m['cores']} cores, this run using up to {own}); the times include waits for threads displaced "
+            "by other processes, on several threads most of all.")
 
 
 def format_table(result: dict, markdown: bool = False) -> str:
