@@ -1,0 +1,5 @@
+"""``python -m cnnfast.bench``: print the benchmark table."""
+
+from . import main
+
+raise SystemExit(main())

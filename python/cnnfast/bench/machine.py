@@ -1,0 +1,85 @@
+"""What the numbers were measured on: CPU, ISA, library versions, date."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from typing import Dict, List, Optional
+
+import numpy as np
+
+import cnnfast
+
+
+def cpu_model() -> str:
+    """The CPU's model name, family and model from /proc/cpuinfo, else what the platform module knows."""
+    fields: Dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
+def fma_peak_gflops() -> Optional[float]:
+    """The FP32 FMA peak of one core in GFLOP/s when the compiled core can measure it, else None."""
+    probe = getattr(cnnfast._core, "_measure_fma_peak", None)
+    return float(probe()) if probe is not None else None
+
+
+def machine_info() -> Dict[str, object]:
+    cfg = cnnfast.config()
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "isa": cfg.get("isa"),
+        "supported_isas": cfg.get("supported_isas"),
+        "fma_peak_gflops_per_core": fma_peak_gflops(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_1min": load_average(),
+    }
+
+
+def load_average() -> Optional[float]:
+    """The 1-minute load average: other work on the machine makes the times noisy (with 2 threads on 2
+    cores, a parallel region waits whole scheduler ticks for a thread that another process displaced)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def versions(peers) -> Dict[str, Optional[str]]:
+    """Versions of cnnfast, NumPy and each peer library in use."""
+    out: Dict[str, Optional[str]] = {"cnnfast": cnnfast.__version__, "numpy": np.__version__}
+    for peer in peers:
+        if peer.name != "numpy":
+            out[peer.name] = peer.version()
+    return out
+
+
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def header_lines(result: dict) -> List[str]:
+    """The machine line and the versions line of a result, for the table's head."""
+    m = result["machine"]
+    peak = m.get("fma_peak_gflops_per_core")
+    peak_text = f", FP32 FMA peak {peak:.1f} GFLOP/s per core (measured)" if peak else ""
+    load, load_end = m.get("load_average_1min"), m.get("load_average_1min_end")
+    load_text = f", load average {load:.2f} at start" if load is not None else ""
+    load_text += f" and {load_end:.2f} at end" if load is not None and load_end is not None else ""
+    machine = f"Machine: {m['cpu']}, {m['cores']} cores, ISA {m['isa']}{peak_text}; {result['date']}{load_text}"
+    vers = ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v)
+    return [machine, f"Versions: {vers}"]

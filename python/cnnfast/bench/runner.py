@@ -1,0 +1,143 @@
+"""Run the suite: every case at every thread count, cnnfast first, then each peer, checked against cnnfast.
+
+The result is a plain dict (what ``--json`` writes and what :mod:`cnnfast.bench.report` prints).
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from typing import Callable, List, Optional, Sequence
+
+import cnnfast
+
+from . import check, machine
+from .peers import Peer, Skip
+from .suite import Case
+from .timing import Timing, measure
+
+
+def run_suite(cases: Sequence[Case], peers: Sequence[Peer], threads: Sequence[int], repeat: int = 5,
+              min_time: float = 0.2, progress: bool = True, options: Optional[dict] = None) -> dict:
+    """Time ``cases`` with cnnfast and ``peers`` at each thread count; return the result dict."""
+    bar = Progress(len(threads) * len(cases) * (1 + len(peers)), enabled=progress)
+    info = machine.machine_info()
+    date = machine.now_utc()
+    sections = []
+    before = cnnfast.get_num_threads()
+    try:
+        for n in threads:
+            cnnfast.set_num_threads(n)
+            rows = [run_case(case, peers, n, repeat, min_time, bar) for case in cases]
+            sections.append({"threads": n, "cases": rows})
+    finally:
+        cnnfast.set_num_threads(before)
+        bar.close()
+    info["load_average_1min_end"] = machine.load_average()
+    return {
+        "machine": info,
+        "versions": machine.versions(peers),
+        "date": date,
+        "options": dict(options or {}, repeat=repeat, min_time=min_time, threads=list(threads)),
+        "peers": [p.name for p in peers],
+        "sections": sections,
+    }
+
+
+def run_case(case: Case, peers: Sequence[Peer], threads: int, repeat: int, min_time: float,
+             bar: Optional["Progress"] = None) -> dict:
+    """One row of the table: cnnfast's timing and workspace, and each peer's timing and agreement."""
+    bar = bar or Progress(0, enabled=False)
+    inputs = case.make_inputs()
+    row = {"name": case.name, "params": case.params(), "flops": case.flops, "bytes": case.bytes_moved,
+           "metric": case.metric, "peers": {}}
+    bar.step(case.name, "cnnfast")
+    try:
+        cnnfast.set_num_threads(threads)
+        workspace, expected = _with_workspace(lambda: case.run(inputs))
+        timing = measure(lambda: case.run(inputs), repeat=repeat, min_time=min_time)
+        row["cnnfast"] = dict(_timing_dict(timing), status="ok", rate=case.rate(timing.median),
+                              workspace_bytes=workspace)
+    except Exception as exc:  # report and go on: one broken case must not lose a long run
+        row["cnnfast"] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+        expected = None
+    for peer in peers:
+        bar.step(case.name, peer.name)
+        row["peers"][peer.name] = _run_peer(peer, case, inputs, threads, repeat, min_time, expected,
+                                            row["cnnfast"].get("median_ms"))
+    del inputs, expected
+    gc.collect()
+    return row
+
+
+def _run_peer(peer: Peer, case: Case, inputs, threads: int, repeat: int, min_time: float, expected,
+              cnnfast_ms: Optional[float]) -> dict:
+    if not peer.available():
+        return {"status": "skipped", "reason": "not installed"}
+    if expected is None:
+        return {"status": "skipped", "reason": "cnnfast failed"}
+    try:
+        with peer.configured(threads):
+            bound = peer.bind(case, inputs, threads)
+            agrees, err = check.agreement(case, expected, bound.to_numpy(bound.call()))
+            timing = measure(bound.call, repeat=repeat, min_time=min_time)
+    except Skip as exc:
+        return {"status": "skipped", "reason": str(exc)}
+    except Exception as exc:
+        return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+    out = _timing_dict(timing)
+    out.update(status="ok" if agrees else "mismatch", error=err,
+               ratio=out["median_ms"] / cnnfast_ms if cnnfast_ms else None)
+    return out
+
+
+def _with_workspace(fn: Callable[[], object]):
+    """(peak scratch bytes the call allocated beyond what was in use before, the call's result)."""
+    core = cnnfast._core
+    if not hasattr(core, "_workspace_peak"):
+        return None, fn()
+    core._workspace_reset_peak()
+    base = core._workspace_in_use()
+    out = fn()
+    return max(0, core._workspace_peak() - base), out
+
+
+def _timing_dict(t: Timing) -> dict:
+    return {"median_ms": t.median * 1e3, "samples_ms": [s * 1e3 for s in t.samples], "inner": t.inner}
+
+
+class Progress:
+    """A progress bar on stderr: tqdm when installed, else a counter that rewrites one line."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.done, self.enabled = total, 0, enabled and total > 0
+        self._tqdm = None
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+
+                self._tqdm = tqdm(total=total, file=sys.stderr, unit="run", leave=False)
+            except ImportError:
+                pass
+
+    def step(self, case: str, impl: str) -> None:
+        if not self.enabled:
+            return
+        if self._tqdm is not None:
+            if self.done:
+                self._tqdm.update(1)
+            self._tqdm.set_description(f"{case} {impl}")
+        else:
+            sys.stderr.write(f"\r[{self.done + 1}/{self.total}] {case} {impl}".ljust(72))
+            sys.stderr.flush()
+        self.done += 1
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        if self._tqdm is not None:
+            self._tqdm.update(1)
+            self._tqdm.close()
+        else:
+            sys.stderr.write("\r" + " " * 72 + "\r")
+            sys.stderr.flush()

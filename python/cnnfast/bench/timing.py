@@ -1,0 +1,55 @@
+"""Wall-clock timing of a call: warm-up, an adaptive number of calls per sample, the median of samples."""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, List
+
+
+@dataclass
+class Timing:
+    """Samples of one call's time in seconds; each sample is the mean over ``inner`` back-to-back calls."""
+
+    samples: List[float]
+    inner: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+def measure(fn: Callable[[], object], repeat: int = 5, min_time: float = 0.2, sample_time: float = 0.005,
+            warmup: int = 1, max_samples: int = 1000) -> Timing:
+    """Time ``fn()``.
+
+    After ``warmup`` calls, one more call sets how many calls make a sample, so that a sample lasts at
+    least ``sample_time`` seconds (timer resolution and loop overhead then matter little). Samples are
+    taken until there are ``repeat`` of them and ``min_time`` seconds have passed (at most
+    ``max_samples``). The garbage collector is off while sampling, as in ``timeit``.
+    """
+    if repeat < 1:
+        raise ValueError(f"measure(): repeat must be >= 1, got {repeat}")
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t0
+    inner = 1 if once >= sample_time else min(max(1, math.ceil(sample_time / max(once, 1e-7))), 100_000)
+    samples: List[float] = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        while len(samples) < repeat or (time.perf_counter() - start < min_time and len(samples) < max_samples):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            samples.append((time.perf_counter() - t0) / inner)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return Timing(samples, inner)
