@@ -417,6 +417,10 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
         return conv2d_winograd(s, x, w, bias, y, act);
     const index_t G = s.groups, cg = s.c / G;
     if (cg == 1 && G > 1) return conv2d_depthwise(s, x, w, bias, y, act);
+    // A kernel covering the whole unpadded image (LeNet's C5, a classifier written as a convolution) is a
+    // fully connected layer over the batch: one GEMM instead of one tiny GEMM per image.
+    if (G == 1 && s.oh == 1 && s.ow == 1 && s.kh == s.h && s.kw == s.w && s.pad_t == 0 && s.pad_l == 0)
+        return linear(s.n, s.c * s.h * s.w, s.oc, x, w, bias, y, act);  // this ISA's, from linear_<isa>.cpp
     if (!phases_fit(s)) return conv2d_packed(s, x, w, bias, y, act);
     conv2d_indirect(s, x, w, bias, y, act);
 }

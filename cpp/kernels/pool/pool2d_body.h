@@ -136,6 +136,23 @@ void pool_plane_windows(PoolKind kind, const Pool2dShape& s, const float* __rest
 }
 
 // 2x2 stride 2 without padding (VGG): rows pairwise, vectorizable.
+// Even width, no ceil_mode column: pairs never straddle rows, so the horizontal pass runs over the whole
+// plane at once (long vectors however narrow the image), then rows are maxed pairwise. pairs: H*W/2 floats.
+void max_pool_2x2s2_even(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp,
+                         float* __restrict pairs, float* __restrict odd) {
+    const index_t half = s.w / 2, n = s.h * s.w;
+    deinterleave2(xp, n, pairs, odd);
+#pragma omp simd
+    for (index_t i = 0; i < n / 2; ++i) pairs[i] = max_nan(pairs[i], odd[i]);
+    for (index_t oh = 0; oh < s.oh; ++oh) {
+        const float* a = pairs + (2 * oh) * half;
+        const float* b = a + half;
+        float* yr = yp + oh * s.ow;
+#pragma omp simd
+        for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = max_nan(a[ow], b[ow]);
+    }
+}
+
 void max_pool_2x2s2_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp) {
     for (index_t oh = 0; oh < s.oh; ++oh) {
         const float* r0 = xp + (2 * oh) * s.w;
@@ -165,8 +182,10 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     // NOTE: the separable passes need a row as wide as the padded windows; kernels far wider than the image
     // (allowed: the padding may be half the kernel) take the per-window path instead.
     const bool separable = wext <= 4 * s.w + 1024;
+    const bool even22 = fast22 && s.w % 2 == 0 && 2 * s.ow == s.w && s.h * s.w <= (1 << 16);
     const index_t half = wext / 2 + 1;
-    PerThread<float> tmps(threads, separable ? static_cast<std::size_t>(wext + s.ow + 2 * half) : 0);
+    const index_t scratch = even22 ? s.h * s.w + 2 : separable ? wext + s.ow + 2 * half : 0;
+    PerThread<float> tmps(threads, static_cast<std::size_t>(scratch));
 #pragma omp parallel num_threads(threads)
     {
         float* const tmp = tmps.get();
@@ -175,7 +194,9 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
         for (index_t p = 0; p < planes; ++p) {
             const float* xp = x + p * s.h * s.w;
             float* yp = y + p * s.oh * s.ow;
-            if (fast22)
+            if (even22)
+                max_pool_2x2s2_even(s, xp, yp, tmp, tmp + s.h * s.w / 2 + 1);
+            else if (fast22)
                 max_pool_2x2s2_plane(s, xp, yp);
             else if (!separable)
                 pool_plane_windows(kind, s, xp, yp);

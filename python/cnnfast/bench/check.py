@@ -11,7 +11,8 @@ from .suite import Case
 # Largest error allowed, relative to the largest magnitude in cnnfast's output. Convolutions and the
 # fully connected layer sum thousands of products in float32 in different orders (and may use a fast
 # algorithm), so they get a loose bound; pooling and the add are exact up to rounding.
-RELATIVE_TOLERANCE = {"conv2d": 2e-3, "linear": 2e-3, "global_avg_pool2d": 1e-5, "max_pool2d": 0.0, "add_relu": 1e-6}
+RELATIVE_TOLERANCE = {"conv2d": 2e-3, "linear": 2e-3, "global_avg_pool2d": 1e-5, "max_pool2d": 0.0, "add_relu": 1e-6,
+                      "network": 2e-3}
 
 
 def agreement(case: Case, expected, actual) -> Tuple[bool, float]:

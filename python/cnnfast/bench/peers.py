@@ -165,6 +165,16 @@ class TorchPeer(Peer):
         t = self._tensors(inp)
         return Bound(lambda: F.linear(t["x"], t["weight"], t["bias"]), self._numpy)
 
+    def bind_network(self, case, inp, threads):
+        from . import networks
+
+        try:
+            tm = networks.torch_model(case.network)
+        except ImportError as exc:
+            raise Skip(f"needs torchvision ({exc})") from None
+        t = self._tensors(inp)
+        return Bound(lambda: tm(t["x"]), self._numpy)
+
     def bind_nms(self, case, inp, threads):
         tv_ops = _module("torchvision.ops")
         if tv_ops is None:
@@ -215,6 +225,15 @@ class OnnxRuntimePeer(Peer):
 
         if case.op == "nms":
             model, names = onnx_graphs.nms(case.boxes, case.iou_threshold)
+        elif case.op == "network":
+            from . import networks
+
+            if _module("torch") is None:
+                raise Skip("the ONNX model is exported from PyTorch, which does not import")
+            try:
+                model, names = networks.onnx_model(case.network, case.batch), ["x"]
+            except ImportError as exc:
+                raise Skip(f"needs torchvision ({exc})") from None
         else:
             model, names = _onnx_model(case, inputs)
         opts = ort.SessionOptions()

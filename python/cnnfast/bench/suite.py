@@ -248,6 +248,32 @@ class NmsCase(Case):
         return cnnfast.nms(inputs["boxes"], inputs["scores"], self.iou_threshold)
 
 
+@dataclass(frozen=True)
+class NetworkCase(Case):
+    """A forward pass of a whole network (see :mod:`cnnfast.bench.networks`) on a batch of random images."""
+
+    network: str
+    batch: int
+
+    op: ClassVar[str] = "network"
+
+    @property
+    def flops(self) -> int:
+        from . import networks
+
+        return 2 * networks.macs(self.network) * self.batch
+
+    def _inputs(self, rng):
+        from . import networks
+
+        return {"x": _uniform(rng, (self.batch, *networks.input_shape(self.network)))}
+
+    def run(self, inputs):
+        from . import networks
+
+        return networks.cnnfast_model(self.network)(inputs["x"])
+
+
 def clustered_boxes(rng: np.random.Generator, n: int, clusters: int, image_size: float = 1024.0) -> Inputs:
     """``n`` boxes (x1, y1, x2, y2) jittered around ``clusters`` objects in a square image, and scores in (0, 1].
 
@@ -327,6 +353,10 @@ SUITE: List[Case] = [
     _nms(1000),
     _nms(5000),
     _nms(20000),
+    # Whole networks (the models of cnnfast.models, random weights) at batch 1 and 8; LeNet-5 at 64.
+    NetworkCase("net/lenet5xN64", network="lenet5", batch=64),
+    *(NetworkCase(f"net/{net}xN{b}", network=net, batch=b)
+      for net in ("alexnet", "vgg16", "resnet50", "googlenet") for b in (1, 8)),
 ]
 
 
