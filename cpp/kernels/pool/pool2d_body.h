@@ -182,7 +182,8 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     // NOTE: the separable passes need a row as wide as the padded windows; kernels far wider than the image
     // (allowed: the padding may be half the kernel) take the per-window path instead.
     const bool separable = wext <= 4 * s.w + 1024;
-    const bool even22 = fast22 && s.w % 2 == 0 && 2 * s.ow == s.w && s.h * s.w <= (1 << 16);
+    // NOTE: on large planes the row-pair loop reads each input once; the whole-plane passes pay off on small ones.
+    const bool even22 = fast22 && s.w % 2 == 0 && 2 * s.ow == s.w && s.w <= 64;
     const index_t half = wext / 2 + 1;
     const index_t scratch = even22 ? s.h * s.w + 2 : separable ? wext + s.ow + 2 * half : 0;
     PerThread<float> tmps(threads, static_cast<std::size_t>(scratch));
