@@ -457,3 +457,20 @@ def test_nms_large_input_falls_back_where_a_grid_cannot_be_used(isa, rng):
     boxes[9] = [np.nan, 0, 1, 1]
     for thr in (0.3, 0.7):
         check_keep(cnnfast.nms(boxes, scores, thr), _core.reference.nms(boxes, scores, thr))
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_nms_with_thousands_kept_takes_the_grid_path(classes):
+    # Sparse boxes: most survive, so after 4096 kept the scan hands over to the spatial grid; the result
+    # must still equal the plain reference's (C++, O(n^2)), index for index.
+    rng = np.random.default_rng(7)
+    n = 9000
+    boxes = grid_boxes(rng, n, cells=2000, max_size=16)
+    scores = rng.random(n).astype(np.float32)
+    class_ids = rng.integers(0, classes, size=n)
+    for thr in (0.0, 0.5):
+        got = cnnfast.batched_nms(boxes, scores, class_ids, thr) if classes > 1 else cnnfast.nms(boxes, scores, thr)
+        want = (_core.reference.batched_nms(boxes, scores, class_ids, thr) if classes > 1
+                else _core.reference.nms(boxes, scores, thr))
+        assert len(got) > 4096 or thr == 0.0
+        check_keep(got, want)

@@ -32,7 +32,7 @@ inline float iou_one(float ax1, float ay1, float ax2, float ay2, float aarea, fl
     return uni > 0.f ? inter / uni : 0.f;
 }
 
-constexpr index_t kGridThreshold = 4096;
+constexpr index_t kGridSwitch = 4096;
 
 }  // namespace
 
@@ -73,11 +73,6 @@ index_t nms(index_t n, const float* boxes, const float* scores, const std::int64
         classes = nms_dense_classes(m, order.p, class_ids, dense.p, offsets.p);
         for (index_t c = 0; c < classes; ++c) filled.p[c] = 0;
     }
-    // NOTE: past a few hundred candidates a spatial grid beats the vectorized scan of every kept box.
-    if (m >= kGridThreshold) {
-        const index_t kept = nms_grid(boxes, order.p, m, class_ids ? dense.p : nullptr, opt, keep);
-        if (kept >= 0) return kept;
-    }
     Scratch soa(static_cast<std::size_t>(5 * m));
     float *kx1 = soa.p, *ky1 = kx1 + m, *kx2 = ky1 + m, *ky2 = kx2 + m, *kar = ky2 + m;
     const index_t limit = opt.max_output < 0 ? m : imin(opt.max_output, m);
@@ -86,6 +81,12 @@ index_t nms(index_t n, const float* boxes, const float* scores, const std::int64
     constexpr index_t kChunk = 4 * VL;
 
     for (index_t i = 0; i < m && kept < limit; ++i) {
+        // NOTE: the scan costs O(kept) per candidate: cheap while few boxes survive (clustered detections),
+        // quadratic when many do. Once many have and many candidates remain, a spatial grid takes over.
+        if (kept == kGridSwitch && m - i > kGridSwitch) {
+            const index_t grid_kept = nms_grid(boxes, order.p, m, class_ids ? dense.p : nullptr, opt, keep);
+            if (grid_kept >= 0) return grid_kept;
+        }
         const std::int64_t idx = order.p[i];
         const float* bx = boxes + 4 * idx;
         const float x1 = bx[0], y1 = bx[1], x2 = bx[2], y2 = bx[3];
