@@ -253,12 +253,8 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
         const Epilogue ep;
 #pragma omp for schedule(static)
         for (index_t t = 0; t < tasks; ++t) {
-            index_t r = t;
-            const index_t mc = r % split.m_chunks;
-            r /= split.m_chunks;
-            const index_t nb = r % split.n_blocks;
-            r /= split.n_blocks;
-            const index_t g = r % G, n = r / G;
+            const GemmTask task = gemm_task(t, split);
+            const index_t mc = task.m_chunk, nb = task.n_block, g = task.outer % G, n = task.outer / G;
             Col2imGatherPacker pk{dy + (n * s.oc + g * ocg) * P, s.oh, s.ow, s.kh, s.kw, s.stride_h, s.stride_w,
                                   s.pad_t, s.pad_l, s.dil_h, s.dil_w, s.w};
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(cg, m0 + split.m_chunk_rows);
@@ -316,11 +312,8 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
         const Epilogue ep;
 #pragma omp for schedule(static)
         for (index_t t = 0; t < tasks; ++t) {
-            index_t r = t;
-            const index_t mc = r % split.m_chunks;
-            r /= split.m_chunks;
-            const index_t nb = r % split.n_blocks;
-            const index_t g = r / split.n_blocks;
+            const GemmTask task = gemm_task(t, split);
+            const index_t mc = task.m_chunk, nb = task.n_block, g = task.outer;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
             const index_t n0 = nb * NC, nc = imin(NC, Kw - n0);
             Im2colTransposedPacker pk{x + g * cg * s.h * s.w, s.c * s.h * s.w, s.h, s.w, s.kh, s.kw, s.stride_h,

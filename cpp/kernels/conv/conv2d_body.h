@@ -293,12 +293,9 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
             const index_t tasks = n_count * G * split.n_blocks * split.m_chunks;
 #pragma omp for schedule(static)
             for (index_t t = 0; t < tasks; ++t) {
-                index_t r = t;
-                const index_t mc = r % split.m_chunks;
-                r /= split.m_chunks;
-                const index_t nb = r % split.n_blocks;
-                r /= split.n_blocks;
-                const index_t gi = r % G, ni = r / G, n = n_begin + ni;
+                const GemmTask task = gemm_task(t, split);
+                const index_t mc = task.m_chunk, nb = task.n_block, gi = task.outer % G, ni = task.outer / G;
+                const index_t n = n_begin + ni;
                 const float* base = in_place ? x + (n * s.c + gi * cg) * HW : phases.p + (ni * s.c + gi * cg) * g.per_channel;
                 for (index_t k = 0; k < K; ++k) {
                     const index_t ci = k / (s.kh * s.kw), rr = k % (s.kh * s.kw), ki = rr / s.kw, kj = rr % s.kw;
@@ -342,12 +339,8 @@ void conv2d_packed(const Conv2dShape& s, const float* x, const float* w, const f
         float* const b_buf = b_bufs.get();
 #pragma omp for schedule(static)
         for (index_t t = 0; t < tasks; ++t) {
-            index_t r = t;
-            const index_t mc = r % split.m_chunks;
-            r /= split.m_chunks;
-            const index_t nb = r % split.n_blocks;
-            r /= split.n_blocks;
-            const index_t gi = r % G, n = r / G;
+            const GemmTask task = gemm_task(t, split);
+            const index_t mc = task.m_chunk, nb = task.n_block, gi = task.outer % G, n = task.outer / G;
             Epilogue e;
             e.relu = act == Activation::relu;
             e.bias_row = bias ? bias + gi * ocg : nullptr;

@@ -198,6 +198,15 @@ struct GemmSplit {
     index_t n_blocks, m_chunks, m_chunk_rows;
 };
 
+// Task t of outer * n_blocks * m_chunks: M chunk fastest, then N block, then the outer index.
+struct GemmTask {
+    index_t m_chunk, n_block, outer;
+};
+inline GemmTask gemm_task(index_t t, const GemmSplit& split) {
+    const index_t r = t / split.m_chunks;
+    return {t % split.m_chunks, r % split.n_blocks, r / split.n_blocks};
+}
+
 inline GemmSplit split_gemm(index_t outer, index_t M, index_t N, int threads) {
     GemmSplit s;
     s.n_blocks = ceil_div(N, NC);
@@ -226,7 +235,8 @@ void gemm_parallel(index_t M, index_t N, index_t K, const float* A, index_t lda,
         PackB pk = packer;
 #pragma omp for schedule(static)
         for (index_t t = 0; t < tasks; ++t) {
-            const index_t mc = t % split.m_chunks, nb = t / split.m_chunks;
+            const GemmTask task = gemm_task(t, split);
+            const index_t mc = task.m_chunk, nb = task.n_block;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(M, m0 + split.m_chunk_rows);
             const index_t n0 = nb * NC, nc = imin(NC, N - n0);
             gemm_block(M, m0, m1, n0, nc, K, A, lda, pk, b_buf, C, ldc, ep);
