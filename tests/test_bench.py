@@ -50,13 +50,41 @@ OTHER_CASES = {
     "nms/boxes20000": "nms",
 }
 
+# Whole networks: name -> (network, batch, multiply-adds per image, as published for torchvision's models)
+NETWORK_CASES = {
+    "net/lenet5xN64": ("lenet5", 64, None),
+    "net/alexnetxN1": ("alexnet", 1, None),
+    "net/alexnetxN8": ("alexnet", 8, None),
+    "net/vgg16xN1": ("vgg16", 1, 15.47e9),
+    "net/vgg16xN8": ("vgg16", 8, 15.47e9),
+    "net/resnet50xN1": ("resnet50", 1, 4.09e9),
+    "net/resnet50xN8": ("resnet50", 8, 4.09e9),
+    "net/googlenetxN1": ("googlenet", 1, 1.50e9),
+    "net/googlenetxN8": ("googlenet", 8, 1.50e9),
+}
+
 
 def test_suite_names_are_unique_and_complete():
     names = suite.case_names()
     assert len(names) == len(set(names))
-    assert set(names) == set(CONV_CASES) | set(OTHER_CASES)
+    assert set(names) == set(CONV_CASES) | set(OTHER_CASES) | set(NETWORK_CASES)
     for name, op in OTHER_CASES.items():
         assert suite.get(name).op == op
+    for name, (network, batch, _) in NETWORK_CASES.items():
+        case = suite.get(name)
+        assert (case.op, case.network, case.batch) == ("network", network, batch)
+
+
+@pytest.mark.parametrize("name", [n for n, v in NETWORK_CASES.items() if v[2] and v[1] == 1])
+def test_network_case_work_matches_the_published_counts(name):
+    network, batch, macs = NETWORK_CASES[name]
+    assert abs(suite.get(name).flops / 2 - macs * batch) <= 0.01 * macs * batch
+
+
+def test_network_case_runs_lenet():
+    case = suite.get("net/lenet5xN64")
+    y = case.run(case.make_inputs())
+    assert y.shape == (64, 10) and np.isfinite(y).all()
 
 
 @pytest.mark.parametrize("name", sorted(CONV_CASES))
