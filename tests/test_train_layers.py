@@ -9,6 +9,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import cnnfast
 import nn_reference as ref
+from test_models import torch_lenet5 as torch_lenet  # LeNet-5 in torch, as the forward-parity tests define it
 from cnnfast import models, nn
 
 
@@ -419,26 +420,6 @@ def test_layer_backward_matches_torch(layer):
     else:
         m, t = nn.Tanh(), tnn.Tanh()
     torch_check(torch, m, t, x)
-
-
-def torch_lenet(torch, activation, pooling):
-    tnn = torch.nn
-
-    class LeNet(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c1, self.c3, self.c5 = tnn.Conv2d(1, 6, 5), tnn.Conv2d(6, 16, 5), tnn.Conv2d(16, 120, 5)
-            self.f6, self.output = tnn.Linear(120, 84), tnn.Linear(84, 10)
-            self.act = tnn.ReLU() if activation == "relu" else tnn.Tanh()
-            self.pool = tnn.MaxPool2d(2) if pooling == "max" else tnn.AvgPool2d(2)
-
-        def forward(self, x):
-            x = self.pool(self.act(self.c1(x)))
-            x = self.pool(self.act(self.c3(x)))
-            x = torch.flatten(self.act(self.c5(x)), 1)
-            return self.output(self.act(self.f6(x)))
-
-    return LeNet()
 
 
 @pytest.mark.parametrize("activation, pooling", [("relu", "max"), ("tanh", "avg")])
