@@ -50,11 +50,7 @@ class BasicBlock(Module):
     def forward(self, x):
         y = conv_bn(x, self.conv1, self.bn1, relu=self.relu)
         y = conv_bn(y, self.conv2, self.bn2)
-        shortcut = x if self.downsample is None else self.downsample(x)
-        y = _core.add(y, shortcut, relu=True, out=y)
-        if is_recording(self):
-            self._record(y)
-        return y
+        return _residual_join(self, x, y)
 
     def backward(self, grad_output, input_grad: bool = True):
         return _residual_backward(self, grad_output, input_grad,
@@ -91,16 +87,21 @@ class Bottleneck(Module):
         y = conv_bn(x, self.conv1, self.bn1, relu=self.relu)
         y = conv_bn(y, self.conv2, self.bn2, relu=self.relu)
         y = conv_bn(y, self.conv3, self.bn3)
-        shortcut = x if self.downsample is None else self.downsample(x)
-        y = _core.add(y, shortcut, relu=True, out=y)
-        if is_recording(self):
-            self._record(y)
-        return y
+        return _residual_join(self, x, y)
 
     def backward(self, grad_output, input_grad: bool = True):
         return _residual_backward(self, grad_output, input_grad,
                                   (self.conv1, self.bn1, self.relu, self.conv2, self.bn2, self.relu,
                                    self.conv3, self.bn3))
+
+
+def _residual_join(block, x, y):
+    """The end of a residual block: y + shortcut(x), then ReLU, in one kernel call written into y."""
+    shortcut = x if block.downsample is None else block.downsample(x)
+    y = _core.add(y, shortcut, relu=True, out=y)
+    if is_recording(block):
+        block._record(y)
+    return y
 
 
 def _residual_backward(block, grad_output, input_grad: bool, main_path):
