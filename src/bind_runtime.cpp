@@ -46,6 +46,14 @@ void bind_runtime(py::module_& m) {
     });
     m.def("_set_num_threads", &set_num_threads, py::arg("n"));
     m.def("_get_num_threads", &get_num_threads);
+    m.def(
+        "_measure_fma_peak",
+        [] {
+            py::gil_scoped_release nogil;
+            return measure_fma_peak_gflops();
+        },
+        "The FP32 FMA peak of one core in GFLOP/s for the ISA in use, measured now on the calling thread "
+        "(about 0.1 s).");
     m.def("_workspace_peak", [] { return workspace_peak(); });
     m.def("_workspace_in_use", [] { return workspace_in_use(); });
     m.def("_workspace_reset_peak", [] { workspace_reset_peak(); });

@@ -351,3 +351,25 @@ def test_workspace_peak_is_bounded(isa, rng, threads_restored):
     assert peaks["winograd", 112] < 1.25 * peaks["winograd", 56], peaks
     _core._workspace_reset_peak()
     assert _core._workspace_peak() == 0
+
+
+@pytest.mark.parametrize("shape, out_channels, kernel, stride", [
+    ((1, 512, 28, 28), 512, 3, 1),     # VGG-16's largest Winograd layer
+    ((2, 64, 224, 224), 64, 3, 1),     # a batch of VGG-16's first 64-channel layer
+    ((1, 1024, 14, 14), 1024, 3, 1),   # the most input channels 'auto' sends to Winograd
+    ((1, 3, 227, 227), 96, 11, 4),     # AlexNet's first layer
+])
+def test_workspace_stays_under_16_mib_or_the_output(shape, out_channels, kernel, stride, rng, threads_restored):
+    cnnfast.set_num_threads(2)
+    x = rand(rng, *shape)
+    w = rand(rng, out_channels, shape[1], kernel, kernel)
+    for algorithm in ("auto", "direct"):
+        _core._workspace_reset_peak()
+        y = cnnfast.conv2d(x, w, stride=stride, padding=kernel // 2, algorithm=algorithm)
+        bound = max(y.nbytes, 16 << 20)
+        assert 0 < _core._workspace_peak() <= bound, (algorithm, _core._workspace_peak(), bound)
+
+
+def test_fma_peak_is_measured(isa):
+    peak = _core._measure_fma_peak()
+    assert np.isfinite(peak) and 0.1 < peak < 10_000, peak

@@ -15,7 +15,7 @@ namespace {
     KernelTable{ISA,                       &NS::conv2d,          &NS::pool2d,                 &NS::global_avg_pool,  \
                 &NS::add,                  &NS::linear,          &NS::box_iou,                &NS::nms,              \
                 &NS::conv2d_backward_input, &NS::conv2d_backward_weight, &NS::pool2d_backward,                       \
-                &NS::global_avg_pool_backward, &NS::linear_backward, &NS::relu_backward}
+                &NS::global_avg_pool_backward, &NS::linear_backward, &NS::relu_backward, &NS::fma_probe}
 
 const KernelTable kGeneric = CNNFAST_TABLE(Isa::generic, isa_generic);
 #ifdef CNNFAST_HAVE_X86_ISAS

@@ -26,6 +26,7 @@ namespace cnnfast {
     void linear_backward(index_t batch, index_t in, index_t out, const float* x, const float* w,              \
                          const float* dy, float* dx, float* dw, float* db);                                   \
     void relu_backward(index_t count, const float* dy, const float* y, float* dx);                            \
+    float fma_probe(std::int64_t iterations, std::int64_t* flops);                                            \
     }
 
 CNNFAST_DECLARE_ISA_KERNELS(isa_generic)
@@ -49,6 +50,7 @@ struct KernelTable {
     decltype(&isa_generic::global_avg_pool_backward) global_avg_pool_backward;
     decltype(&isa_generic::linear_backward) linear_backward;
     decltype(&isa_generic::relu_backward) relu_backward;
+    decltype(&isa_generic::fma_probe) fma_probe;
 };
 
 const KernelTable& kernels();

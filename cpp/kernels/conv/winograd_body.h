@@ -6,7 +6,7 @@
 // Layout: filters U[xi][panel][c][NR] (packed for the GEMM's B), inputs V[xi][tile][c], products
 // M[xi][tile][o]; the transforms are vectorized across channels (inputs) and output channels (filters,
 // outputs). Tiles of all images form one list, processed in blocks so U, V and M stay within a bounded
-// workspace (about 8 MiB each).
+// workspace (14 MiB in all).
 //
 // Accuracy: the transforms' constants (1/4, 1/6, 1/24, 8...) cost precision; tests bound the error against
 // the float64 reference (see tests/test_winograd.py and the README).
@@ -58,18 +58,22 @@ struct WinoPlan {
     index_t tb;                       // tiles per block (a multiple of MR)
 };
 
+// NOTE: U, V and M together stay under 14 MiB (calls keep their workspace under 16 MiB) for inputs of up
+// to 1,024 channels: U, the transformed filters of one block of output channels, takes at most half; the
+// tile block gets what is left, shared by its transformed inputs V and products M. 'auto' takes Winograd
+// only there; a forced Winograd on more channels needs 36 x in_channels x NR floats for U.
 inline WinoPlan wino_plan(const Conv2dShape& s) {
-    constexpr index_t kBudget = index_t(2) << 20;  // floats: 8 MiB per buffer
+    constexpr index_t kBudget = index_t(14) << 18;  // floats: 14 MiB in all
     WinoPlan p;
     p.tiles_h = ceil_div(s.oh, 4);
     p.tiles_w = ceil_div(s.ow, 4);
     p.tiles = p.tiles_h * p.tiles_w;
     p.c_pad = ceil_div(s.c, VL) * VL;
-    p.ob = imax(NR, imin(ceil_div(s.oc, NR) * NR, kBudget / (36 * s.c) / NR * NR));
+    p.ob = imax(NR, imin(ceil_div(s.oc, NR) * NR, kBudget / 2 / (36 * s.c) / NR * NR));
     p.ob_pad = ceil_div(imin(p.ob, s.oc), NR) * NR;
     p.panels = p.ob_pad / NR;
-    const index_t total = s.n * p.tiles;
-    p.tb = imax(MR, imin(ceil_div(total, MR) * MR, kBudget / (36 * imax(p.c_pad, p.ob_pad)) / MR * MR));
+    const index_t total = s.n * p.tiles, left = kBudget - 36 * p.panels * NR * s.c;
+    p.tb = imax(MR, imin(ceil_div(total, MR) * MR, left / (36 * (p.c_pad + p.ob_pad)) / MR * MR));
     return p;
 }
 
@@ -172,7 +176,7 @@ void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_
 // NOTE: Winograd pays once the 36 GEMMs are big enough to hide the transforms: enough channels and tiles.
 inline bool winograd_profitable(const Conv2dShape& s) {
     const index_t tiles = s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
-    return conv2d_winograd_applies(s) && s.c >= 32 && s.oc >= 32 && tiles >= 16;
+    return conv2d_winograd_applies(s) && s.c >= 32 && s.c <= 1024 && s.oc >= 32 && tiles >= 16;
 }
 
 }  // namespace
