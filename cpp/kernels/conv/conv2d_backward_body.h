@@ -258,7 +258,7 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
             Col2imGatherPacker pk{dy + (n * s.oc + g * ocg) * P, s.oh, s.ow, s.kh, s.kw, s.stride_h, s.stride_w,
                                   s.pad_t, s.pad_l, s.dil_h, s.dil_w, s.w};
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(cg, m0 + split.m_chunk_rows);
-            const index_t n0 = nb * split.n_width, nc = imin(split.n_width, HW - n0);
+            const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
             gemm_block(cg, m0, m1, n0, nc, Kb, wt.p + g * cg * Kb, Kb, pk, b_buf, dx + (n * s.c + g * cg) * HW, HW, ep);
         }
     }
@@ -315,7 +315,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
             const GemmTask task = gemm_task(t, split);
             const index_t mc = task.m_chunk, nb = task.n_block, g = task.outer;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
-            const index_t n0 = nb * split.n_width, nc = imin(split.n_width, Kw - n0);
+            const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
             Im2colTransposedPacker pk{x + g * cg * s.h * s.w, s.c * s.h * s.w, s.h, s.w, s.kh, s.kw, s.stride_h,
                                       s.stride_w, s.pad_t, s.pad_l, s.dil_h, s.dil_w, s.ow, P};
             // with one image, dy's rows for group g are ocg rows P apart; with several, dyr's are N*P apart

@@ -313,10 +313,10 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                     const index_t oh0 = nb * rows_per_block, oh1 = imin(s.oh, oh0 + rows_per_block);
                     rows_block(ocg, m0, m1, oh0, oh1, s.ow, g.Wph, K, wg, ag, rows, yg, P, e);
                 } else if (direct_store) {
-                    const index_t n0 = nb * split.n_width, nc = imin(split.n_width, g.N - n0);
+                    const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
                     indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, yg + m0 * P + n0, P, e);
                 } else {
-                    const index_t n0 = nb * split.n_width, nc = imin(split.n_width, g.N - n0);
+                    const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
                     indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, cblk, NC, e);
                     compact_block(s, g, m0, m1, n0, nc, cblk, yg);
                 }
@@ -345,7 +345,7 @@ void conv2d_packed(const Conv2dShape& s, const float* x, const float* w, const f
             e.relu = act == Activation::relu;
             e.bias_row = bias ? bias + gi * ocg : nullptr;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
-            const index_t n0 = nb * split.n_width, nc = imin(split.n_width, P - n0);
+            const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
             Im2colPacker pk{x + (n * s.c + gi * cg) * HW, s.h, s.w, s.kh, s.kw, s.stride_h, s.stride_w, s.pad_t, s.pad_l,
                             s.dil_h, s.dil_w, s.ow};
             gemm_block(ocg, m0, m1, n0, nc, K, w + gi * ocg * K, K, pk, b_buf, y + (n * s.oc + gi * ocg) * P, P, e);

@@ -192,11 +192,13 @@ struct DensePacker {
     }
 };
 
-// How to split one GEMM of M x N (repeated `outer` times) into tasks for `threads` threads: N blocks of equal
-// width (whole NR panels, at most NC columns), and M in chunks of whole MR panels when there are too few N
-// blocks to keep every thread busy.
+// How to split one GEMM of M x N (repeated `outer` times) into tasks for `threads` threads: N in blocks of
+// whole NR panels (at most NC columns, sizes differing by one panel at most), and M in chunks of whole MR
+// panels when there are too few N blocks to keep every thread busy.
 struct GemmSplit {
-    index_t n_blocks, n_width, m_chunks, m_chunk_rows;
+    index_t n, n_blocks, n_panels, m_chunks, m_chunk_rows;
+    // Columns [n_begin(b), n_begin(b + 1)) form N block b.
+    index_t n_begin(index_t b) const { return imin(n, (b * n_panels / n_blocks) * NR); }
 };
 
 // Task t of outer * n_blocks * m_chunks: M chunk fastest, then N block, then the outer index.
@@ -208,21 +210,20 @@ inline GemmTask gemm_task(index_t t, const GemmSplit& split) {
     return {t % split.m_chunks, r % split.n_blocks, r / split.n_blocks};
 }
 
-// NOTE: tasks are dealt out in order (schedule(static)), so the time of a call is that of the busiest thread:
+// NOTE: tasks are dealt out in order (schedule(static)), so a call lasts as long as its busiest thread's
 // ceil(tasks / threads) tasks. The M chunk size is the one that minimizes that, counting half a panel of
-// overhead per task (B is read again by every chunk), the largest on ties. Equal N blocks matter as much: 896
-// columns as 384 + 384 + 128 leave one of two threads idle a third of the time, 320 + 320 + 256 do not.
+// overhead per task (every chunk reads B again), the largest on ties. Even N blocks matter as much: 896
+// columns as 384 + 384 + 128 leave one of two threads idle a third of the time; 336 + 288 + 288 do not.
 inline GemmSplit split_gemm(index_t outer, index_t M, index_t N, int threads) {
     GemmSplit s;
-    const index_t blocks = ceil_div(N, NC);
-    s.n_width = imax(NR, imin(NC, ceil_div(ceil_div(N, blocks), NR) * NR));
-    s.n_blocks = ceil_div(N, s.n_width);
+    s.n = N;
+    s.n_panels = ceil_div(N, NR);
+    s.n_blocks = ceil_div(s.n_panels, NC / NR);
     const index_t panels = ceil_div(M, MR), units = outer * s.n_blocks, t = imax(1, threads);
     index_t best_ppc = panels, best_cost = -1;
     for (index_t ppc = panels; ppc >= 1; --ppc) {
         const index_t chunks = ceil_div(panels, ppc), cost = ceil_div(units * chunks, t) * (2 * ppc + 1);
         if (best_cost < 0 || cost < best_cost) best_cost = cost, best_ppc = ppc;
-        if (units >= 4 * t) break;  // enough N blocks: M stays whole
     }
     s.m_chunk_rows = best_ppc * MR;
     s.m_chunks = ceil_div(panels, best_ppc);
@@ -246,7 +247,7 @@ void gemm_parallel(index_t M, index_t N, index_t K, const float* A, index_t lda,
             const GemmTask task = gemm_task(t, split);
             const index_t mc = task.m_chunk, nb = task.n_block;
             const index_t m0 = mc * split.m_chunk_rows, m1 = imin(M, m0 + split.m_chunk_rows);
-            const index_t n0 = nb * split.n_width, nc = imin(split.n_width, N - n0);
+            const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
             gemm_block(M, m0, m1, n0, nc, K, A, lda, pk, b_buf, C, ldc, ep);
         }
     }
