@@ -241,6 +241,30 @@ def test_max_pool_2x2_s2(isa, h, w, rng):
                                       ref.max_pool2d(x, 2, 2, ceil_mode=ceil_mode).astype(np.float32))
 
 
+# 3x3 with stride 1 and padding 1, or stride 2 on an even width: whole-plane passes whose first and last
+# columns are recomputed; the values at a row's ends must not leak into the neighbouring rows' windows.
+@pytest.mark.parametrize("h,w", [(2, 2), (2, 6), (7, 7), (14, 14), (15, 8), (28, 28), (3, 40), (56, 56), (113, 112)])
+@pytest.mark.parametrize("s,p", [(1, 1), (2, 0), (2, 1)])
+def test_max_pool_3x3_whole_plane_path(isa, h, w, s, p, rng):
+    if min(h, w) + 2 * p < 3:
+        pytest.skip("the window does not fit")
+    x = rand(rng, 2, 3, h, w)
+    # large values at the ends of every row: a window that wrapped into the next row would pick them up
+    x[..., 0] = 100 + rng.random((2, 3, h), dtype=np.float32)
+    x[..., -1] = -100
+    x[..., 1::3, -1] = 200
+    for ceil_mode in (False, True):
+        expected = ref.max_pool2d(x, 3, s, p, ceil_mode=ceil_mode).astype(np.float32)
+        np.testing.assert_array_equal(cnnfast.max_pool2d(x, 3, s, p, ceil_mode=ceil_mode), expected)
+        for pos in [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1), (h // 2, 1), (1, w // 2)]:
+            xn = x.copy()
+            xn[1, 2][pos] = np.nan
+            y = cnnfast.max_pool2d(xn, 3, s, p, ceil_mode=ceil_mode)
+            expected = ref.max_pool2d(xn, 3, s, p, ceil_mode=ceil_mode)
+            np.testing.assert_array_equal(np.isnan(y), np.isnan(expected), err_msg=f"NaN at {pos}")
+            np.testing.assert_array_equal(y, expected.astype(np.float32))
+
+
 @pytest.mark.parametrize("c", [1, 3, 4, 8, 13, 16, 17, 33, 64])
 def test_pools_channel_counts(isa, c, rng):
     x = rand(rng, 2, c, 9, 7)

@@ -170,6 +170,73 @@ void max_pool_2x2s2_plane(const Pool2dShape& s, const float* __restrict xp, floa
     }
 }
 
+inline float max3(float a, float b, float c) { return max_nan(max_nan(a, b), c); }
+
+// 3x3 max pooling with stride 1 and padding 1 (GoogLeNet's pool branches), or stride 2 and padding 0 or 1
+// on an even width (GoogLeNet's and ResNet's downsampling): separable passes over the whole plane at once,
+// the horizontal one into hm, so that small planes (7x7 to 28x28) run a few long vector loops
+// instead of several short loops per row. A pass over the whole plane lets the first and last columns of a
+// row read their neighbours in the adjacent rows; those columns are recomputed after it. Windows are clipped
+// to the input, as with -inf padding. Scratch: hm (H x W) and, for stride 2, even and odd (H x W / 2 + 1).
+inline bool max_pool_3x3_applies(const Pool2dShape& s) {
+    if (s.kh != 3 || s.kw != 3 || s.stride_h != s.stride_w || s.pad_h != s.pad_w || s.h < 2 || s.w < 2) return false;
+    if (s.stride_h == 1) return s.pad_h == 1 && s.oh == s.h && s.ow == s.w;
+    return s.stride_h == 2 && s.pad_h <= 1 && s.w % 2 == 0;
+}
+
+void max_pool_3x3_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp, float* __restrict hm,
+                        float* __restrict even, float* __restrict odd) {
+    const index_t H = s.h, W = s.w, OH = s.oh, OW = s.ow, P = s.pad_h, S = s.stride_h;
+    index_t ld = W;  // row stride of hm
+    if (S == 1) {
+        const index_t n = H * W;
+#pragma omp simd
+        for (index_t k = 1; k < n - 1; ++k) hm[k] = max3(xp[k - 1], xp[k], xp[k + 1]);
+        for (index_t i = 0; i < H; ++i) {
+            const float* r = xp + i * W;
+            hm[i * W] = max_nan(r[0], r[1]);
+            hm[i * W + W - 1] = max_nan(r[W - 2], r[W - 1]);
+        }
+    } else {
+        // hm[i][ow] for ow < W / 2; OW is W / 2 - 1, W / 2, or W / 2 + 1 (ceil_mode with padding 1: a last
+        // window holding column W - 1 alone, handled at the end).
+        const index_t wh = W / 2, n = H * wh;
+        ld = wh;
+        deinterleave2(xp, H * W, even, odd);  // row i of even / odd: wh entries
+        if (P == 0) {  // columns 2ow, 2ow + 1, 2ow + 2
+#pragma omp simd
+            for (index_t k = 0; k < n - 1; ++k) hm[k] = max3(even[k], odd[k], even[k + 1]);
+            for (index_t i = 0; i < H; ++i) hm[i * wh + wh - 1] = max_nan(even[i * wh + wh - 1], odd[i * wh + wh - 1]);
+        } else {  // columns 2ow - 1, 2ow, 2ow + 1
+#pragma omp simd
+            for (index_t k = 1; k < n; ++k) hm[k] = max3(odd[k - 1], even[k], odd[k]);
+            for (index_t i = 0; i < H; ++i) hm[i * wh] = max_nan(even[i * wh], odd[i * wh]);
+        }
+    }
+    const index_t cols = imin(OW, ld);
+    for (index_t oh = 0; oh < OH; ++oh) {
+        const index_t r0 = oh * S - P, lo = imax(r0, 0), hi = imin(r0 + 3, H);
+        float* y = yp + oh * OW;
+        const float* a = hm + lo * ld;
+        if (hi - lo == 3) {
+            const float *b = a + ld, *c = b + ld;
+#pragma omp simd
+            for (index_t j = 0; j < cols; ++j) y[j] = max3(a[j], b[j], c[j]);
+        } else if (hi - lo == 2) {
+            const float* b = a + ld;
+#pragma omp simd
+            for (index_t j = 0; j < cols; ++j) y[j] = max_nan(a[j], b[j]);
+        } else {
+            for (index_t j = 0; j < cols; ++j) y[j] = a[j];
+        }
+        if (OW > ld) {  // the last column's window: input column W - 1 of rows [lo, hi)
+            float m = -__builtin_inff();
+            for (index_t i = lo; i < hi; ++i) m = max_nan(m, xp[i * W + W - 1]);
+            y[OW - 1] = m;
+        }
+    }
+}
+
 }  // namespace
 
 void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
@@ -184,8 +251,12 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     const bool separable = wext <= 4 * s.w + 1024;
     // NOTE: on large planes the row-pair loop reads each input once; the whole-plane passes pay off on small ones.
     const bool even22 = fast22 && s.w % 2 == 0 && 2 * s.ow == s.w && s.w <= 64;
+    const bool fast33 = kind == PoolKind::max && max_pool_3x3_applies(s);
     const index_t half = wext / 2 + 1;
-    const index_t scratch = even22 ? s.h * s.w + 2 : separable ? wext + s.ow + 2 * half : 0;
+    const index_t scratch = even22   ? s.h * s.w + 2
+                            : fast33 ? 2 * s.h * s.w + 2
+                            : separable ? wext + s.ow + 2 * half
+                                        : 0;
     PerThread<float> tmps(threads, static_cast<std::size_t>(scratch));
 #pragma omp parallel num_threads(threads)
     {
@@ -199,6 +270,8 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
                 max_pool_2x2s2_even(s, xp, yp, tmp, tmp + s.h * s.w / 2 + 1);
             else if (fast22)
                 max_pool_2x2s2_plane(s, xp, yp);
+            else if (fast33)
+                max_pool_3x3_plane(s, xp, yp, tmp, tmp + s.h * s.w, tmp + s.h * s.w + s.h * s.w / 2 + 1);
             else if (!separable)
                 pool_plane_windows(kind, s, xp, yp);
             else if (kind == PoolKind::max)
