@@ -1,6 +1,9 @@
 // conv2d: argument checks, output shape, GIL release.
 #include "args.h"
 #include "bindings.h"
+#include "cnnfast/runtime.h"
+
+#include <algorithm>
 
 namespace cnnfast::bindings {
 
@@ -8,7 +11,7 @@ using namespace py_args;
 
 namespace {
 
-constexpr const char* kConvDoc = R"doc(conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None, out=None, algorithm='auto')
+constexpr const char* kConvDoc = R"doc(conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None, out=None, algorithm='auto', prepared=None)
 
 2-D convolution (cross-correlation, as in PyTorch) of float32 NCHW activations with OIHW weights.
 
@@ -29,6 +32,8 @@ algorithm : 'auto', 'direct' or 'winograd'
     groups=1 only) uses Winograd's F(4x4, 3x3): about 2-3x fewer operations on layers with many channels, with
     a larger rounding error (at most 4e-6 * max|x| * max|w| * C * 9 on random data, typically 100x less).
     'auto' picks Winograd for 3x3 stride-1 layers with at least 32 input and output channels.
+prepared : the result of conv2d_prepare() for these weights, optional
+    Saves rearranging the weights on every call (layers of cnnfast.nn do this in eval mode).
 
 Returns
 -------
@@ -139,14 +144,38 @@ ConvAlgorithm algorithm_arg(py::handle obj, const char* fn, const Conv2dShape& s
     value_error(std::string(fn) + "(): algorithm must be 'auto', 'direct' or 'winograd', got " + std::string(py::repr(obj)));
 }
 
+const char* prepared_kind_name(int kind) {
+    switch (kind) {
+        case 1: return "panels";
+        case 2: return "winograd";
+        default: return "none";
+    }
+}
+
+// The ConvPrepared of `obj` (None gives null), checked against this call's weight shape.
+const ConvPrepared* prepared_arg(py::handle obj, const char* fn, const Conv2dShape& s, const FloatArray& w) {
+    if (obj.is_none()) return nullptr;
+    if (!py::isinstance<ConvPrepared>(obj))
+        type_error(std::string(fn) + "(): prepared must be None or the result of conv2d_prepare(), got " +
+                   std::string(py::str(py::type::of(obj).attr("__name__"))));
+    const ConvPrepared& p = obj.cast<const ConvPrepared&>();
+    if (p.oc != s.oc || p.c != s.c || p.kh != s.kh || p.kw != s.kw || p.groups != s.groups)
+        value_error(std::string(fn) + "(): prepared was made for weights (" + std::to_string(p.oc) + ", " +
+                    std::to_string(p.c / std::max<index_t>(p.groups, 1)) + ", " + std::to_string(p.kh) + ", " +
+                    std::to_string(p.kw) + ") with groups=" + std::to_string(p.groups) + ", not weight shape " +
+                    shape_str(w) + " with groups=" + std::to_string(s.groups));
+    return &p;
+}
+
 py::array conv2d_impl(bool reference, py::handle x_obj, py::handle w_obj, py::handle b_obj, py::handle stride_obj,
                       py::handle padding_obj, py::handle dilation_obj, py::handle groups_obj, py::handle act_obj,
-                      py::handle out_obj, py::handle algo_obj) {
+                      py::handle out_obj, py::handle algo_obj, py::handle prepared_obj) {
     const char* fn = "conv2d";
     ConvArgs a = parse_conv(fn, x_obj, w_obj, b_obj, stride_obj, padding_obj, dilation_obj, groups_obj);
     const Activation act = activation_arg(act_obj, fn);
     const Conv2dShape s = a.s;
     const ConvAlgorithm algo = algorithm_arg(algo_obj, fn, s);
+    const ConvPrepared* prepared = reference ? nullptr : prepared_arg(prepared_obj, fn, s, a.w);
     std::vector<std::pair<const char*, py::array>> inputs{{"x", a.x}, {"weight", a.w}};
     if (a.has_bias) inputs.push_back({"bias", a.b});
     FloatArray y = output_array(out_obj, {s.n, s.oc, s.oh, s.ow}, fn, inputs);
@@ -159,7 +188,7 @@ py::array conv2d_impl(bool reference, py::handle x_obj, py::handle w_obj, py::ha
         if (reference)
             conv2d_f32_reference(s, xp, wp, bp, yp, act);
         else
-            conv2d_f32(s, xp, wp, bp, yp, act, algo);
+            conv2d_f32(s, xp, wp, bp, yp, act, algo, prepared);
     }
     return std::move(y);
 }
@@ -232,17 +261,49 @@ py::tuple conv2d_backward_impl(bool reference, py::handle dy_obj, py::handle x_o
 }  // namespace
 
 void bind_conv(py::module_& m, py::module_& ref) {
+    py::class_<ConvPrepared>(m, "PreparedConv2d",
+                             "Convolution weights prepared by conv2d_prepare() for the kernels of one ISA; pass it as "
+                             "conv2d(..., prepared=). Holds a copy: make it again when the weights change.")
+        .def_property_readonly("kind", [](const ConvPrepared& p) { return std::string(prepared_kind_name(p.kind)); },
+                               "'panels' (direct path), 'winograd', or 'none' (the path reads the weights as they are)")
+        .def_property_readonly("nbytes", [](const ConvPrepared& p) { return p.floats * index_t(sizeof(float)); })
+        .def_property_readonly("isa", [](const ConvPrepared& p) { return std::string(isa_name(static_cast<Isa>(p.isa))); })
+        .def("__repr__", [](const ConvPrepared& p) {
+            return "PreparedConv2d(kind='" + std::string(prepared_kind_name(p.kind)) + "', isa='" +
+                   isa_name(static_cast<Isa>(p.isa)) + "', nbytes=" + std::to_string(p.floats * index_t(sizeof(float))) + ")";
+        });
+    m.def(
+        "conv2d_prepare",
+        [](py::handle x, py::handle weight, py::handle stride, py::handle padding, py::handle dilation, py::handle groups,
+           py::handle algorithm) {
+            const char* fn = "conv2d_prepare";
+            ConvArgs a = parse_conv(fn, x, weight, py::none(), stride, padding, dilation, groups);
+            const ConvAlgorithm algo = algorithm_arg(algorithm, fn, a.s);
+            const float* wp = a.w.data();
+            py::gil_scoped_release nogil;
+            return conv2d_prepare_f32(a.s, wp, algo);
+        },
+        py::arg("x"), py::arg("weight"), py::arg("stride") = 1, py::arg("padding") = 0, py::arg("dilation") = 1,
+        py::arg("groups") = 1, py::arg("algorithm") = "auto",
+        R"doc(conv2d_prepare(x, weight, stride=1, padding=0, dilation=1, groups=1, algorithm='auto')
+
+The weights of conv2d(x, weight, ...) rearranged once for the kernels of the ISA in use, for a layer that
+runs many times: pass the result as conv2d(..., prepared=). x gives the shape (the path a call takes depends
+on it); a call of another shape uses it if it takes the same path, and ignores it otherwise. It holds a
+copy of the weights: make it again when they change.)doc");
     for (bool reference : {false, true}) {
         py::module_& target = reference ? ref : m;
         target.def(
             "conv2d",
             [reference](py::handle x, py::handle weight, py::handle bias, py::handle stride, py::handle padding,
-                        py::handle dilation, py::handle groups, py::handle activation, py::handle out, py::handle algorithm) {
-                return conv2d_impl(reference, x, weight, bias, stride, padding, dilation, groups, activation, out, algorithm);
+                        py::handle dilation, py::handle groups, py::handle activation, py::handle out, py::handle algorithm,
+                        py::handle prepared) {
+                return conv2d_impl(reference, x, weight, bias, stride, padding, dilation, groups, activation, out, algorithm,
+                                   prepared);
             },
             py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
             py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("activation") = py::none(),
-            py::arg("out") = py::none(), py::arg("algorithm") = "auto", reference ? "conv2d computed by the plain reference kernel (for tests)." : kConvDoc);
+            py::arg("out") = py::none(), py::arg("algorithm") = "auto", py::arg("prepared") = py::none(), reference ? "conv2d computed by the plain reference kernel (for tests)." : kConvDoc);
         target.def(
             "conv2d_backward",
             [reference](py::handle grad_output, py::handle x, py::handle weight, py::handle stride, py::handle padding,

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -12,7 +13,8 @@ namespace cnnfast {
 namespace {
 
 #define CNNFAST_TABLE(ISA, NS)                                                                                   \
-    KernelTable{ISA,                       &NS::conv2d,          &NS::pool2d,                 &NS::global_avg_pool,  \
+    KernelTable{ISA,                       &NS::conv2d,          &NS::conv2d_prepack_kind,                           \
+                &NS::conv2d_prepack_floats, &NS::conv2d_prepack,  &NS::pool2d,                 &NS::global_avg_pool,  \
                 &NS::add,                  &NS::linear,          &NS::box_iou,                &NS::nms,              \
                 &NS::conv2d_backward_input, &NS::conv2d_backward_weight, &NS::pool2d_backward,                       \
                 &NS::global_avg_pool_backward, &NS::linear_backward, &NS::relu_backward, &NS::fma_probe}
@@ -117,9 +119,38 @@ const KernelTable& kernels() {
 Isa current_isa() { return kernels().isa; }
 
 // Public entry points.
+ConvPrepared conv2d_prepare_f32(const Conv2dShape& s, const float* w, ConvAlgorithm algo) {
+    const KernelTable& k = kernels();
+    ConvPrepared p;
+    p.isa = static_cast<int>(k.isa);
+    p.oc = s.oc;
+    p.c = s.c;
+    p.kh = s.kh;
+    p.kw = s.kw;
+    p.groups = s.groups;
+    p.kind = k.conv2d_prepack_kind(s, algo);
+    p.floats = k.conv2d_prepack_floats(s, p.kind);
+    if (p.floats == 0) {
+        p.kind = kPrepackNone;
+        return p;
+    }
+    const std::size_t bytes = (static_cast<std::size_t>(p.floats) * sizeof(float) + 63) / 64 * 64;
+    float* data = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (!data) throw std::bad_alloc();
+    p.data = std::shared_ptr<float>(data, [](float* q) { std::free(q); });
+    k.conv2d_prepack(s, p.kind, w, data);
+    return p;
+}
+
 void conv2d_f32(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a,
-                ConvAlgorithm algo) {
-    kernels().conv2d(s, x, w, b, y, a, algo);
+                ConvAlgorithm algo, const ConvPrepared* prepared) {
+    const KernelTable& k = kernels();
+    const float* packed = nullptr;
+    if (prepared && prepared->data && prepared->isa == static_cast<int>(k.isa) && prepared->oc == s.oc &&
+        prepared->c == s.c && prepared->kh == s.kh && prepared->kw == s.kw && prepared->groups == s.groups &&
+        prepared->kind == k.conv2d_prepack_kind(s, algo))
+        packed = prepared->data.get();
+    k.conv2d(s, x, w, b, y, a, algo, packed);
 }
 
 bool conv2d_winograd_applies(const Conv2dShape& s) {

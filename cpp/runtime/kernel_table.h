@@ -7,10 +7,18 @@
 
 namespace cnnfast {
 
+// What conv2d_prepack() makes of a convolution's weights, by the path the shape takes.
+constexpr int kPrepackNone = 0;      // the path reads the weights as they are
+constexpr int kPrepackPanels = 1;    // direct (indirect GEMM): A packed whole into MR-row micro-panels
+constexpr int kPrepackWinograd = 2;  // Winograd: the filters transformed, every output-channel block
+
 #define CNNFAST_DECLARE_ISA_KERNELS(NS)                                                                      \
     namespace NS {                                                                                            \
     void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a,     \
-                ConvAlgorithm algo);                                                                          \
+                ConvAlgorithm algo, const float* prepacked);                                                  \
+    int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo);                                        \
+    index_t conv2d_prepack_floats(const Conv2dShape& s, int kind);                                            \
+    void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst);                          \
     void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y);                               \
     void global_avg_pool(index_t planes, index_t hw, const float* x, float* y);                               \
     void add(index_t count, const float* a, const float* b, float* y, Activation act);                        \
@@ -38,6 +46,9 @@ CNNFAST_DECLARE_ISA_KERNELS(isa_avx512)
 struct KernelTable {
     Isa isa;
     decltype(&isa_generic::conv2d) conv2d;
+    decltype(&isa_generic::conv2d_prepack_kind) conv2d_prepack_kind;
+    decltype(&isa_generic::conv2d_prepack_floats) conv2d_prepack_floats;
+    decltype(&isa_generic::conv2d_prepack) conv2d_prepack;
     decltype(&isa_generic::pool2d) pool2d;
     decltype(&isa_generic::global_avg_pool) global_avg_pool;
     decltype(&isa_generic::add) add;

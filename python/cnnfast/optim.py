@@ -73,6 +73,10 @@ class Optimizer:
                 if grad.shape != p.shape:
                     raise ValueError(f"{type(self).__name__}: a gradient of shape {grad.shape} for a parameter of "
                                      f"shape {p.shape}")
+                if not p.flags.writeable:
+                    raise ValueError(f"{type(self).__name__}: a parameter of shape {p.shape} is read-only: its layer "
+                                     "holds it prepared for inference (eval mode); call model.train() before "
+                                     "training it")
                 self._update(p, np.asarray(grad, np.float32), group, self.state.setdefault(id(p), {}))
 
     def _update(self, p, grad, group, state) -> None:

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace cnnfast {
 
@@ -30,8 +31,25 @@ struct Conv2dShape {
 // automatic picks Winograd F(4x4, 3x3) for 3x3 stride-1 layers where it is faster, direct GEMM otherwise.
 enum class ConvAlgorithm : int { automatic = 0, direct = 1, winograd = 2 };
 
+// Weights prepared once for a layer that runs many times: rearranged for the kernels of the ISA in use
+// (GEMM micro-panels for the direct path, transformed filters for Winograd), work a call otherwise redoes.
+// What is prepared depends on the path a call takes, which its shape and algorithm decide; conv2d_f32 uses
+// a ConvPrepared when the call takes the path it was made for on the same ISA with weights of the same
+// shape, and reads the weights as usual otherwise. It holds a copy: it must be made again when the
+// weights change. Memory: about the weights' size for the direct path, 4x for Winograd (36 / 9 points).
+struct ConvPrepared {
+    int kind = 0;  // 0: the path has nothing to prepare
+    int isa = -1;  // the Isa (runtime.h) whose kernels it was made for
+    index_t oc = 0, c = 0, kh = 0, kw = 0, groups = 0;
+    index_t floats = 0;
+    std::shared_ptr<float> data;  // 64-byte aligned
+};
+ConvPrepared conv2d_prepare_f32(const Conv2dShape& s, const float* weight,
+                                ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+
 void conv2d_f32(const Conv2dShape& s, const float* x, const float* weight, const float* bias, float* y,
-                Activation act, ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+                Activation act, ConvAlgorithm algorithm = ConvAlgorithm::automatic,
+                const ConvPrepared* prepared = nullptr);
 // Whether ConvAlgorithm::winograd can compute this shape (3x3, stride 1, dilation 1, one group).
 bool conv2d_winograd_applies(const Conv2dShape& s);
 // Plain nested loops accumulating in double: the specification the fast kernels are tested against.

@@ -238,7 +238,9 @@ void rows_block(index_t M, index_t m0, index_t m1, index_t oh0, index_t oh1, ind
     }
 }
 
-void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act) {
+// a_prepared: A packed whole per group (conv2d_prepack's kPrepackPanels), or null.
+void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
+                     const float* a_prepared) {
     const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, K = cg * s.kh * s.kw, P = s.oh * s.ow, HW = s.h * s.w;
     const PhaseGeometry g = phase_geometry(s);
     const bool in_place = phases_are_input(s);  // then Wph == OW: columns are the output's pixels, in order
@@ -262,8 +264,9 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     // NOTE: when every micro-panel of A would be packed again for several N blocks, pack all of A once
     // (it is the size of the weights; above 8 MiB the per-block packing stays).
     const index_t panels = ceil_div(ocg, MR), a_floats = panels * MR * K;
-    const bool prepack = split.n_blocks * imin(chunk, s.n) >= 3 && G * a_floats <= (index_t(2) << 20);
+    const bool prepack = !a_prepared && split.n_blocks * imin(chunk, s.n) >= 3 && G * a_floats <= (index_t(2) << 20);
     Scratch a_packed(prepack ? static_cast<std::size_t>(G * a_floats) : 0);
+    const float* const a_whole = a_prepared ? a_prepared : prepack ? a_packed.p : nullptr;
     Epilogue ep;
     ep.relu = act == Activation::relu;
 
@@ -308,7 +311,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                 const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
                 float* yg = y + (n * s.oc + gi * ocg) * P;
                 const float* wg = w + gi * ocg * K;
-                const float* ag = prepack ? a_packed.p + gi * a_floats : nullptr;
+                const float* ag = a_whole ? a_whole + gi * a_floats : nullptr;
                 if (by_rows) {
                     const index_t oh0 = nb * rows_per_block, oh1 = imin(s.oh, oh0 + rows_per_block);
                     rows_block(ocg, m0, m1, oh0, oh1, s.ow, g.Wph, K, wg, ag, rows, yg, P, e);
@@ -403,19 +406,69 @@ void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, cons
 
 }  // namespace
 
-void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
-            ConvAlgorithm algo) {
-    if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
-    if (algo == ConvAlgorithm::winograd || (algo == ConvAlgorithm::automatic && winograd_profitable(s)))
-        return conv2d_winograd(s, x, w, bias, y, act);
+namespace {
+
+enum class ConvPath { winograd, depthwise, linear, im2col, indirect };
+
+// prepared: whether the call has its weights prepared (conv2d_prepare), which makes Winograd pay sooner.
+ConvPath conv_path(const Conv2dShape& s, ConvAlgorithm algo, bool prepared) {
+    if (algo == ConvAlgorithm::winograd || (algo == ConvAlgorithm::automatic && winograd_profitable(s, prepared)))
+        return ConvPath::winograd;
     const index_t G = s.groups, cg = s.c / G;
-    if (cg == 1 && G > 1) return conv2d_depthwise(s, x, w, bias, y, act);
+    if (cg == 1 && G > 1) return ConvPath::depthwise;
     // A kernel covering the whole unpadded image (LeNet's C5, a classifier written as a convolution) is a
     // fully connected layer over the batch: one GEMM instead of one tiny GEMM per image.
     if (G == 1 && s.oh == 1 && s.ow == 1 && s.kh == s.h && s.kw == s.w && s.pad_t == 0 && s.pad_l == 0)
-        return linear(s.n, s.c * s.h * s.w, s.oc, x, w, bias, y, act);  // this ISA's, from linear_<isa>.cpp
-    if (!phases_fit(s)) return conv2d_packed(s, x, w, bias, y, act);
-    conv2d_indirect(s, x, w, bias, y, act);
+        return ConvPath::linear;
+    if (!phases_fit(s)) return ConvPath::im2col;
+    return ConvPath::indirect;
+}
+
+// Weights packed for the GEMM's A, per group: G x ceil(ocg / MR) micro-panels of MR x K.
+index_t panels_floats(const Conv2dShape& s) {
+    const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw;
+    return G * ceil_div(ocg, MR) * MR * K;
+}
+
+}  // namespace
+
+int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
+    switch (conv_path(s, algo, true)) {
+        case ConvPath::winograd: return kPrepackWinograd;
+        case ConvPath::indirect: return kPrepackPanels;
+        default: return kPrepackNone;
+    }
+}
+
+index_t conv2d_prepack_floats(const Conv2dShape& s, int kind) {
+    if (kind == kPrepackPanels) return panels_floats(s);
+    if (kind == kPrepackWinograd) return winograd_filters_floats(s);
+    return 0;
+}
+
+void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) {
+    if (kind == kPrepackWinograd) return winograd_prepack(s, w, dst);
+    if (kind != kPrepackPanels) return;
+    const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw, panels = ceil_div(ocg, MR);
+    const index_t a_floats = panels * MR * K;
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
+    for (index_t t = 0; t < G * panels; ++t) {
+        const index_t gi = t / panels, pi = t % panels;
+        pack_a(w + (gi * ocg + pi * MR) * K, K, imin(MR, ocg - pi * MR), K, dst + gi * a_floats + pi * MR * K);
+    }
+}
+
+void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
+            ConvAlgorithm algo, const float* prepacked) {
+    if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
+    // NOTE: the dispatcher passes `prepacked` only when it is of the kind conv2d_prepack_kind(s, algo) gives.
+    switch (conv_path(s, algo, prepacked != nullptr)) {
+        case ConvPath::winograd: return conv2d_winograd(s, x, w, bias, y, act, prepacked);
+        case ConvPath::depthwise: return conv2d_depthwise(s, x, w, bias, y, act);
+        case ConvPath::linear: return linear(s.n, s.c * s.h * s.w, s.oc, x, w, bias, y, act);  // linear_<isa>.cpp
+        case ConvPath::im2col: return conv2d_packed(s, x, w, bias, y, act);
+        case ConvPath::indirect: return conv2d_indirect(s, x, w, bias, y, act, prepacked);
+    }
 }
 
 }  // namespace CNNFAST_ISA_NS

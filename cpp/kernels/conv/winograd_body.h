@@ -69,7 +69,8 @@ inline WinoPlan wino_plan(const Conv2dShape& s) {
     p.tiles_w = ceil_div(s.ow, 4);
     p.tiles = p.tiles_h * p.tiles_w;
     p.c_pad = ceil_div(s.c, VL) * VL;
-    p.ob = imax(NR, imin(ceil_div(s.oc, NR) * NR, kBudget / 2 / (36 * s.c) / NR * NR));
+    const index_t ob_max = imax(NR, imin(ceil_div(s.oc, NR) * NR, kBudget / 2 / (36 * s.c) / NR * NR));
+    p.ob = ceil_div(ceil_div(s.oc, ceil_div(s.oc, ob_max)), NR) * NR;  // blocks of about equal size
     p.ob_pad = ceil_div(imin(p.ob, s.oc), NR) * NR;
     p.panels = p.ob_pad / NR;
     const index_t total = s.n * p.tiles, left = kBudget - 36 * p.panels * NR * s.c;
@@ -174,24 +175,46 @@ void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_
 }
 
 // NOTE: Winograd pays once the 36 GEMMs are big enough to hide the transforms: enough channels and tiles.
-inline bool winograd_profitable(const Conv2dShape& s) {
+// With the filters transformed beforehand (conv2d_prepare), the input and output transforms are all that is
+// left, and it wins from 16 channels and 4 tiles up (a 7x7 image) on one thread and on two.
+inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
+    if (!conv2d_winograd_applies(s) || s.c > 1024) return false;
     const index_t tiles = s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
-    return conv2d_winograd_applies(s) && s.c >= 32 && s.c <= 1024 && s.oc >= 32 && tiles >= 16;
+    if (filters_prepared) return s.c >= 16 && s.oc >= 16 && tiles >= 4;
+    return s.c >= 32 && s.oc >= 32 && tiles >= 16;
 }
 
 }  // namespace
 
-void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act) {
+// The transformed filters of every output-channel block, as conv2d_winograd() takes them prepared.
+index_t winograd_filters_floats(const Conv2dShape& s) {
+    const WinoPlan p = wino_plan(s);
+    return ceil_div(s.oc, p.ob) * 36 * p.panels * s.c * NR;
+}
+
+void winograd_prepack(const Conv2dShape& s, const float* w, float* dst) {
+    const WinoPlan p = wino_plan(s);
+    const index_t per_block = 36 * p.panels * s.c * NR, blocks = ceil_div(s.oc, p.ob);
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
+    for (index_t t = 0; t < blocks * s.c * p.panels; ++t) {
+        const index_t b = t / (s.c * p.panels), cp = t % (s.c * p.panels), o0 = b * p.ob;
+        wino_filters(s, p, w, o0, imin(p.ob, s.oc - o0), dst + b * per_block, cp / p.panels, cp % p.panels);
+    }
+}
+
+// U_prepared: winograd_prepack()'s transformed filters, or null to transform them here block by block.
+void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
+                     const float* U_prepared) {
     if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
     const WinoPlan p = wino_plan(s);
     const int threads = get_num_threads();
     const index_t total = s.n * p.tiles, cvecs = ceil_div(s.c, VL), ovecs = p.ob_pad / VL;
-    Scratch U(static_cast<std::size_t>(36 * p.panels * s.c * NR));
+    const index_t per_block = 36 * p.panels * s.c * NR;
+    Scratch U_block(U_prepared ? 0 : static_cast<std::size_t>(per_block));
     Scratch V(static_cast<std::size_t>(36 * p.tb * p.c_pad));
     Scratch M(static_cast<std::size_t>(36 * p.tb * p.ob_pad));
     const bool relu = act == Activation::relu;
     const index_t kblocks = ceil_div(s.c, KC), kstep = ceil_div(s.c, kblocks);
-    const index_t mpanels = p.tb / MR;
 
 #pragma omp parallel num_threads(threads)
     {
@@ -200,8 +223,12 @@ void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const
         const Epilogue none;
         for (index_t o0 = 0; o0 < s.oc; o0 += p.ob) {
             const index_t ob = imin(p.ob, s.oc - o0);
+            const float* const U = U_prepared ? U_prepared + (o0 / p.ob) * per_block : U_block.p;
+            if (!U_prepared) {
 #pragma omp for schedule(static)
-            for (index_t cp = 0; cp < s.c * p.panels; ++cp) wino_filters(s, p, w, o0, ob, U.p, cp / p.panels, cp % p.panels);
+                for (index_t cp = 0; cp < s.c * p.panels; ++cp)
+                    wino_filters(s, p, w, o0, ob, U_block.p, cp / p.panels, cp % p.panels);
+            }
             for (index_t t0 = 0; t0 < total; t0 += p.tb) {
                 const index_t tcount = imin(p.tb, total - t0);
 #pragma omp for schedule(static)
@@ -219,13 +246,12 @@ void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const
                         for (index_t pn = 0; pn < p.panels; ++pn) {
                             const int nv = static_cast<int>(imin(NR, ob - pn * NR));
                             if (nv <= 0) break;
-                            ukernel_any(kc, PackedA{abuf}, PackedB{U.p + ((xi * p.panels + pn) * s.c + pc) * NR},
+                            ukernel_any(kc, PackedA{abuf}, PackedB{U + ((xi * p.panels + pn) * s.c + pc) * NR},
                                         M.p + (xi * p.tb + ir) * p.ob_pad + pn * NR, p.ob_pad, mv, nv, pc > 0,
                                         pc + kc == s.c, none, 0, 0);
                         }
                     }
                 }
-                (void)mpanels;
 #pragma omp for schedule(static)
                 for (index_t i = 0; i < tcount * ovecs; ++i) {
                     const index_t o = (i % ovecs) * VL;

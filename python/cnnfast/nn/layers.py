@@ -113,6 +113,8 @@ class Conv2d(Module):
         self.register_parameter("bias", _init.uniform_fan_in((self.out_channels,), rng, fan_in) if bias else None)
 
     def forward(self, x, out=None):
+        if not (self.training or is_recording(self) or is_tracing()):
+            return self.fused(x, out=out)
         y = _core.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                          self.activation, out, self.algorithm)
         if is_recording(self):
@@ -132,56 +134,73 @@ class Conv2d(Module):
         return dx
 
     def fused(self, x, bn: "BatchNorm2d | None" = None, relu: bool = False, out=None):
-        """This convolution, then ``bn`` in inference mode, then a ReLU, in one kernel call: the batch norm
-        is folded into a cached copy of the weight and bias."""
-        if bn is None:
-            weight, bias = self.weight, self.bias
-        else:
-            if self.activation is not None:
-                raise ValueError("Conv2d.fused(): cannot fold a batch norm after a convolution's own ReLU")
-            weight, bias = self._folded(bn)
+        """This convolution, then ``bn`` in inference mode, then a ReLU, in one kernel call, with the weights
+        prepared for the kernels once (see :meth:`_prepared`) rather than on every call."""
+        if bn is not None and self.activation is not None:
+            raise ValueError("Conv2d.fused(): cannot fold a batch norm after a convolution's own ReLU")
+        x = np.asarray(x)
+        weight, bias, prepared = self._prepared(x, bn)
         activation = "relu" if relu else self.activation
         if out is not None and not out.flags.c_contiguous:
             return _write(out, _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
-                                            activation, None, self.algorithm))
+                                            activation, None, self.algorithm, prepared))
         return _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups, activation, out,
-                            self.algorithm)
+                            self.algorithm, prepared)
 
-    def _folded(self, bn: "BatchNorm2d") -> tuple[np.ndarray, np.ndarray]:
-        # w' = w * gamma / sqrt(var + eps) per output channel; b' = (b - mean) * gamma / sqrt(var + eps) + beta.
-        key = (id(bn), self._version, bn._version)
-        fold = self.__dict__.get("_fold")
-        if fold is not None and fold[0] == key:
-            return fold[1], fold[2]
-        with _fold_lock:
-            fold = self.__dict__.get("_fold")
-            if fold is not None and fold[0] == key:
-                return fold[1], fold[2]
-            return self._fold_into_cache(bn, key)
+    def _prepared(self, x: np.ndarray, bn: "BatchNorm2d | None"):
+        """(weight, bias, prepared) for an inference call on x: the batch norm folded into a copy of the weight
+        and bias (w' = w * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * gamma / sqrt(var + eps)
+        + beta), and those weights rearranged for the kernels (``_core.conv2d_prepare``: GEMM panels, or
+        Winograd-transformed filters, about 4x the weight's size) for the last few input shapes. All of it
+        lives until a parameter is replaced or the mode changes; its sources are read-only meanwhile, so an
+        in-place edit cannot leave it stale unnoticed."""
+        key = (id(bn) if bn is not None else None, self._version, bn._version if bn is not None else None)
+        cache = self.__dict__.get("_fold")
+        if cache is None or cache[0] != key:
+            with _fold_lock:
+                cache = self.__dict__.get("_fold")
+                if cache is None or cache[0] != key:
+                    cache = self._fold_into_cache(bn, key)
+        shape_key = (x.shape, _core._current_isa())
+        prepared = cache[4].get(shape_key)
+        if prepared is None:
+            with _fold_lock:
+                prepared = cache[4].get(shape_key)
+                if prepared is None:
+                    prepared = _core.conv2d_prepare(x, cache[1], self.stride, self.padding, self.dilation,
+                                                    self.groups, self.algorithm)
+                    if len(cache[4]) >= 4:  # a few shapes (batch sizes) at a time
+                        cache[4].clear()
+                    cache[4][shape_key] = prepared
+        return cache[1], cache[2], prepared
 
-    def _fold_into_cache(self, bn: "BatchNorm2d", key) -> tuple[np.ndarray, np.ndarray]:
+    def _fold_into_cache(self, bn: "BatchNorm2d | None", key):
         self._drop_cache()
-        if bn.num_features != self.out_channels:
-            raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a Conv2d with "
-                             f"{self.out_channels} outputs")
-        scale = 1.0 / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
-        shift = -bn.running_mean.astype(np.float64) * scale
-        if bn.affine:
-            scale = scale * bn.weight
-            shift = shift * bn.weight + bn.bias
-        if self.bias is not None:
-            shift = shift + self.bias * scale
-        weight = self.weight * scale.astype(np.float32).reshape(-1, 1, 1, 1)
-        bias = shift.astype(np.float32)
-        # The sources are frozen while the cache lives, so an in-place edit cannot leave it stale unnoticed.
-        sources = [self.weight, self.bias, bn.running_mean, bn.running_var]
-        if bn.affine:
-            sources += [bn.weight, bn.bias]
+        sources = [self.weight, self.bias]
+        if bn is None:
+            weight, bias = self.weight, self.bias
+        else:
+            if bn.num_features != self.out_channels:
+                raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a Conv2d with "
+                                 f"{self.out_channels} outputs")
+            scale = 1.0 / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+            shift = -bn.running_mean.astype(np.float64) * scale
+            if bn.affine:
+                scale = scale * bn.weight
+                shift = shift * bn.weight + bn.bias
+            if self.bias is not None:
+                shift = shift + self.bias * scale
+            weight = self.weight * scale.astype(np.float32).reshape(-1, 1, 1, 1)
+            bias = shift.astype(np.float32)
+            sources += [bn.running_mean, bn.running_var]
+            if bn.affine:
+                sources += [bn.weight, bn.bias]
         frozen = [a for a in sources if a is not None and a.flags.writeable]
         for a in frozen:
             a.flags.writeable = False
-        self.__dict__["_fold"] = (key, weight, bias, frozen)
-        return weight, bias
+        cache = (key, weight, bias, frozen, {})
+        self.__dict__["_fold"] = cache
+        return cache
 
     def _drop_cache(self) -> None:
         fold = self.__dict__.get("_fold")

@@ -1,0 +1,111 @@
+"""Prepared convolution weights (_core.conv2d_prepare, conv2d(prepared=)) on every ISA path, and the layers
+that keep them in eval mode: the same results as unprepared calls, checked arguments, and the weights
+released when they may change."""
+
+import numpy as np
+import pytest
+
+import cnnfast
+from cnnfast import _core, nn, optim
+
+from conftest import rand
+
+WINOGRAD_BOUND = 4e-6  # the documented bound (see test_winograd.py and the README)
+
+
+def conv_args(k, stride=1, padding=None):
+    p = k // 2 if padding is None else padding
+    return (stride, stride), (p, p), (1, 1), 1
+
+
+# n, c, h, o, k, stride: the kinds and the paths a prepared form may serve
+CASES = [
+    (1, 256, 14, 64, 1, 1),   # 1x1: panels
+    (2, 24, 9, 40, 5, 1),     # 5x5: panels
+    (1, 3, 30, 16, 7, 2),     # strided: panels
+    (1, 64, 14, 64, 3, 1),    # winograd (prepared filters make it pay on 16 tiles)
+    (1, 48, 7, 128, 3, 1),    # winograd on a 7x7 image: only with prepared filters
+    (2, 300, 8, 70, 3, 1),    # winograd, channels past one K block
+    (1, 16, 3, 8, 3, 1),      # too small for winograd: panels
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_prepared_matches_unprepared(isa, case, rng):
+    n, c, h, o, k, stride = case
+    x, w, b = rand(rng, n, c, h, h), rand(rng, o, c, k, k), rand(rng, o)
+    args = conv_args(k, stride)
+    prepared = _core.conv2d_prepare(x, w, *args, "auto")
+    assert prepared.isa == isa and prepared.kind in ("panels", "winograd")
+    assert prepared.nbytes >= w.nbytes * (4 if prepared.kind == "winograd" else 1)
+    y = _core.conv2d(x, w, b, *args, "relu", None, "auto", prepared)
+    if prepared.kind == "panels":  # the same GEMM on the same panels: the same bits
+        np.testing.assert_array_equal(y, _core.conv2d(x, w, b, *args, "relu", None, "auto"))
+    else:
+        exact = np.maximum(_core.reference.conv2d(x, w, b, *args), 0)
+        scale = np.abs(x).max() * np.abs(w).max() * c * 9
+        assert np.abs(y - exact).max() <= WINOGRAD_BOUND * scale
+        # forced Winograd without preparation: the same transforms
+        np.testing.assert_allclose(y, _core.conv2d(x, w, b, *args, "relu", None, "winograd"), rtol=0, atol=1e-5 * scale)
+
+
+def test_prepared_serves_other_shapes_of_the_same_path(isa, rng):
+    w, b = rand(rng, 64, 32, 3, 3), rand(rng, 64)
+    prepared = _core.conv2d_prepare(rand(rng, 1, 32, 14, 14), w, 1, 1, 1, 1, "auto")
+    for shape in [(2, 32, 14, 14), (1, 32, 20, 9), (1, 32, 2, 2)]:  # the last takes the direct path: ignored
+        x = rand(rng, *shape)
+        y = _core.conv2d(x, w, b, 1, 1, 1, 1, None, None, "auto", prepared)
+        exact = _core.reference.conv2d(x, w, b, padding=1)
+        assert np.abs(y - exact).max() <= WINOGRAD_BOUND * np.abs(x).max() * np.abs(w).max() * 32 * 9
+
+
+def test_prepared_for_another_isa_is_ignored(rng):
+    isas = _core._supported_isas()
+    if len(isas) < 2:
+        pytest.skip("one ISA only")
+    before = _core._current_isa()
+    x, w = rand(rng, 1, 40, 12, 12), rand(rng, 24, 40, 1, 1)
+    try:
+        _core._set_isa(isas[-1])
+        prepared = _core.conv2d_prepare(x, w)
+        _core._set_isa(isas[0])
+        np.testing.assert_array_equal(_core.conv2d(x, w, prepared=prepared), _core.conv2d(x, w))
+    finally:
+        _core._set_isa(before)
+
+
+def test_prepared_arguments_are_checked(rng):
+    x, w = rand(rng, 1, 8, 6, 6), rand(rng, 4, 8, 3, 3)
+    prepared = _core.conv2d_prepare(x, w)
+    with pytest.raises(ValueError, match=r"prepared was made for weights \(4, 8, 3, 3\).*weight shape \(5, 8, 3, 3\)"):
+        _core.conv2d(x, rand(rng, 5, 8, 3, 3), prepared=prepared)
+    with pytest.raises(TypeError, match="prepared must be None or the result of conv2d_prepare"):
+        _core.conv2d(x, w, prepared=np.zeros(3))
+    with pytest.raises(ValueError, match="weight expects 8 input channels"):
+        _core.conv2d_prepare(rand(rng, 1, 7, 6, 6), w)
+    assert "PreparedConv2d(kind=" in repr(prepared)
+
+
+def test_eval_layer_keeps_prepared_weights_and_releases_them(rng):
+    conv = nn.Conv2d(32, 48, 3, padding=1, rng=0)
+    x = rand(rng, 1, 32, 14, 14)
+    y_eval = conv(x)  # eval mode: prepared, the weight read-only meanwhile
+    assert not conv.weight.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        conv.weight[0, 0, 0, 0] = 1.0
+    exact = _core.reference.conv2d(x, conv.weight, conv.bias, padding=1)
+    assert np.abs(y_eval - exact).max() <= WINOGRAD_BOUND * np.abs(x).max() * np.abs(conv.weight).max() * 32 * 9
+    conv.train()
+    assert conv.weight.flags.writeable
+    conv.weight[...] *= 2  # a change the next eval call must see
+    conv.eval()
+    np.testing.assert_allclose(conv(x) - conv.bias[:, None, None], 2 * (y_eval - conv.bias[:, None, None]),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_optimizer_on_prepared_weights_says_what_to_do(rng):
+    conv = nn.Conv2d(4, 4, 3, padding=1, rng=0)
+    conv(rand(rng, 1, 4, 8, 8))
+    conv.weight.grad = np.ones_like(conv.weight)
+    with pytest.raises(ValueError, match=r"read-only.*call model.train\(\)"):
+        optim.SGD(conv.parameters(), lr=0.1).step()
