@@ -169,12 +169,13 @@ def test_linear_matches_numpy_reference(isa, lead, in_f, out_f, bias, relu, seed
                                atol=1e-12 * linear_tol(x, w, b) * 1e5, what="reference.linear")
 
 
-@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33])
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 32, 33])
 def test_linear_gemv_and_gemm_paths(isa, batch, rng):
-    # batch <= 4 takes the dot-product path, larger batches the packed GEMM; the columns of the GEMM are the
-    # output features, so out_features runs through the NR tails
+    # batch <= 32 takes passes over W (4 or 8 rows of x each, 1 to 4 rows of W at a time, so out_features
+    # runs through those tails), larger batches the packed GEMM, whose columns are the output features, so
+    # out_features runs through the NR tails too
     nr, mr = GEMM_TILE[isa]
-    for out_f in sorted({1, nr - 1, nr, nr + 1, 8 * nr + 1, mr + 1}):
+    for out_f in sorted({1, 2, 3, 5, nr - 1, nr, nr + 1, 8 * nr + 1, mr + 1}):
         for in_f in (3, 256, 257, 1000):
             x, w = rand(rng, batch, in_f), rand(rng, out_f, in_f)
             check_linear(x, w, rand(rng, out_f), "relu")

@@ -1,5 +1,6 @@
-// Internal: the fully connected layer y = x @ W.T + b, float32, compiled once per ISA. A few rows: one
-// dot product per output (bandwidth-bound on W). More: the packed GEMM with W.T packed block by block.
+// Internal: the fully connected layer y = x @ W.T + b, float32, compiled once per ISA. Up to 32 rows:
+// passes over W, each serving up to 8 rows of x (bandwidth-bound on W). More: the packed GEMM with W.T
+// packed block by block.
 #pragma once
 
 #include <omp.h>
@@ -30,7 +31,59 @@ struct TransposedPacker {
     }
 };
 
-constexpr index_t kGemvRows = 4;
+// Vector registers, and the batch rows one pass over W serves: B x R accumulators, R rows of W and a row of x
+// must fit in registers.
+constexpr int kVecRegs = CNNFAST_VEC_BYTES == 64 ? 32 : 16;
+constexpr int kGemvBatch = kVecRegs == 32 ? 8 : 4;
+// Up to this batch, passes over W (one per kGemvBatch rows of x) beat the GEMM, which packs W transposed.
+constexpr index_t kGemvMaxBatch = 32;
+constexpr int gemv_rows_of_w(int B) {
+    const int r = (kVecRegs - 1) / (B + 1);
+    return r > 4 ? 4 : r < 1 ? 1 : r;
+}
+
+inline float hsum(vf v) {
+    float s = 0.f;
+    for (int i = 0; i < VL; ++i) s += v[i];
+    return s;
+}
+
+// y (B x out) = x (B x in) @ W.T for a batch of B <= kGemvBatch: bound by reading W once. Each task takes R
+// rows of W at a time, so that R streams of W are in flight (one stream per core leaves DRAM bandwidth
+// unused), each read once for the whole batch.
+template <int B>
+void gemv(index_t in, index_t out, const float* __restrict x, const float* __restrict w, const float* bias,
+          float* __restrict y, bool relu, int threads) {
+    constexpr int R = gemv_rows_of_w(B);
+    const index_t blocks = ceil_div(out, R);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t blk = 0; blk < blocks; ++blk) {
+        DenormalsOff ftz;
+        const index_t o0 = blk * R;
+        const int rows = static_cast<int>(imin(R, out - o0));
+        const float* wr[R];
+        for (int r = 0; r < R; ++r) wr[r] = w + (o0 + (r < rows ? r : rows - 1)) * in;  // repeats are not stored
+        vf acc[B][R];
+        for (int b = 0; b < B; ++b)
+            for (int r = 0; r < R; ++r) acc[b][r] = vf{};
+        index_t k = 0;
+        for (; k + VL <= in; k += VL) {
+            vf wv[R];
+            for (int r = 0; r < R; ++r) wv[r] = vload(wr[r] + k);
+            for (int b = 0; b < B; ++b) {
+                const vf xv = vload(x + b * in + k);
+                for (int r = 0; r < R; ++r) acc[b][r] += wv[r] * xv;
+            }
+        }
+        for (int b = 0; b < B; ++b)
+            for (int r = 0; r < rows; ++r) {
+                float sum = hsum(acc[b][r]);
+                for (index_t t = k; t < in; ++t) sum += wr[r][t] * x[b * in + t];
+                if (bias) sum += bias[o0 + r];
+                y[b * out + o0 + r] = relu ? relu1(sum) : sum;
+            }
+    }
+}
 
 }  // namespace
 
@@ -39,17 +92,30 @@ void linear(index_t batch, index_t in, index_t out, const float* x, const float*
     if (batch == 0 || out == 0) return;
     const bool relu = act == Activation::relu;
     const int threads = get_num_threads();
-    if (batch <= kGemvRows || in == 0) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (index_t o = 0; o < out; ++o) {
-            const float* wr = w + o * in;
-            for (index_t b = 0; b < batch; ++b) {
-                const float* xr = x + b * in;
-                float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-                for (index_t k = 0; k < in; ++k) acc += wr[k] * xr[k];
-                if (bias) acc += bias[o];
-                y[b * out + o] = relu ? relu1(acc) : acc;
+    if (in == 0) {
+        for (index_t b = 0; b < batch; ++b)
+            for (index_t o = 0; o < out; ++o) {
+                const float v = bias ? bias[o] : 0.f;
+                y[b * out + o] = relu ? relu1(v) : v;
+            }
+        return;
+    }
+    if (batch <= kGemvMaxBatch) {
+        for (index_t b0 = 0; b0 < batch; b0 += kGemvBatch) {
+            const float* xb = x + b0 * in;
+            float* yb = y + b0 * out;
+            switch (imin(kGemvBatch, batch - b0)) {
+                case 1: gemv<1>(in, out, xb, w, bias, yb, relu, threads); break;
+                case 2: gemv<2>(in, out, xb, w, bias, yb, relu, threads); break;
+                case 3: gemv<3>(in, out, xb, w, bias, yb, relu, threads); break;
+                case 4: gemv<4>(in, out, xb, w, bias, yb, relu, threads); break;
+#if CNNFAST_VEC_BYTES == 64
+                case 5: gemv<5>(in, out, xb, w, bias, yb, relu, threads); break;
+                case 6: gemv<6>(in, out, xb, w, bias, yb, relu, threads); break;
+                case 7: gemv<7>(in, out, xb, w, bias, yb, relu, threads); break;
+                case 8: gemv<8>(in, out, xb, w, bias, yb, relu, threads); break;
+#endif
+                default: break;
             }
         }
         return;
