@@ -148,6 +148,7 @@ const char* prepared_kind_name(int kind) {
     switch (kind) {
         case 1: return "panels";
         case 2: return "winograd";
+        case 3: return "transposed";
         default: return "none";
     }
 }
@@ -265,7 +266,8 @@ void bind_conv(py::module_& m, py::module_& ref) {
                              "Convolution weights prepared by conv2d_prepare() for the kernels of one ISA; pass it as "
                              "conv2d(..., prepared=). Holds a copy: make it again when the weights change.")
         .def_property_readonly("kind", [](const ConvPrepared& p) { return std::string(prepared_kind_name(p.kind)); },
-                               "'panels' (direct path), 'winograd', or 'none' (the path reads the weights as they are)")
+                               "'panels' (direct path), 'transposed' (direct path for small outputs, pixels by channels), "
+                               "'winograd', or 'none' (the path reads the weights as they are)")
         .def_property_readonly("nbytes", [](const ConvPrepared& p) { return p.floats * index_t(sizeof(float)); })
         .def_property_readonly("isa", [](const ConvPrepared& p) { return std::string(isa_name(static_cast<Isa>(p.isa))); })
         .def("__repr__", [](const ConvPrepared& p) {

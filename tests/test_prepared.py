@@ -27,6 +27,9 @@ CASES = [
     (1, 48, 7, 128, 3, 1),    # winograd on a 7x7 image: only with prepared filters
     (2, 300, 8, 70, 3, 1),    # winograd, channels past one K block
     (1, 16, 3, 8, 3, 1),      # too small for winograd: panels
+    (1, 512, 7, 96, 1, 1),    # 1x1 on 7x7: transposed (pixels by channels) where the tiles make it pay
+    (3, 64, 14, 80, 3, 2),    # strided 3x3 to 7x7, a batch: the same
+    (2, 40, 5, 130, 1, 1),    # output channels past two NR panels and a partial vector
 ]
 
 
@@ -36,11 +39,17 @@ def test_prepared_matches_unprepared(isa, case, rng):
     x, w, b = rand(rng, n, c, h, h), rand(rng, o, c, k, k), rand(rng, o)
     args = conv_args(k, stride)
     prepared = _core.conv2d_prepare(x, w, *args, "auto")
-    assert prepared.isa == isa and prepared.kind in ("panels", "winograd")
+    assert prepared.isa == isa and prepared.kind in ("panels", "transposed", "winograd")
+    if (k, h) == (1, 7) or (stride, c) == (2, 64):  # 8-pixel rows fill 49 pixels better than 16-lane vectors
+        assert prepared.kind == ("transposed" if isa == "avx512" else "panels")
     assert prepared.nbytes >= w.nbytes * (4 if prepared.kind == "winograd" else 1)
     y = _core.conv2d(x, w, b, *args, "relu", None, "auto", prepared)
     if prepared.kind == "panels":  # the same GEMM on the same panels: the same bits
         np.testing.assert_array_equal(y, _core.conv2d(x, w, b, *args, "relu", None, "auto"))
+    elif prepared.kind == "transposed":  # the same products in the same order, another tile shape
+        exact = np.maximum(_core.reference.conv2d(x, w, b, *args), 0)
+        np.testing.assert_allclose(y, exact, rtol=1e-5, atol=1e-5 * np.sqrt(c * k * k))
+        np.testing.assert_allclose(y, _core.conv2d(x, w, b, *args, "relu", None, "auto"), rtol=1e-6, atol=1e-6)
     else:
         exact = np.maximum(_core.reference.conv2d(x, w, b, *args), 0)
         scale = np.abs(x).max() * np.abs(w).max() * c * 9

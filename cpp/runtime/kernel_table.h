@@ -11,6 +11,7 @@ namespace cnnfast {
 constexpr int kPrepackNone = 0;      // the path reads the weights as they are
 constexpr int kPrepackPanels = 1;    // direct (indirect GEMM): A packed whole into MR-row micro-panels
 constexpr int kPrepackWinograd = 2;  // Winograd: the filters transformed, every output-channel block
+constexpr int kPrepackTransposed = 3;  // direct, pixels by channels (small outputs): the weights transposed
 
 #define CNNFAST_DECLARE_ISA_KERNELS(NS)                                                                      \
     namespace NS {                                                                                            \

@@ -8,6 +8,8 @@
 #include <omp.h>
 
 #include "../gemm/gemm_body.h"
+#include "phases.h"
+#include "pixel_major_body.h"
 #include "winograd_body.h"
 
 namespace cnnfast {
@@ -22,35 +24,6 @@ inline ColRange valid_cols(index_t off, index_t stride, index_t W, index_t OW) {
     const index_t lo = off >= 0 ? 0 : ceil_div(-off, stride);
     const index_t hi = imin(OW, off >= W ? 0 : ceil_div(W - off, stride));
     return {lo, hi};
-}
-
-// Fills d[0:count] with input row `ih` of one channel plane, sampled at iw = iw0 + t * sw (zeros outside).
-// NOTE: plain loops, not memcpy: segments are a few dozen floats, where a call costs more than the copy, and
-// constant strides 1 and 2 let the compiler vectorize the gather.
-inline void gather_row(float* __restrict d, index_t count, const float* __restrict plane, index_t H, index_t W,
-                       index_t ih, index_t iw0, index_t sw) {
-    if (ih < 0 || ih >= H) {
-        for (index_t t = 0; t < count; ++t) d[t] = 0.f;
-        return;
-    }
-    const float* row = plane + ih * W;
-    // t in [t_lo, t_hi) lands inside [0, W)
-    index_t t_lo = iw0 >= 0 ? 0 : ceil_div(-iw0, sw);
-    index_t t_hi = iw0 >= W ? 0 : ceil_div(W - iw0, sw);
-    t_lo = imin(t_lo, count);
-    t_hi = imax(t_lo, imin(t_hi, count));
-    for (index_t t = 0; t < t_lo; ++t) d[t] = 0.f;
-    const float* src = row + iw0;
-    if (sw == 1) {
-#pragma omp simd
-        for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[t];
-    } else if (sw == 2) {
-#pragma omp simd
-        for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[2 * t];
-    } else {
-        for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[t * sw];
-    }
-    for (index_t t = t_hi; t < count; ++t) d[t] = 0.f;
 }
 
 // A run of output pixels of one output row inside one packed panel.
@@ -101,40 +74,6 @@ struct Im2colPacker {
     }
 };
 
-
-// Indirect convolution: the zero-padded input is split into stride_h x stride_w phase images of Hph x Wph,
-// so that row k = (ci, ki, kj) of the im2col matrix is one contiguous run of a phase image, when output
-// pixels are numbered q' = oh * Wph + ow. The microkernel then reads B in place through a table of row
-// pointers: no packing. The Wph - OW extra columns per output row are computed and dropped.
-struct PhaseGeometry {
-    index_t Hph, Wph, plane, per_channel, N;  // N = OH * Wph columns of the GEMM
-};
-
-inline PhaseGeometry phase_geometry(const Conv2dShape& s) {
-    PhaseGeometry g;
-    g.Hph = s.oh + ((s.kh - 1) * s.dil_h) / s.stride_h;
-    g.Wph = s.ow + ((s.kw - 1) * s.dil_w) / s.stride_w;
-    g.plane = g.Hph * g.Wph;
-    g.per_channel = s.stride_h * s.stride_w * g.plane;
-    g.N = s.oh * g.Wph;
-    return g;
-}
-
-// The input itself serves as its only phase (1x1, stride 1, no padding).
-inline bool phases_are_input(const Conv2dShape& s) {
-    return s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 && s.pad_l == 0 &&
-           s.oh == s.h && s.ow == s.w;
-}
-
-// dst[a][b][i][j] = plane[i * SH + a - PT][j * SW + b - PL], zero outside the input.
-void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __restrict plane, float* __restrict dst) {
-    for (index_t a = 0; a < s.stride_h; ++a)
-        for (index_t b = 0; b < s.stride_w; ++b)
-            for (index_t i = 0; i < g.Hph; ++i) {
-                float* d = dst + ((a * s.stride_w + b) * g.Hph + i) * g.Wph;
-                gather_row(d, g.Wph, plane, s.h, s.w, i * s.stride_h + a - s.pad_t, b - s.pad_l, s.stride_w);
-            }
-}
 
 // C rows [m0, m1) x columns [n0, n0 + nc) of the indirect GEMM for one (image, group). C is y itself when
 // Wph == OW (ldc = P), else a scratch block (ldc = NC) that compact_block() copies into y.
@@ -300,12 +239,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                 const index_t mc = task.m_chunk, nb = task.n_block, gi = task.outer % G, ni = task.outer / G;
                 const index_t n = n_begin + ni;
                 const float* base = in_place ? x + (n * s.c + gi * cg) * HW : phases.p + (ni * s.c + gi * cg) * g.per_channel;
-                for (index_t k = 0; k < K; ++k) {
-                    const index_t ci = k / (s.kh * s.kw), rr = k % (s.kh * s.kw), ki = rr / s.kw, kj = rr % s.kw;
-                    const index_t rh = ki * s.dil_h, rw = kj * s.dil_w;
-                    const index_t phase = (rh % s.stride_h) * s.stride_w + rw % s.stride_w;
-                    rows[k] = base + ci * g.per_channel + phase * g.plane + (rh / s.stride_h) * g.Wph + rw / s.stride_w;
-                }
+                phase_rows(s, g, base, K, rows);
                 Epilogue e = ep;
                 e.bias_row = bias ? bias + gi * ocg : nullptr;
                 const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
@@ -356,13 +290,6 @@ void conv2d_packed(const Conv2dShape& s, const float* x, const float* w, const f
     }
 }
 
-// Whether the phase-split copy stays within a few times the image's input and output.
-inline bool phases_fit(const Conv2dShape& s) {
-    const PhaseGeometry g = phase_geometry(s);
-    const double copy = double(s.c) * double(g.per_channel);
-    return copy <= 4.0 * (double(s.c) * s.h * s.w + double(s.oc) * s.oh * s.ow) + double(1 << 20);
-}
-
 // One input channel per group: out channel o reads input channel o / (OC / C).
 void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
                       Activation act) {
@@ -408,7 +335,7 @@ void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, cons
 
 namespace {
 
-enum class ConvPath { winograd, depthwise, linear, im2col, indirect };
+enum class ConvPath { winograd, depthwise, linear, im2col, pixel_major, indirect };
 
 // prepared: whether the call has its weights prepared (conv2d_prepare), which makes Winograd pay sooner.
 ConvPath conv_path(const Conv2dShape& s, ConvAlgorithm algo, bool prepared) {
@@ -421,6 +348,8 @@ ConvPath conv_path(const Conv2dShape& s, ConvAlgorithm algo, bool prepared) {
     if (G == 1 && s.oh == 1 && s.ow == 1 && s.kh == s.h && s.kw == s.w && s.pad_t == 0 && s.pad_l == 0)
         return ConvPath::linear;
     if (!phases_fit(s)) return ConvPath::im2col;
+    // NOTE: packing B' is a transpose of the weights, which costs more than the layout saves unless prepared.
+    if (prepared && pixel_major_pays(s)) return ConvPath::pixel_major;
     return ConvPath::indirect;
 }
 
@@ -436,6 +365,7 @@ int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
     switch (conv_path(s, algo, true)) {
         case ConvPath::winograd: return kPrepackWinograd;
         case ConvPath::indirect: return kPrepackPanels;
+        case ConvPath::pixel_major: return kPrepackTransposed;
         default: return kPrepackNone;
     }
 }
@@ -443,11 +373,13 @@ int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
 index_t conv2d_prepack_floats(const Conv2dShape& s, int kind) {
     if (kind == kPrepackPanels) return panels_floats(s);
     if (kind == kPrepackWinograd) return winograd_filters_floats(s);
+    if (kind == kPrepackTransposed) return pixel_major_b_floats(s);
     return 0;
 }
 
 void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) {
     if (kind == kPrepackWinograd) return winograd_prepack(s, w, dst);
+    if (kind == kPrepackTransposed) return pixel_major_pack_b(s, w, dst);
     if (kind != kPrepackPanels) return;
     const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw, panels = ceil_div(ocg, MR);
     const index_t a_floats = panels * MR * K;
@@ -467,6 +399,7 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
         case ConvPath::depthwise: return conv2d_depthwise(s, x, w, bias, y, act);
         case ConvPath::linear: return linear(s.n, s.c * s.h * s.w, s.oc, x, w, bias, y, act);  // linear_<isa>.cpp
         case ConvPath::im2col: return conv2d_packed(s, x, w, bias, y, act);
+        case ConvPath::pixel_major: return conv2d_pixel_major(s, x, w, bias, y, act, prepacked);
         case ConvPath::indirect: return conv2d_indirect(s, x, w, bias, y, act, prepacked);
     }
 }

@@ -1,0 +1,130 @@
+// Internal: direct convolution with the output pixels as the GEMM's rows and the output channels as its
+// vectorized columns, compiled once per ISA (included by conv2d_body.h):
+//     C' (pixels x OC) = A' (pixels x K, gathered from the phase copy) * B' (K x OC, the weights transposed),
+// then C' is transposed into y. For small outputs with many channels (ResNet-50's last stage, 7x7): laid out
+// channels by pixels, 49 pixels fill 64 lanes of vectors; as rows of MR = 8 pixels they fill 56, and the
+// channels fill whole vectors. B' is packed once per call, or prepared (kPrepackPanelsT).
+#pragma once
+
+#include "phases.h"
+
+namespace cnnfast {
+namespace CNNFAST_ISA_NS {
+namespace {
+
+// Whether this layout computes markedly fewer wasted lanes than the channels-by-pixels one (one group only;
+// outputs of at most 256 pixels per image, so C' stays small).
+inline bool pixel_major_pays(const Conv2dShape& s) {
+    if (s.groups != 1) return false;
+    const PhaseGeometry g = phase_geometry(s);
+    if (g.N > 256) return false;
+    const double useful = double(s.oh * s.ow) * double(s.oc);
+    // channels by pixels: rows of MR channels; columns NR panels, then whole vectors (or one run per row)
+    const bool by_rows = !phases_are_input(s) && ceil_div(s.ow, VL) * VL < g.Wph;
+    const index_t lanes = by_rows ? s.oh * ceil_div(s.ow, VL) * VL : g.N / NR * NR + ceil_div(g.N % NR, VL) * VL;
+    const double now = useful / (double(lanes) * double(ceil_div(s.oc, MR) * MR));
+    // pixels by channels
+    const index_t cols = s.oc / NR * NR + ceil_div(s.oc % NR, VL) * VL;
+    const double then = useful / (double(ceil_div(g.N, MR) * MR) * double(cols));
+    return then > 1.1 * now;
+}
+
+// B'[panel][k][j] = w[panel * NR + j][k], zero past OC: ceil(OC / NR) panels of K x NR.
+inline index_t pixel_major_b_floats(const Conv2dShape& s) { return ceil_div(s.oc, NR) * NR * s.c * s.kh * s.kw; }
+
+void pixel_major_pack_b(const Conv2dShape& s, const float* __restrict w, float* __restrict dst) {
+    const index_t K = s.c * s.kh * s.kw, panels = ceil_div(s.oc, NR);
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
+    for (index_t jn = 0; jn < panels; ++jn) {
+        float* d = dst + jn * K * NR;
+        const index_t count = imin(NR, s.oc - jn * NR);
+        for (index_t j = 0; j < count; ++j) {
+            const float* src = w + (jn * NR + j) * K;
+            for (index_t k = 0; k < K; ++k) d[k * NR + j] = src[k];
+        }
+        for (index_t j = count; j < NR; ++j)
+            for (index_t k = 0; k < K; ++k) d[k * NR + j] = 0.f;
+    }
+}
+
+void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
+                        Activation act, const float* b_prepared) {
+    const index_t K = s.c * s.kh * s.kw, P = s.oh * s.ow, HW = s.h * s.w;
+    const PhaseGeometry g = phase_geometry(s);
+    const bool in_place = phases_are_input(s);
+    const int threads = get_num_threads();
+    const index_t rows_pad = ceil_div(g.N, MR) * MR, jpanels = ceil_div(s.oc, NR), ldc = jpanels * NR;
+    // Images per chunk: phase copies up to ~8 MiB and C' up to ~4 MiB, at least one image.
+    const index_t per_image = s.c * g.per_channel;
+    index_t chunk = imax(1, imin(s.n, (index_t(1) << 20) / (rows_pad * ldc)));
+    if (!in_place) chunk = imax(1, imin(chunk, (index_t(2) << 20) / imax(1, per_image)));
+    // Tasks: (image, run of channel panels), as many runs per image as it takes to give every thread one, with
+    // panel counts differing by one at most (each run packs A' for itself).
+    const index_t runs = imin(jpanels, imax(1, ceil_div(threads, imin(chunk, s.n))));
+    const index_t kblocks = ceil_div(K, KC), kstep = ceil_div(K, kblocks);
+
+    Scratch phases(in_place ? 0 : static_cast<std::size_t>(chunk * per_image + g.Wph + NR));
+    Scratch packed_b(b_prepared ? 0 : static_cast<std::size_t>(pixel_major_b_floats(s)));
+    Scratch cbuf(static_cast<std::size_t>(chunk * rows_pad * ldc));
+    PerThread<float> a_bufs(threads, static_cast<std::size_t>(rows_pad * kstep));
+    PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
+    if (!b_prepared) pixel_major_pack_b(s, w, packed_b.p);
+    const float* const B = b_prepared ? b_prepared : packed_b.p;
+    Epilogue ep;
+    ep.relu = act == Activation::relu;
+    ep.bias_col = bias;
+
+#pragma omp parallel num_threads(threads)
+    {
+        DenormalsOff ftz;
+        float* const abuf = a_bufs.get();
+        const float** const rows = row_tables.get();
+        for (index_t n_begin = 0; n_begin < s.n; n_begin += chunk) {
+            const index_t n_count = imin(chunk, s.n - n_begin);
+            if (!in_place) {
+#pragma omp for schedule(static)
+                for (index_t pl = 0; pl < n_count * s.c; ++pl)
+                    build_phases(s, g, x + (n_begin * s.c + pl) * HW, phases.p + pl * g.per_channel);
+            }
+#pragma omp for schedule(static)
+            for (index_t t = 0; t < n_count * runs; ++t) {
+                const index_t ni = t / runs, r = t % runs, j0 = r * jpanels / runs, j1 = (r + 1) * jpanels / runs;
+                const float* base = in_place ? x + (n_begin + ni) * s.c * HW : phases.p + ni * per_image;
+                phase_rows(s, g, base, K, rows);
+                float* const C = cbuf.p + ni * rows_pad * ldc;
+                for (index_t pc = 0; pc < K; pc += kstep) {
+                    const index_t kc = imin(kstep, K - pc);
+                    // A': every MR-pixel panel of this K block, k-major with MR floats per k
+                    for (index_t ir = 0; ir < rows_pad; ir += MR) {
+                        float* d = abuf + ir * kc;
+                        const index_t mv = imin(MR, g.N - ir);
+                        for (index_t k = 0; k < kc; ++k) {
+                            const float* src = rows[pc + k] + ir;
+                            for (index_t i = 0; i < mv; ++i) d[k * MR + i] = src[i];
+                            for (index_t i = mv; i < MR; ++i) d[k * MR + i] = 0.f;
+                        }
+                    }
+                    for (index_t jn = j0; jn < j1; ++jn) {
+                        const int nv = static_cast<int>(imin(NR, s.oc - jn * NR));
+                        for (index_t ir = 0; ir < g.N; ir += MR)
+                            ukernel_any(kc, PackedA{abuf + ir * kc}, PackedB{B + (jn * K + pc) * NR}, C + ir * ldc + jn * NR,
+                                        ldc, static_cast<int>(imin(MR, g.N - ir)), nv, pc > 0, pc + kc == K, ep, 0, jn * NR);
+                    }
+                }
+            }
+            // y[n][o][oh][ow] = C'[oh * Wph + ow][o]
+#pragma omp for schedule(static)
+            for (index_t t = 0; t < n_count * s.oc; ++t) {
+                const index_t ni = t / s.oc, o = t % s.oc;
+                const float* src = cbuf.p + ni * rows_pad * ldc + o;
+                float* dst = y + ((n_begin + ni) * s.oc + o) * P;
+                for (index_t oh = 0; oh < s.oh; ++oh)
+                    for (index_t ow = 0; ow < s.ow; ++ow) dst[oh * s.ow + ow] = src[(oh * g.Wph + ow) * ldc];
+            }
+        }
+    }
+}
+
+}  // namespace
+}  // namespace CNNFAST_ISA_NS
+}  // namespace cnnfast
