@@ -118,3 +118,11 @@ def test_optimizer_on_prepared_weights_says_what_to_do(rng):
     conv.weight.grad = np.ones_like(conv.weight)
     with pytest.raises(ValueError, match=r"read-only.*call model.train\(\)"):
         optim.SGD(conv.parameters(), lr=0.1).step()
+
+
+def test_eval_layer_reports_bad_input_as_conv2d(rng):
+    conv = nn.Conv2d(3, 8, 3, rng=0)
+    with pytest.raises(ValueError, match=r"^conv2d\(\): weight expects 3 input channels .* x has 5"):
+        conv(rand(rng, 1, 5, 9, 9))
+    with pytest.raises(TypeError, match=r"^conv2d\(\)"):
+        conv(np.zeros((1, 3, 9, 9), np.int32))

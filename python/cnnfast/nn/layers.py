@@ -167,8 +167,11 @@ class Conv2d(Module):
             with _fold_lock:
                 prepared = cache[4].get(shape_key)
                 if prepared is None:
-                    prepared = _core.conv2d_prepare(x, cache[1], self.stride, self.padding, self.dilation,
-                                                    self.groups, self.algorithm)
+                    try:
+                        prepared = _core.conv2d_prepare(x, cache[1], self.stride, self.padding, self.dilation,
+                                                        self.groups, self.algorithm)
+                    except (TypeError, ValueError):
+                        return cache[1], cache[2], None  # a bad input: conv2d() itself says what is wrong
                     if len(cache[4]) >= 4:  # a few shapes (batch sizes) at a time
                         cache[4].clear()
                     cache[4][shape_key] = prepared
