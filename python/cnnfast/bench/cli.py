@@ -26,8 +26,8 @@ def _int_list(text: str) -> List[int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m cnnfast.bench",
-        description="Time cnnfast on layers of real networks beside plain NumPy, PyTorch, ONNX Runtime and "
-                    "OpenCV DNN (those installed), checking that their outputs agree.",
+        description="Time cnnfast on layers of real networks beside plain NumPy, PyTorch, ONNX Runtime, "
+                    "OpenVINO and OpenCV DNN (those installed), checking that their outputs agree.",
         epilog="Exit status: 0, or 1 when a peer's output disagrees with cnnfast's (marked '!' in the table), "
                "or 2 for bad arguments. Progress goes to stderr, so the table can be redirected to a file.")
     p.add_argument("--threads", type=_int_list, default=None,

@@ -1,4 +1,4 @@
-"""The implementations cnnfast is compared with: plain NumPy, PyTorch, ONNX Runtime and OpenCV DNN.
+"""The implementations cnnfast is compared with: plain NumPy, PyTorch, ONNX Runtime, OpenVINO and OpenCV DNN.
 
 A peer binds a case's inputs once (converting or building whatever it needs, outside the timing) to a
 zero-argument call that runs the op the way that library is normally used for inference, returning a
@@ -210,6 +210,23 @@ def _graph_inputs(case: Case, inp: Inputs) -> List[np.ndarray]:
     return [inp["x"]]
 
 
+def _onnx_graph(case: Case, inputs: Inputs):
+    """The ONNX graph a runtime peer runs for ``case`` and its input names: the single op, the ONNX NMS op, or
+    the torchvision network exported from PyTorch."""
+    if case.op == "nms":
+        return onnx_graphs.nms(case.boxes, case.iou_threshold)
+    if case.op == "network":
+        from . import networks
+
+        if _module("torch") is None:
+            raise Skip("the ONNX model is exported from PyTorch, which does not import")
+        try:
+            return networks.onnx_model(case.network, case.batch), ["x"]
+        except ImportError as exc:
+            raise Skip(f"needs torchvision ({exc})") from None
+    return _onnx_model(case, inputs)
+
+
 class OnnxRuntimePeer(Peer):
     """ONNX Runtime's CPU provider on a single-op graph: intra-op threads = ``threads``, one inter-op
     thread, sequential execution, all graph optimizations; inputs bound once with IOBinding."""
@@ -223,19 +240,7 @@ class OnnxRuntimePeer(Peer):
     def bind(self, case, inputs, threads):
         import onnxruntime as ort
 
-        if case.op == "nms":
-            model, names = onnx_graphs.nms(case.boxes, case.iou_threshold)
-        elif case.op == "network":
-            from . import networks
-
-            if _module("torch") is None:
-                raise Skip("the ONNX model is exported from PyTorch, which does not import")
-            try:
-                model, names = networks.onnx_model(case.network, case.batch), ["x"]
-            except ImportError as exc:
-                raise Skip(f"needs torchvision ({exc})") from None
-        else:
-            model, names = _onnx_model(case, inputs)
+        model, names = _onnx_graph(case, inputs)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -256,6 +261,51 @@ class OnnxRuntimePeer(Peer):
             return y[:, 2] if case.op == "nms" else y
 
         return Bound(call, result)
+
+
+class OpenVINOPeer(Peer):
+    """OpenVINO's CPU plugin on the same ONNX graphs as ONNX Runtime, compiled for latency: ``threads``
+    inference threads, one stream, float32 inference precision (it would pick bfloat16 on CPUs that have
+    it); inputs set once on one infer request."""
+
+    name = "openvino"
+    module = "openvino"
+
+    def available(self):
+        return super().available() and _module("onnx") is not None
+
+    def version(self):
+        mod = _module(self.module)
+        return mod.get_version().split("-")[0] if mod is not None else None
+
+    def bind(self, case, inputs, threads):
+        import os
+        import tempfile
+
+        import openvino as ov
+
+        model, _ = _onnx_graph(case, inputs)
+        core = ov.Core()
+        with tempfile.TemporaryDirectory() as tmp:  # read_model takes ONNX from a file
+            path = os.path.join(tmp, "model.onnx")
+            with open(path, "wb") as f:
+                f.write(model)
+            try:
+                net = core.read_model(path)
+                compiled = core.compile_model(net, "CPU", {
+                    "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                    "INFERENCE_PRECISION_HINT": "f32"})
+            except RuntimeError as exc:
+                raise Skip(f"OpenVINO cannot run it: {str(exc).strip().splitlines()[0][:120]}") from None
+        request = compiled.create_infer_request()
+        for i, arr in enumerate(_graph_inputs(case, inputs)):
+            request.set_input_tensor(i, ov.Tensor(np.ascontiguousarray(arr)))
+
+        def result(_):
+            y = np.array(request.get_output_tensor(0).data)
+            return y[:, 2] if case.op == "nms" else y
+
+        return Bound(request.infer, result)
 
 
 class OpenCVPeer(Peer):
@@ -298,7 +348,8 @@ class OpenCVPeer(Peer):
         return Bound(net.forward)
 
 
-ALL_PEERS = {"numpy": NumpyPeer, "torch": TorchPeer, "onnxruntime": OnnxRuntimePeer, "opencv": OpenCVPeer}
+ALL_PEERS = {"numpy": NumpyPeer, "torch": TorchPeer, "onnxruntime": OnnxRuntimePeer, "openvino": OpenVINOPeer,
+             "opencv": OpenCVPeer}
 
 
 def make_peers(names: Optional[List[str]] = None, numpy_max_gflop: float = 8.0) -> List[Peer]:
