@@ -69,12 +69,14 @@ struct RowsA {
     float at(index_t k, int i) const { return r[i][k]; }
 };
 
-template <int NVT, class BSrc, class ASrc = PackedA>
+// MRT (<= MR) rows are computed: a tile of fewer rows (Winograd on a 7x7 image has 4 tiles) skips the FMAs
+// of the rows it does not store.
+template <int NVT, class BSrc, class ASrc = PackedA, int MRT = MR>
 inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C, index_t ldc, int mv, int nv,
                     bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
-    vf acc[MR][NVT];
+    vf acc[MRT][NVT];
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MRT; ++i)
 #pragma GCC unroll 4
         for (int j = 0; j < NVT; ++j) acc[i][j] = vf{};
 
@@ -83,7 +85,7 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
 #pragma GCC unroll 4
         for (int j = 0; j < NVT; ++j) b[j] = vload(B.row(k) + j * VL);
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) {
+        for (int i = 0; i < MRT; ++i) {
             const vf av = vbroadcast(A.at(k, i));
 #pragma GCC unroll 4
             for (int j = 0; j < NVT; ++j) acc[i][j] += av * b[j];
@@ -93,7 +95,7 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
     // Full vectors go through vector code whatever mv is; only a last partial vector is stored lane by lane.
     const vf bias_zero{};
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < MRT; ++i) {
         if (i >= mv) break;
         float* c = C + i * ldc;
         const vf brow = (last && ep.bias_row) ? vbroadcast(ep.bias_row[row0 + i]) : bias_zero;
@@ -132,6 +134,9 @@ template <class BSrc, class ASrc = PackedA>
 inline void ukernel_any(index_t kc, const ASrc A, const BSrc B, float* C, index_t ldc, int mv, int nv,
                         bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
     const int vectors = static_cast<int>(ceil_div(nv, VL));
+    constexpr int kHalf = MR > 4 ? MR / 2 : MR;
+    if (kHalf < MR && mv <= kHalf && vectors >= NV)
+        return ukernel<NV, BSrc, ASrc, kHalf>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
     if (vectors >= NV)
         ukernel<NV>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
     else if (NV > 2 && vectors == 2)
