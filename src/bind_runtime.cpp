@@ -48,12 +48,14 @@ void bind_runtime(py::module_& m) {
     m.def("_get_num_threads", &get_num_threads);
     m.def(
         "_measure_fma_peak",
-        [] {
+        [](int threads) {
+            if (threads < 1) throw py::value_error("_measure_fma_peak(): threads must be >= 1, got " + std::to_string(threads));
             py::gil_scoped_release nogil;
-            return measure_fma_peak_gflops();
+            return measure_fma_peak_gflops(threads);
         },
-        "The FP32 FMA peak of one core in GFLOP/s for the ISA in use, measured now on the calling thread "
-        "(about 0.1 s).");
+        py::arg("threads") = 1,
+        "The FP32 FMA peak in GFLOP/s for the ISA in use, measured now (about 0.1 s) on `threads` threads at "
+        "once: their total. Two threads well short of twice one mean a core is busy with other work.");
     m.def("_workspace_peak", [] { return workspace_peak(); });
     m.def("_workspace_in_use", [] { return workspace_in_use(); });
     m.def("_workspace_reset_peak", [] { workspace_reset_peak(); });

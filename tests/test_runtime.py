@@ -373,3 +373,7 @@ def test_workspace_stays_under_16_mib_or_the_output(shape, out_channels, kernel,
 def test_fma_peak_is_measured(isa):
     peak = _core._measure_fma_peak()
     assert np.isfinite(peak) and 0.1 < peak < 10_000, peak
+    both = _core._measure_fma_peak(2)  # two threads' total: more than one's unless a core is busy elsewhere
+    assert np.isfinite(both) and 0.1 < both < 20_000, both
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        _core._measure_fma_peak(0)

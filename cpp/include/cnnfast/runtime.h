@@ -34,9 +34,9 @@ int get_num_threads();
 // True in the child of a fork() (the kernels then run on one thread: see threads.cpp).
 bool in_forked_child();
 
-// The FP32 fused multiply-add peak of one core in GFLOP/s for the ISA in use, measured now (about 0.1 s):
-// the best of several timed runs of a register-only FMA loop on the calling thread.
-double measure_fma_peak_gflops();
+// The FP32 fused multiply-add peak in GFLOP/s for the ISA in use, measured now (about 0.1 s): the best of
+// several timed runs of a register-only FMA loop on `threads` threads at once (the total of them).
+double measure_fma_peak_gflops(int threads = 1);
 
 // Scratch memory. Kernels take their workspace through these calls so the peak can be reported.
 void* workspace_alloc(std::size_t bytes);

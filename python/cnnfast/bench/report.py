@@ -104,6 +104,14 @@ def busy_note(result: dict) -> Optional[str]:
     start, end = m.get("load_average_1min"), m.get("load_average_1min_end")
     own = max(result.get("options", {}).get("threads") or [1])
     busy = (start is not None and start >= BUSY_LOAD) or (end is not None and end >= own + BUSY_LOAD)
+    peak = m.get("fma_peak_gflops_per_core")
+    held = [p for p in (m.get("fma_peak_parallel"), m.get("fma_peak_parallel_end"))
+            if p and peak and p["gflops"] < 0.85 * p["threads"] * peak]
+    if held:
+        p = held[0]
+        return (f"Warning: {p['threads']} threads together reached {p['gflops'] / peak:.2f}x one core's FMA peak "
+                "(2 would be every core free): other work held a core during the run, so the multi-threaded "
+                "times mean little.")
     if not busy:
         return None
     def fmt(v):

@@ -22,6 +22,9 @@ def run_suite(cases: Sequence[Case], peers: Sequence[Peer], threads: Sequence[in
     """Time ``cases`` with cnnfast and ``peers`` at each thread count; return the result dict."""
     bar = Progress(len(threads) * len(cases) * (1 + len(peers)), enabled=progress)
     info = machine.machine_info()
+    most = max(threads)
+    if most > 1:
+        info["fma_peak_parallel"] = machine.parallel_fma_peak(most)
     date = machine.now_utc()
     sections = []
     before = cnnfast.get_num_threads()
@@ -34,6 +37,8 @@ def run_suite(cases: Sequence[Case], peers: Sequence[Peer], threads: Sequence[in
         cnnfast.set_num_threads(before)
         bar.close()
     info["load_average_1min_end"] = machine.load_average()
+    if most > 1:
+        info["fma_peak_parallel_end"] = machine.parallel_fma_peak(most)
     return {
         "machine": info,
         "versions": machine.versions(peers),
