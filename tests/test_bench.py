@@ -220,3 +220,17 @@ def test_table_warns_when_the_machine_was_busy():
     assert "busy" not in report.format_table(result)
     result["machine"]["load_average_1min"] = 1.2
     assert "busy" in report.format_table(result)
+
+
+def test_table_warns_when_a_core_was_held():
+    result = {"machine": {"cpu": "x", "cores": 2, "isa": "avx512", "load_average_1min": 0.2,
+                          "load_average_1min_end": 2.0, "fma_peak_gflops_per_core": 100.0,
+                          "fma_peak_parallel": {"threads": 2, "gflops": 199.0, "conv_speedup": 1.95}},
+              "versions": {}, "date": "d", "peers": [], "sections": [], "options": {"threads": [1, 2]}}
+    table = report.format_table(result)
+    assert "2 threads together 199 (1.99x one), a 3x3 convolution 1.95x as fast as on one, at start" in table
+    assert "held a core" not in table
+    result["machine"]["fma_peak_parallel_end"] = {"threads": 2, "gflops": 198.0, "conv_speedup": 1.1}
+    assert "a 3x3 convolution 1.10x one thread's speed: other work held a core" in report.format_table(result)
+    result["machine"]["fma_peak_parallel_end"] = {"threads": 2, "gflops": 120.0, "conv_speedup": 1.9}
+    assert "the FMA loop reached 1.20x" in report.format_table(result)

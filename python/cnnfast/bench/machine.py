@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import time
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -37,10 +38,28 @@ def fma_peak_gflops(threads: int = 1) -> Optional[float]:
 
 
 def parallel_fma_peak(threads: int) -> Dict[str, float]:
-    """The FMA peak of ``threads`` threads together: well short of ``threads`` times one core's when other
-    work holds a core, which no load average shows when that work runs outside this machine's view (a
-    virtual machine's host)."""
-    return {"threads": threads, "gflops": fma_peak_gflops(threads)}
+    """The FMA peak of ``threads`` threads together (well short of ``threads`` times one core's when other
+    work holds a core), and how much faster a compute-bound 3x3 convolution runs on ``threads`` threads than
+    on one: on a virtual machine the second can fall to about 1 while the first stays at 2, which no load
+    average shows."""
+    x = np.random.default_rng(0).random((1, 64, 56, 56), dtype=np.float32)
+    w = np.random.default_rng(1).random((64, 64, 3, 3), dtype=np.float32)
+    before = cnnfast.get_num_threads()
+    medians = []
+    try:
+        for n in (1, threads):
+            cnnfast.set_num_threads(n)
+            for _ in range(3):
+                cnnfast.conv2d(x, w, padding=1, algorithm="direct")
+            samples = []
+            for _ in range(15):
+                t0 = time.perf_counter()
+                cnnfast.conv2d(x, w, padding=1, algorithm="direct")
+                samples.append(time.perf_counter() - t0)
+            medians.append(float(np.median(samples)))
+    finally:
+        cnnfast.set_num_threads(before)
+    return {"threads": threads, "gflops": fma_peak_gflops(threads), "conv_speedup": medians[0] / medians[1]}
 
 
 def machine_info() -> Dict[str, object]:
@@ -88,7 +107,8 @@ def header_lines(result: dict) -> List[str]:
         par = m.get(key)
         if peak and par and par["threads"] > 1:
             peak_text += (f"; {par['threads']} threads together {par['gflops']:.0f} "
-                          f"({par['gflops'] / peak:.2f}x one) {when}")
+                          f"({par['gflops'] / peak:.2f}x one), a 3x3 convolution "
+                          f"{par.get('conv_speedup', float('nan')):.2f}x as fast as on one, {when}")
     load, load_end = m.get("load_average_1min"), m.get("load_average_1min_end")
     load_text = f", load average {load:.2f} at start" if load is not None else ""
     load_text += f" and {load_end:.2f} at end" if load is not None and load_end is not None else ""

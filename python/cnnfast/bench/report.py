@@ -105,13 +105,14 @@ def busy_note(result: dict) -> Optional[str]:
     own = max(result.get("options", {}).get("threads") or [1])
     busy = (start is not None and start >= BUSY_LOAD) or (end is not None and end >= own + BUSY_LOAD)
     peak = m.get("fma_peak_gflops_per_core")
-    held = [p for p in (m.get("fma_peak_parallel"), m.get("fma_peak_parallel_end"))
-            if p and peak and p["gflops"] < 0.85 * p["threads"] * peak]
+    probes = [p for p in (m.get("fma_peak_parallel"), m.get("fma_peak_parallel_end")) if p]
+    held = [p for p in probes if (peak and p["gflops"] < 0.85 * p["threads"] * peak)
+            or p.get("conv_speedup", p["threads"]) < 0.8 * p["threads"]]
     if held:
         p = held[0]
-        return (f"Warning: {p['threads']} threads together reached {p['gflops'] / peak:.2f}x one core's FMA peak "
-                "(2 would be every core free): other work held a core during the run, so the multi-threaded "
-                "times mean little.")
+        return (f"Warning: on {p['threads']} threads the FMA loop reached {p['gflops'] / (peak or p['gflops']):.2f}x "
+                f"and a 3x3 convolution {p.get('conv_speedup', float('nan')):.2f}x one thread's speed: other work "
+                "held a core during the run, so the multi-threaded times mean little.")
     if not busy:
         return None
     def fmt(v):
