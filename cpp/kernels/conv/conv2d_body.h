@@ -227,11 +227,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
         }
         for (index_t n_begin = 0; n_begin < s.n; n_begin += chunk) {
             const index_t n_count = imin(chunk, s.n - n_begin);
-            if (!in_place) {
-#pragma omp for schedule(static)
-                for (index_t pl = 0; pl < n_count * s.c; ++pl)
-                    build_phases(s, g, x + (n_begin * s.c + pl) * HW, phases.p + pl * g.per_channel);
-            }
+            if (!in_place) build_phases_of_images(s, g, x, n_begin, n_count, phases.p);
             const index_t tasks = n_count * G * split.n_blocks * split.m_chunks;
 #pragma omp for schedule(static)
             for (index_t t = 0; t < tasks; ++t) {

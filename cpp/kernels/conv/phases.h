@@ -71,6 +71,15 @@ void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __r
             }
 }
 
+// The phase images of images [n_begin, n_begin + n_count) of x into dst, shared out among the threads of the
+// enclosing parallel region (an orphaned omp for: every thread of the region must call it).
+inline void build_phases_of_images(const Conv2dShape& s, const PhaseGeometry& g, const float* x, index_t n_begin,
+                                   index_t n_count, float* dst) {
+#pragma omp for schedule(static)
+    for (index_t pl = 0; pl < n_count * s.c; ++pl)
+        build_phases(s, g, x + (n_begin * s.c + pl) * s.h * s.w, dst + pl * g.per_channel);
+}
+
 // rows[k] = where row k = (ci, ki, kj) of the im2col matrix starts in the phase images at `base` (one image and
 // group), for output columns numbered q' = oh * Wph + ow.
 inline void phase_rows(const Conv2dShape& s, const PhaseGeometry& g, const float* base, index_t K, const float** rows) {
