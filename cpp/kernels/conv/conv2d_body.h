@@ -187,7 +187,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     // Wph - OW columns per row, then need a copy into y; rows each starting a panel waste the last vector's
     // unused lanes, but store into y directly. Rows win when OW fills its vectors about as well (56 on
     // AVX2, 112 on AVX-512).
-    const bool by_rows = !in_place && ceil_div(s.ow, VL) * VL < g.Wph;
+    const bool by_rows = columns_by_rows(s, g);
     const bool direct_store = g.Wph == s.ow;
     const int threads = get_num_threads();
     // Images whose phase buffers are built together: up to ~8 MiB of them, at least one.

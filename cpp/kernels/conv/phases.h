@@ -71,6 +71,12 @@ void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __r
             }
 }
 
+// Whether the direct path lays its GEMM columns out row by row (each output row starting a panel) rather than
+// as blocks of the padded grid: when OW fills its vectors about as well as the Wph columns of a padded row.
+inline bool columns_by_rows(const Conv2dShape& s, const PhaseGeometry& g) {
+    return !phases_are_input(s) && ceil_div(s.ow, VL) * VL < g.Wph;
+}
+
 // The phase images of images [n_begin, n_begin + n_count) of x into dst, shared out among the threads of the
 // enclosing parallel region (an orphaned omp for: every thread of the region must call it).
 inline void build_phases_of_images(const Conv2dShape& s, const PhaseGeometry& g, const float* x, index_t n_begin,

@@ -20,7 +20,7 @@ inline bool pixel_major_pays(const Conv2dShape& s) {
     if (g.N > 256) return false;
     const double useful = double(s.oh * s.ow) * double(s.oc);
     // channels by pixels: rows of MR channels; columns NR panels, then whole vectors (or one run per row)
-    const bool by_rows = !phases_are_input(s) && ceil_div(s.ow, VL) * VL < g.Wph;
+    const bool by_rows = columns_by_rows(s, g);
     const index_t lanes = by_rows ? s.oh * ceil_div(s.ow, VL) * VL : g.N / NR * NR + ceil_div(g.N % NR, VL) * VL;
     const double now = useful / (double(lanes) * double(ceil_div(s.oc, MR) * MR));
     // pixels by channels

@@ -81,6 +81,11 @@ def _uniform(rng: np.random.Generator, shape, scale: float = 1.0) -> np.ndarray:
     return (rng.random(shape, dtype=np.float32) * 2 - 1) * np.float32(scale)
 
 
+def _window_out_hw(h: int, w: int, kernel: int, stride: int, padding: int):
+    """Output size of a square window sliding over h x w with symmetric padding (floor mode)."""
+    return (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+
+
 # The last convolution case's weights prepared for the kernels: (weight array, ISA, prepared).
 _last_prepared: list = [None]
 
@@ -113,9 +118,7 @@ class Conv2dCase(Case):
 
     @property
     def out_hw(self):
-        oh = (self.h + 2 * self.padding - self.kernel) // self.stride + 1
-        ow = (self.w + 2 * self.padding - self.kernel) // self.stride + 1
-        return oh, ow
+        return _window_out_hw(self.h, self.w, self.kernel, self.stride, self.padding)
 
     @property
     def macs(self) -> int:
@@ -156,9 +159,7 @@ class MaxPool2dCase(Case):
 
     @property
     def out_hw(self):
-        oh = (self.h + 2 * self.padding - self.kernel) // self.stride + 1
-        ow = (self.w + 2 * self.padding - self.kernel) // self.stride + 1
-        return oh, ow
+        return _window_out_hw(self.h, self.w, self.kernel, self.stride, self.padding)
 
     @property
     def bytes_moved(self) -> int:
