@@ -241,26 +241,27 @@ def test_max_pool_2x2_s2(isa, h, w, rng):
                                       ref.max_pool2d(x, 2, 2, ceil_mode=ceil_mode).astype(np.float32))
 
 
-# 3x3 with stride 1 and padding 1, or stride 2 on an even width: whole-plane passes whose first and last
-# columns are recomputed; the values at a row's ends must not leak into the neighbouring rows' windows.
-@pytest.mark.parametrize("h,w", [(2, 2), (2, 6), (7, 7), (14, 14), (15, 8), (28, 28), (3, 40), (56, 56), (113, 112)])
-@pytest.mark.parametrize("s,p", [(1, 1), (2, 0), (2, 1)])
-def test_max_pool_3x3_whole_plane_path(isa, h, w, s, p, rng):
-    if min(h, w) + 2 * p < 3:
+# 2x2 and 3x3 windows with stride 1 or 2 and padding 0 or 1 take the vector-row path: loads masked to the
+# input's columns, a shift by one lane for the third tap, masked stores. Widths around multiples of every
+# ISA's vector (4, 8, 16 floats); the values at a row's ends must not leak into the neighbouring rows' windows.
+@pytest.mark.parametrize("h,w", [(2, 2), (2, 6), (7, 7), (14, 14), (15, 8), (5, 16), (4, 17), (3, 31), (6, 32),
+                                 (3, 33), (3, 40), (2, 47), (3, 49), (28, 28), (13, 65), (9, 112)])
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 0), (3, 2, 1), (3, 1, 0), (2, 1, 0), (2, 1, 1), (2, 2, 1)])
+def test_max_pool_vector_row_path(isa, h, w, k, s, p, rng):
+    if min(h, w) + 2 * p < k:
         pytest.skip("the window does not fit")
     x = rand(rng, 2, 3, h, w)
-    # large values at the ends of every row: a window that wrapped into the next row would pick them up
     x[..., 0] = 100 + rng.random((2, 3, h), dtype=np.float32)
     x[..., -1] = -100
     x[..., 1::3, -1] = 200
     for ceil_mode in (False, True):
-        expected = ref.max_pool2d(x, 3, s, p, ceil_mode=ceil_mode).astype(np.float32)
-        np.testing.assert_array_equal(cnnfast.max_pool2d(x, 3, s, p, ceil_mode=ceil_mode), expected)
-        for pos in [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1), (h // 2, 1), (1, w // 2)]:
+        expected = ref.max_pool2d(x, k, s, p, ceil_mode=ceil_mode).astype(np.float32)
+        np.testing.assert_array_equal(cnnfast.max_pool2d(x, k, s, p, ceil_mode=ceil_mode), expected)
+        for pos in [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1), (h // 2, 1), (1, w // 2), (0, min(w - 1, 16))]:
             xn = x.copy()
             xn[1, 2][pos] = np.nan
-            y = cnnfast.max_pool2d(xn, 3, s, p, ceil_mode=ceil_mode)
-            expected = ref.max_pool2d(xn, 3, s, p, ceil_mode=ceil_mode)
+            y = cnnfast.max_pool2d(xn, k, s, p, ceil_mode=ceil_mode)
+            expected = ref.max_pool2d(xn, k, s, p, ceil_mode=ceil_mode)
             np.testing.assert_array_equal(np.isnan(y), np.isnan(expected), err_msg=f"NaN at {pos}")
             np.testing.assert_array_equal(y, expected.astype(np.float32))
 

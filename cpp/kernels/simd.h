@@ -54,11 +54,66 @@ inline vf vbroadcast(float s) {
     return v;
 #endif
 }
-inline vf vrelu(vf v) { return v < vf{} ? vf{} : v; }  // keeps NaN, as PyTorch does
-
 inline index_t imin(index_t a, index_t b) { return a < b ? a : b; }
 inline index_t imax(index_t a, index_t b) { return a > b ? a : b; }
 inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+// The first n (0 <= n <= VL) lanes of p, the others `fill`; never reads past p + n.
+inline vf vload_n(const float* p, index_t n, float fill) {
+#if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
+    return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<__mmask16>((1u << n) - 1u), p);
+#else
+    vf v;
+    for (int i = 0; i < VL; ++i) v[i] = i < n ? p[i] : fill;
+    return v;
+#endif
+}
+// row[c, c + VL) with the lanes outside columns [0, W) set to `fill`; never reads outside row[0, W).
+inline vf vload_cols(const float* row, index_t c, index_t W, float fill) {
+    if (c >= 0 && c + VL <= W) return vload(row + c);
+#if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
+    const index_t lo = imax(-c, 0), hi = imin(W - c, VL);
+    const unsigned bits = hi > lo ? ((1u << hi) - 1u) & ~((1u << lo) - 1u) : 0u;
+    return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<__mmask16>(bits), row + c);
+#else
+    vf v;
+    for (int i = 0; i < VL; ++i) v[i] = c + i >= 0 && c + i < W ? row[c + i] : fill;
+    return v;
+#endif
+}
+// Stores the first n (0 <= n <= VL) lanes of v to p.
+inline void vstore_n(float* p, vf v, index_t n) {
+#if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), (__m512)v);
+#else
+    for (int i = 0; i < n; ++i) p[i] = v[i];
+#endif
+}
+// max(a, b) that returns NaN when either is NaN (as PyTorch's max pooling does).
+inline vf vmax_nan(vf a, vf b) {
+#if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
+    // vmaxps returns its second operand when either is NaN, so only a's NaNs need keeping
+    const __m512 x = (__m512)a;
+    return (vf)_mm512_mask_max_ps(x, _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), x, (__m512)b);
+#elif defined(__AVX__) && CNNFAST_VEC_BYTES == 32
+    const __m256 x = (__m256)a;
+    return (vf)_mm256_blendv_ps(_mm256_max_ps(x, (__m256)b), x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+#else
+    return (b > a) | (b != b) ? b : a;
+#endif
+}
+// Lanes 0, 2, 4, ... (even) and 1, 3, 5, ... (odd) of the 2 * VL floats a:b.
+inline void vdeinterleave(vf a, vf b, vf& even, vf& odd) {
+    typedef int vi __attribute__((vector_size(kVecBytes)));
+    vi me, mo;
+    for (int i = 0; i < VL; ++i) {
+        me[i] = 2 * i;
+        mo[i] = 2 * i + 1;
+    }
+    even = __builtin_shuffle(a, b, me);
+    odd = __builtin_shuffle(a, b, mo);
+}
+inline vf vrelu(vf v) { return v < vf{} ? vf{} : v; }  // keeps NaN, as PyTorch does
+
 inline float relu1(float v) { return v < 0.f ? 0.f : v; }
 
 // Scratch memory owned by one scope.

@@ -135,106 +135,74 @@ void pool_plane_windows(PoolKind kind, const Pool2dShape& s, const float* __rest
     }
 }
 
-// 2x2 stride 2 without padding (VGG): rows pairwise, vectorizable.
-// Even width, no ceil_mode column: pairs never straddle rows, so the horizontal pass runs over the whole
-// plane at once (long vectors however narrow the image), then rows are maxed pairwise. pairs: H*W/2 floats.
-void max_pool_2x2s2_even(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp,
-                         float* __restrict pairs, float* __restrict odd) {
-    const index_t half = s.w / 2, n = s.h * s.w;
-    deinterleave2(xp, n, pairs, odd);
-#pragma omp simd
-    for (index_t i = 0; i < n / 2; ++i) pairs[i] = max_nan(pairs[i], odd[i]);
+// Max pooling with 2x2 or 3x3 windows, stride 1 or 2, padding 0 or 1 (LeNet's, VGG's, ResNet's and GoogLeNet's
+// pools), a vector of outputs at a time, in registers: the window's rows are maxed column-wise over the input
+// columns the vector's windows cover (loads masked to the input's columns, -inf elsewhere, so windows are
+// clipped as with -inf padding), then its K taps are taken from those as whole vectors (stride 2: even and
+// odd lanes; a shift by one lane for the third tap). Nothing goes through memory between the two passes (a
+// store followed by an unaligned load of the same row would stall on store forwarding) and every row ends in
+// a masked store instead of a scalar tail.
+inline bool max_pool_rows_applies(const Pool2dShape& s) {
+    const index_t K = s.kh, S = s.stride_h, P = s.pad_h;
+    return s.kw == K && (K == 2 || K == 3) && s.stride_w == S && (S == 1 || S == 2) && s.pad_w == P && P <= K / 2;
+}
+
+template <int K, int S>
+void max_pool_rows_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp) {
+    typedef int vi __attribute__((vector_size(kVecBytes)));
+    vi next, next2;  // lanes 1..VL and 2..VL + 1 of a:b
+    for (int i = 0; i < VL; ++i) {
+        next[i] = i + 1;
+        next2[i] = i + 2;
+    }
+    const float ninf = -__builtin_inff();
+    const index_t H = s.h, W = s.w, P = s.pad_h, OW = s.ow;
     for (index_t oh = 0; oh < s.oh; ++oh) {
-        const float* a = pairs + (2 * oh) * half;
-        const float* b = a + half;
-        float* yr = yp + oh * s.ow;
-#pragma omp simd
-        for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = max_nan(a[ow], b[ow]);
-    }
-}
-
-void max_pool_2x2s2_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp) {
-    for (index_t oh = 0; oh < s.oh; ++oh) {
-        const float* r0 = xp + (2 * oh) * s.w;
-        const float* r1 = r0 + s.w;
-        float* yr = yp + oh * s.ow;
-        // ceil_mode may add a last column whose window holds one input column
-        const index_t full = imin(s.ow, s.w / 2);
-#pragma omp simd
-        for (index_t ow = 0; ow < full; ++ow) {
-            const float a = max_nan(r0[2 * ow], r0[2 * ow + 1]);
-            const float b = max_nan(r1[2 * ow], r1[2 * ow + 1]);
-            yr[ow] = max_nan(a, b);
-        }
-        for (index_t ow = full; ow < s.ow; ++ow) yr[ow] = max_nan(r0[2 * ow], r1[2 * ow]);
-    }
-}
-
-inline float max3(float a, float b, float c) { return max_nan(max_nan(a, b), c); }
-
-// 3x3 max pooling with stride 1 and padding 1 (GoogLeNet's pool branches), or stride 2 and padding 0 or 1
-// on an even width (GoogLeNet's and ResNet's downsampling): separable passes over the whole plane at once,
-// the horizontal one into hm, so that small planes (7x7 to 28x28) run a few long vector loops
-// instead of several short loops per row. A pass over the whole plane lets the first and last columns of a
-// row read their neighbours in the adjacent rows; those columns are recomputed after it. Windows are clipped
-// to the input, as with -inf padding. Scratch: hm (H x W) and, for stride 2, even and odd (H x W / 2 + 1).
-inline bool max_pool_3x3_applies(const Pool2dShape& s) {
-    if (s.kh != 3 || s.kw != 3 || s.stride_h != s.stride_w || s.pad_h != s.pad_w || s.h < 2 || s.w < 2) return false;
-    if (s.stride_h == 1) return s.pad_h == 1 && s.oh == s.h && s.ow == s.w;
-    return s.stride_h == 2 && s.pad_h <= 1 && s.w % 2 == 0;
-}
-
-void max_pool_3x3_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp, float* __restrict hm,
-                        float* __restrict even, float* __restrict odd) {
-    const index_t H = s.h, W = s.w, OH = s.oh, OW = s.ow, P = s.pad_h, S = s.stride_h;
-    index_t ld = W;  // row stride of hm
-    if (S == 1) {
-        const index_t n = H * W;
-#pragma omp simd
-        for (index_t k = 1; k < n - 1; ++k) hm[k] = max3(xp[k - 1], xp[k], xp[k + 1]);
-        for (index_t i = 0; i < H; ++i) {
-            const float* r = xp + i * W;
-            hm[i * W] = max_nan(r[0], r[1]);
-            hm[i * W + W - 1] = max_nan(r[W - 2], r[W - 1]);
-        }
-    } else {
-        // hm[i][ow] for ow < W / 2; OW is W / 2 - 1, W / 2, or W / 2 + 1 (ceil_mode with padding 1: a last
-        // window holding column W - 1 alone, handled at the end).
-        const index_t wh = W / 2, n = H * wh;
-        ld = wh;
-        deinterleave2(xp, H * W, even, odd);  // row i of even / odd: wh entries
-        if (P == 0) {  // columns 2ow, 2ow + 1, 2ow + 2
-#pragma omp simd
-            for (index_t k = 0; k < n - 1; ++k) hm[k] = max3(even[k], odd[k], even[k + 1]);
-            for (index_t i = 0; i < H; ++i) hm[i * wh + wh - 1] = max_nan(even[i * wh + wh - 1], odd[i * wh + wh - 1]);
-        } else {  // columns 2ow - 1, 2ow, 2ow + 1
-#pragma omp simd
-            for (index_t k = 1; k < n; ++k) hm[k] = max3(odd[k - 1], even[k], odd[k]);
-            for (index_t i = 0; i < H; ++i) hm[i * wh] = max_nan(even[i * wh], odd[i * wh]);
-        }
-    }
-    const index_t cols = imin(OW, ld);
-    for (index_t oh = 0; oh < OH; ++oh) {
-        const index_t r0 = oh * S - P, lo = imax(r0, 0), hi = imin(r0 + 3, H);
+        const index_t r0 = oh * S - P, lo = imax(r0, 0), hi = imin(r0 + K, H);
+        const float* x0 = xp + lo * W;
+        const index_t rows = hi - lo;
+        // column-wise max of the window's rows over input columns [c, c + VL)
+        auto column_max = [&](index_t c) {
+            if (rows == K) {
+                vf m = vmax_nan(vload_cols(x0, c, W, ninf), vload_cols(x0 + W, c, W, ninf));
+                return K == 3 ? vmax_nan(m, vload_cols(x0 + 2 * W, c, W, ninf)) : m;
+            }
+            vf m = vbroadcast(ninf);
+            for (index_t r = 0; r < rows; ++r) m = vmax_nan(m, vload_cols(x0 + r * W, c, W, ninf));
+            return m;
+        };
         float* y = yp + oh * OW;
-        const float* a = hm + lo * ld;
-        if (hi - lo == 3) {
-            const float *b = a + ld, *c = b + ld;
-#pragma omp simd
-            for (index_t j = 0; j < cols; ++j) y[j] = max3(a[j], b[j], c[j]);
-        } else if (hi - lo == 2) {
-            const float* b = a + ld;
-#pragma omp simd
-            for (index_t j = 0; j < cols; ++j) y[j] = max_nan(a[j], b[j]);
-        } else {
-            for (index_t j = 0; j < cols; ++j) y[j] = a[j];
-        }
-        if (OW > ld) {  // the last column's window: input column W - 1 of rows [lo, hi)
-            float m = -__builtin_inff();
-            for (index_t i = lo; i < hi; ++i) m = max_nan(m, xp[i * W + W - 1]);
-            y[OW - 1] = m;
+        vf carry = vbroadcast(ninf);
+        for (index_t j = 0; j < OW; j += VL) {
+            const index_t c = S * j - P;  // first input column of this vector's windows
+            // the previous vector's last input vector is this one's first (not with 2x2 stride 2)
+            const vf a = j > 0 && !(S == 2 && K == 2) ? carry : column_max(c);
+            const vf b = column_max(c + VL);
+            vf out;
+            if (S == 1) {
+                out = vmax_nan(a, __builtin_shuffle(a, b, next));
+                if (K == 3) out = vmax_nan(out, __builtin_shuffle(a, b, next2));
+                carry = b;
+            } else {
+                vf even, odd;
+                vdeinterleave(a, b, even, odd);
+                out = vmax_nan(even, odd);
+                if (K == 3) {
+                    carry = column_max(c + 2 * VL);
+                    out = vmax_nan(out, __builtin_shuffle(even, carry, next));
+                }
+            }
+            vstore_n(y + j, out, imin(VL, OW - j));
         }
     }
+}
+
+void max_pool_rows(const Pool2dShape& s, const float* xp, float* yp) {
+    const int k = static_cast<int>(s.kh), st = static_cast<int>(s.stride_h);
+    if (k == 2 && st == 1) return max_pool_rows_plane<2, 1>(s, xp, yp);
+    if (k == 2 && st == 2) return max_pool_rows_plane<2, 2>(s, xp, yp);
+    if (k == 3 && st == 1) return max_pool_rows_plane<3, 1>(s, xp, yp);
+    return max_pool_rows_plane<3, 2>(s, xp, yp);
 }
 
 }  // namespace
@@ -242,21 +210,14 @@ void max_pool_3x3_plane(const Pool2dShape& s, const float* __restrict xp, float*
 void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     const index_t planes = s.n * s.c;
     if (planes == 0 || s.oh == 0 || s.ow == 0) return;
-    const bool fast22 = kind == PoolKind::max && s.kh == 2 && s.kw == 2 && s.stride_h == 2 && s.stride_w == 2 &&
-                        s.pad_h == 0 && s.pad_w == 0 && 2 * s.oh <= s.h;
     const int threads = planes * s.h * s.w < (1 << 15) ? 1 : get_num_threads();
     const index_t wext = (s.ow - 1) * s.stride_w + s.kw;
     // NOTE: the separable passes need a row as wide as the padded windows; kernels far wider than the image
     // (allowed: the padding may be half the kernel) take the per-window path instead.
     const bool separable = wext <= 4 * s.w + 1024;
-    // NOTE: on large planes the row-pair loop reads each input once; the whole-plane passes pay off on small ones.
-    const bool even22 = fast22 && s.w % 2 == 0 && 2 * s.ow == s.w && s.w <= 64;
-    const bool fast33 = kind == PoolKind::max && max_pool_3x3_applies(s);
+    const bool rows = kind == PoolKind::max && max_pool_rows_applies(s);
     const index_t half = wext / 2 + 1;
-    const index_t scratch = even22   ? s.h * s.w + 2
-                            : fast33 ? 2 * s.h * s.w + 2
-                            : separable ? wext + s.ow + 2 * half
-                                        : 0;
+    const index_t scratch = rows ? 0 : separable ? wext + s.ow + 2 * half : 0;
     PerThread<float> tmps(threads, static_cast<std::size_t>(scratch));
 #pragma omp parallel num_threads(threads)
     {
@@ -266,12 +227,8 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
         for (index_t p = 0; p < planes; ++p) {
             const float* xp = x + p * s.h * s.w;
             float* yp = y + p * s.oh * s.ow;
-            if (even22)
-                max_pool_2x2s2_even(s, xp, yp, tmp, tmp + s.h * s.w / 2 + 1);
-            else if (fast22)
-                max_pool_2x2s2_plane(s, xp, yp);
-            else if (fast33)
-                max_pool_3x3_plane(s, xp, yp, tmp, tmp + s.h * s.w, tmp + s.h * s.w + s.h * s.w / 2 + 1);
+            if (rows)
+                max_pool_rows(s, xp, yp);
             else if (!separable)
                 pool_plane_windows(kind, s, xp, yp);
             else if (kind == PoolKind::max)
