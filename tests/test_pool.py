@@ -346,6 +346,18 @@ def test_global_avg_pool2d_is_a_full_window_average(isa, rng):
     assert np.isnan(y[1, 4]).all() and np.isnan(y).sum() == 1
 
 
+# Planes of up to 8 vectors are summed a vector of planes at a time (a shuffle tree); the rest one by one.
+@pytest.mark.parametrize("hw", [1, 3, 15, 16, 17, 49, 128, 129])
+@pytest.mark.parametrize("planes", [1, 4, 15, 16, 33, 64])
+def test_global_avg_pool2d_plane_groups(isa, hw, planes, rng):
+    x = rand(rng, 1, planes, 1, hw, low=-2, high=3)
+    x += np.arange(planes, dtype=np.float32)[None, :, None, None] * 10  # a plane's sum says which plane it is
+    assert_close(cnnfast.global_avg_pool2d(x), ref.global_avg_pool2d(x), atol=3e-6 * math.sqrt(hw) * 100, rtol=1e-5)
+    x[0, planes // 2, 0, hw - 1] = np.nan
+    y = cnnfast.global_avg_pool2d(x)
+    assert np.isnan(y[0, planes // 2]).all() and np.isnan(y).sum() == 1
+
+
 # --- PyTorch as a second opinion -----------------------------------------------------------------
 
 TORCH_POOL_CASES = [
