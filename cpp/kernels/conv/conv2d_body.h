@@ -78,6 +78,8 @@ struct Im2colPacker {
 // C rows [m0, m1) x columns [n0, n0 + nc) of the indirect GEMM for one (image, group). C is y itself when
 // Wph == OW (ldc = P), else a scratch block (ldc = NC) that compact_block() copies into y.
 // a_packed: A packed whole (micro-panels of MR x K, see pack_a), or null to pack or read A block by block.
+// tail: scratch for the last, partial panel of B (KC x NR), or null when the rows may be read up to a vector
+// past the block (the phase buffer's slack), in which case that panel is read in place.
 void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, index_t K, const float* A,
                     const float* a_packed, const float* const* rows, float* tail, float* C, index_t ldc,
                     const Epilogue& ep) {
@@ -87,13 +89,21 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
         const index_t kc = imin(kstep, K - pc);
         const bool accumulate = pc > 0, last = pc + kc == K;
         const index_t nt = nc - full;
-        if (nt > 0)  // the last, partial panel is packed so that nothing past the block is read
+        if (nt > 0 && tail)  // the last, partial panel is packed so that nothing past the block is read
             for (index_t k = 0; k < kc; ++k) {
                 const float* src = rows[pc + k] + n0 + full;
                 float* d = tail + k * NR;
                 for (index_t j = 0; j < nt; ++j) d[j] = src[j];
                 for (index_t j = nt; j < NR; ++j) d[j] = 0.f;
             }
+        // the partial panel: from its packed copy, or in place, its last vector reading past the block
+        auto tail_tile = [&](const auto& a, float* c, int mv, index_t ir) {
+            const int nv = static_cast<int>(nt);
+            if (tail)
+                ukernel_any(kc, a, PackedB{tail}, c + full, ldc, mv, nv, accumulate, last, ep, ir, 0);
+            else
+                ukernel_any(kc, a, RowsB{rows + pc, n0 + full}, c + full, ldc, mv, nv, accumulate, last, ep, ir, 0);
+        };
         // NOTE: packing A costs MR x kc copies per micro-panel: worth it only when several B panels reuse it.
         const bool pack = full / NR + (nt > 0 ? 1 : 0) > 2;
         for (index_t ir = m0; ir < m1; ir += MR) {
@@ -103,22 +113,18 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
                 const PackedA a{a_packed + (ir / MR) * MR * K + pc * MR};
                 for (index_t jr = 0; jr < full; jr += NR)
                     ukernel<NV>(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
-                if (nt > 0)
-                    ukernel_any(kc, a, PackedB{tail}, c + full, ldc, mv, static_cast<int>(nt), accumulate, last, ep, ir, 0);
+                if (nt > 0) tail_tile(a, c, mv, ir);
             } else if (pack) {
                 alignas(64) float a[MR * KC];
                 pack_a(A + ir * K + pc, K, mv, kc, a);
                 for (index_t jr = 0; jr < full; jr += NR)
                     ukernel<NV>(kc, PackedA{a}, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
-                if (nt > 0)
-                    ukernel_any(kc, PackedA{a}, PackedB{tail}, c + full, ldc, mv, static_cast<int>(nt), accumulate, last,
-                                ep, ir, 0);
+                if (nt > 0) tail_tile(PackedA{a}, c, mv, ir);
             } else {
                 const RowsA a(A + ir * K + pc, K, mv);
                 for (index_t jr = 0; jr < full; jr += NR)
                     ukernel<NV>(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
-                if (nt > 0)
-                    ukernel_any(kc, a, PackedB{tail}, c + full, ldc, mv, static_cast<int>(nt), accumulate, last, ep, ir, 0);
+                if (nt > 0) tail_tile(a, c, mv, ir);
             }
         }
     }
@@ -210,13 +216,13 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     ep.relu = act == Activation::relu;
 
     PerThread<float> cblks(threads, by_rows || direct_store ? 0 : static_cast<std::size_t>(split.m_chunk_rows * NC));
-    PerThread<float> tails(threads, by_rows ? 0 : static_cast<std::size_t>(KC * NR));
+    PerThread<float> tails(threads, by_rows || !in_place ? 0 : static_cast<std::size_t>(KC * NR));
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
         float* const cblk = cblks.get();
-        float* const tail = tails.get();
+        float* const tail = in_place ? tails.get() : nullptr;  // phase copies have slack to read past
         const float** const rows = row_tables.get();
         if (prepack) {
 #pragma omp for schedule(static)
