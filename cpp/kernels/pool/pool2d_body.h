@@ -12,22 +12,14 @@ namespace {
 
 inline float max_nan(float m, float v) { return (v > m || v != v) ? v : m; }
 
-// One plane, separably: the rows of each window are reduced into `tmp` (a padded row of Wext columns), then
-// the columns, both as long vectorizable loops. Windows are clipped to the input (max) or divided by the
-// forward's divisor (avg). Wext = (OW - 1) * SW + KW.
 // even[i] = t[2i], odd[i] = t[2i + 1] for 2i (+1) < n, with vector shuffles.
 inline void deinterleave2(const float* __restrict t, index_t n, float* __restrict even, float* __restrict odd) {
-    typedef int vi __attribute__((vector_size(kVecBytes)));
-    vi me, mo;
-    for (int i = 0; i < VL; ++i) {
-        me[i] = 2 * i;
-        mo[i] = 2 * i + 1;
-    }
     index_t i = 0;
     for (; 2 * i + 2 * VL <= n; i += VL) {
-        const vf a = vload(t + 2 * i), b = vload(t + 2 * i + VL);
-        vstore(even + i, __builtin_shuffle(a, b, me));
-        vstore(odd + i, __builtin_shuffle(a, b, mo));
+        vf e, o;
+        vdeinterleave(vload(t + 2 * i), vload(t + 2 * i + VL), e, o);
+        vstore(even + i, e);
+        vstore(odd + i, o);
     }
     for (; 2 * i < n; ++i) {
         even[i] = t[2 * i];
@@ -35,6 +27,9 @@ inline void deinterleave2(const float* __restrict t, index_t n, float* __restric
     }
 }
 
+// One plane, separably: the rows of each window are reduced into `tmp` (a padded row of Wext columns), then
+// the columns, both as long vectorizable loops. Windows are clipped to the input (max) or divided by the
+// forward's divisor (avg). Wext = (OW - 1) * SW + KW.
 // tmp holds Wext floats, cols OW, even and odd Wext / 2 + 1 each.
 template <PoolKind KIND>
 void pool_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp, float* __restrict tmp,
