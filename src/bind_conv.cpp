@@ -29,7 +29,8 @@ activation : None or 'relu', fused into the store.
 out : float32 C-contiguous array (N, O, H_out, W_out), optional; must not overlap the inputs.
 algorithm : 'auto', 'direct' or 'winograd'
     'direct' is a GEMM over the exact products (float32 accumulation). 'winograd' (3x3, stride 1, dilation 1,
-    groups=1 only) uses Winograd's F(4x4, 3x3): about 2-3x fewer operations on layers with many channels, with
+    groups=1 only) uses Winograd's F(4x4, 3x3), or F(2x2, 3x3) when the call has fewer than 16 tiles of 4x4:
+    about 2-3x fewer operations on layers with many channels, with
     a larger rounding error (at most 4e-6 * max|x| * max|w| * C * 9 on random data, typically 100x less).
     'auto' picks Winograd for 3x3 stride-1 layers with at least 32 input and output channels.
 prepared : the result of conv2d_prepare() for these weights, optional
@@ -147,7 +148,8 @@ ConvAlgorithm algorithm_arg(py::handle obj, const char* fn, const Conv2dShape& s
 const char* prepared_kind_name(int kind) {
     switch (kind) {
         case 1: return "panels";
-        case 2: return "winograd";
+        case 2:
+        case 4: return "winograd";  // F(4x4, 3x3) or F(2x2, 3x3), by image size
         case 3: return "transposed";
         default: return "none";
     }

@@ -1,4 +1,5 @@
-"""Winograd F(4x4, 3x3): every ISA path against the float64 reference, with the documented error bound."""
+"""Winograd F(4x4, 3x3) and F(2x2, 3x3) (calls of fewer than 16 tiles of 4x4): every ISA path against the
+float64 reference, with the documented error bound."""
 
 import numpy as np
 import pytest
@@ -32,7 +33,9 @@ CASES = [
     (2, 17, 13, 11, 33, 1),
     (1, 64, 14, 14, 64, 1),
     (1, 40, 5, 6, 50, 0),
-    (2, 300, 8, 9, 70, 1),  # channels past one K block
+    (2, 300, 8, 9, 70, 1),  # channels past one K block (12 tiles: F(2x2, 3x3))
+    (2, 300, 16, 9, 70, 1),  # the same with F(4x4, 3x3) (24 tiles)
+    (1, 512, 7, 7, 64, 1),  # ResNet-50's last stage at batch 1: F(2x2, 3x3)
     (1, 8, 4, 4, 100, 1),  # output channels past one NR panel
     (3, 16, 25, 33, 16, 1),
     (1, 16, 3, 3, 8, 0),  # a single output pixel

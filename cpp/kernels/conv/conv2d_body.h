@@ -365,7 +365,7 @@ index_t panels_floats(const Conv2dShape& s) {
 
 int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
     switch (conv_path(s, algo, true)) {
-        case ConvPath::winograd: return kPrepackWinograd;
+        case ConvPath::winograd: return wino_tile(s) == 2 ? kPrepackWinograd2x2 : kPrepackWinograd;
         case ConvPath::indirect: return kPrepackPanels;
         case ConvPath::pixel_major: return kPrepackTransposed;
         default: return kPrepackNone;
@@ -374,13 +374,13 @@ int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
 
 index_t conv2d_prepack_floats(const Conv2dShape& s, int kind) {
     if (kind == kPrepackPanels) return panels_floats(s);
-    if (kind == kPrepackWinograd) return winograd_filters_floats(s);
+    if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2) return winograd_filters_floats(s);
     if (kind == kPrepackTransposed) return pixel_major_b_floats(s);
     return 0;
 }
 
 void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) {
-    if (kind == kPrepackWinograd) return winograd_prepack(s, w, dst);
+    if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2) return winograd_prepack(s, w, dst);
     if (kind == kPrepackTransposed) return pixel_major_pack_b(s, w, dst);
     if (kind != kPrepackPanels) return;
     const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw, panels = ceil_div(ocg, MR);

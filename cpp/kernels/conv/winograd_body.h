@@ -2,6 +2,9 @@
 // compiled once per ISA. Each 6x6 input tile and 3x3 filter is transformed into 36 points; the convolution
 // becomes 36 independent GEMMs (tiles x in_channels) * (in_channels x out_channels), 4x fewer multiplies
 // than direct convolution, then each 36-point product is transformed back into a 4x4 output tile.
+// Images of few tiles (ResNet-50's 7x7 at batch 1: 4 tiles) take F(2x2, 3x3) instead: 4x4 tiles, 16 points,
+// 2.25x fewer multiplies, but 4x as many tiles for the GEMMs' rows and 16 instead of 36 transformed filter
+// matrices to stream (at 512 channels, 17 MB instead of 38 MB per call).
 //
 // Layout: filters U[xi][panel][c][NR] (packed for the GEMM's B), inputs V[xi][tile][c], products
 // M[xi][tile][o]; the transforms are vectorized across channels (inputs) and output channels (filters,
@@ -20,35 +23,58 @@ namespace cnnfast {
 namespace CNNFAST_ISA_NS {
 namespace {
 
-// o = B^T d (6 -> 6)
-inline void wino_bt(const vf d[6], vf o[6]) {
-    const vf four = vbroadcast(4.f), five = vbroadcast(5.f), two = vbroadcast(2.f);
-    o[0] = four * d[0] - five * d[2] + d[4];
-    o[1] = d[3] + d[4] - four * (d[1] + d[2]);
-    o[2] = four * (d[1] - d[2]) + d[4] - d[3];
-    o[3] = two * (d[3] - d[1]) + d[4] - d[2];
-    o[4] = two * (d[1] - d[3]) + d[4] - d[2];
-    o[5] = four * d[1] - five * d[3] + d[5];
+// o = B^T d (6 -> 6; F(2x2, 3x3): 4 -> 4)
+template <int TM>
+inline void wino_bt(const vf* d, vf* o) {
+    if constexpr (TM == 2) {
+        o[0] = d[0] - d[2];
+        o[1] = d[1] + d[2];
+        o[2] = d[2] - d[1];
+        o[3] = d[1] - d[3];
+    } else {
+        const vf four = vbroadcast(4.f), five = vbroadcast(5.f), two = vbroadcast(2.f);
+        o[0] = four * d[0] - five * d[2] + d[4];
+        o[1] = d[3] + d[4] - four * (d[1] + d[2]);
+        o[2] = four * (d[1] - d[2]) + d[4] - d[3];
+        o[3] = two * (d[3] - d[1]) + d[4] - d[2];
+        o[4] = two * (d[1] - d[3]) + d[4] - d[2];
+        o[5] = four * d[1] - five * d[3] + d[5];
+    }
 }
 
-// o = G g (3 -> 6)
-inline void wino_g(const vf g[3], vf o[6]) {
-    const vf q = vbroadcast(0.25f), s6 = vbroadcast(1.f / 6.f), s12 = vbroadcast(1.f / 12.f), s24 = vbroadcast(1.f / 24.f);
-    o[0] = q * g[0];
-    o[1] = -s6 * (g[0] + g[1] + g[2]);
-    o[2] = -s6 * (g[0] - g[1] + g[2]);
-    o[3] = s24 * g[0] + s12 * g[1] + s6 * g[2];
-    o[4] = s24 * g[0] - s12 * g[1] + s6 * g[2];
-    o[5] = g[2];
+// o = G g (3 -> 6; F(2x2, 3x3): 3 -> 4)
+template <int TM>
+inline void wino_g(const vf* g, vf* o) {
+    if constexpr (TM == 2) {
+        const vf h = vbroadcast(0.5f);
+        o[0] = g[0];
+        o[1] = h * (g[0] + g[1] + g[2]);
+        o[2] = h * (g[0] - g[1] + g[2]);
+        o[3] = g[2];
+    } else {
+        const vf q = vbroadcast(0.25f), s6 = vbroadcast(1.f / 6.f), s12 = vbroadcast(1.f / 12.f), s24 = vbroadcast(1.f / 24.f);
+        o[0] = q * g[0];
+        o[1] = -s6 * (g[0] + g[1] + g[2]);
+        o[2] = -s6 * (g[0] - g[1] + g[2]);
+        o[3] = s24 * g[0] + s12 * g[1] + s6 * g[2];
+        o[4] = s24 * g[0] - s12 * g[1] + s6 * g[2];
+        o[5] = g[2];
+    }
 }
 
-// o = A^T m (6 -> 4)
-inline void wino_at(const vf m[6], vf o[4]) {
-    const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
-    o[0] = m[0] + a + c;
-    o[1] = b + vbroadcast(2.f) * d;
-    o[2] = a + vbroadcast(4.f) * c;
-    o[3] = b + vbroadcast(8.f) * d + m[5];
+// o = A^T m (6 -> 4; F(2x2, 3x3): 4 -> 2)
+template <int TM>
+inline void wino_at(const vf* m, vf* o) {
+    if constexpr (TM == 2) {
+        o[0] = m[0] + m[1] + m[2];
+        o[1] = m[1] - m[2] - m[3];
+    } else {
+        const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+        o[0] = m[0] + a + c;
+        o[1] = b + vbroadcast(2.f) * d;
+        o[2] = a + vbroadcast(4.f) * c;
+        o[3] = b + vbroadcast(8.f) * d + m[5];
+    }
 }
 
 struct WinoPlan {
@@ -62,25 +88,29 @@ struct WinoPlan {
 // to 1,024 channels: U, the transformed filters of one block of output channels, takes at most half; the
 // tile block gets what is left, shared by its transformed inputs V and products M. 'auto' takes Winograd
 // only there; a forced Winograd on more channels needs 36 x in_channels x NR floats for U.
+template <int TM>
 inline WinoPlan wino_plan(const Conv2dShape& s) {
     constexpr index_t kBudget = index_t(14) << 18;  // floats: 14 MiB in all
+    constexpr index_t PTS = (TM + 2) * (TM + 2);
     WinoPlan p;
-    p.tiles_h = ceil_div(s.oh, 4);
-    p.tiles_w = ceil_div(s.ow, 4);
+    p.tiles_h = ceil_div(s.oh, TM);
+    p.tiles_w = ceil_div(s.ow, TM);
     p.tiles = p.tiles_h * p.tiles_w;
     p.c_pad = ceil_div(s.c, VL) * VL;
-    const index_t ob_max = imax(NR, imin(ceil_div(s.oc, NR) * NR, kBudget / 2 / (36 * s.c) / NR * NR));
+    const index_t ob_max = imax(NR, imin(ceil_div(s.oc, NR) * NR, kBudget / 2 / (PTS * s.c) / NR * NR));
     p.ob = ceil_div(ceil_div(s.oc, ceil_div(s.oc, ob_max)), NR) * NR;  // blocks of about equal size
     p.ob_pad = ceil_div(imin(p.ob, s.oc), NR) * NR;
     p.panels = p.ob_pad / NR;
-    const index_t total = s.n * p.tiles, left = kBudget - 36 * p.panels * NR * s.c;
-    p.tb = imax(MR, imin(ceil_div(total, MR) * MR, left / (36 * (p.c_pad + p.ob_pad)) / MR * MR));
+    const index_t total = s.n * p.tiles, left = kBudget - PTS * p.panels * NR * s.c;
+    p.tb = imax(MR, imin(ceil_div(total, MR) * MR, left / (PTS * (p.c_pad + p.ob_pad)) / MR * MR));
     return p;
 }
 
 // U for output channels [o0, o0 + ob): U[xi][panel][c][NR], zero for channels past the block.
+template <int TM>
 void wino_filters(const Conv2dShape& s, const WinoPlan& p, const float* w, index_t o0, index_t ob, float* U,
                   index_t c, index_t panel) {
+    constexpr int A = TM + 2;
     for (index_t jv = 0; jv < NV; ++jv) {
         const index_t obase = panel * NR + jv * VL;  // within the block
         alignas(64) float t[9][VL];
@@ -90,87 +120,91 @@ void wino_filters(const Conv2dShape& s, const WinoPlan& p, const float* w, index
         }
         vf g[9];
         for (int k = 0; k < 9; ++k) g[k] = *reinterpret_cast<const vf*>(t[k]);
-        vf cols[6][3];  // G g: column j of g -> 6 values
+        vf cols[A][3];  // G g: column j of g -> A values
         for (int j = 0; j < 3; ++j) {
             const vf gj[3] = {g[j], g[3 + j], g[6 + j]};
-            vf o6[6];
-            wino_g(gj, o6);
-            for (int i = 0; i < 6; ++i) cols[i][j] = o6[i];
+            vf oa[A];
+            wino_g<TM>(gj, oa);
+            for (int i = 0; i < A; ++i) cols[i][j] = oa[i];
         }
-        for (int i = 0; i < 6; ++i) {
-            vf o6[6];
-            wino_g(cols[i], o6);
-            for (int l = 0; l < 6; ++l) {
-                const index_t xi = i * 6 + l;
-                vstore(U + ((xi * p.panels + panel) * s.c + c) * NR + jv * VL, o6[l]);
+        for (int i = 0; i < A; ++i) {
+            vf oa[A];
+            wino_g<TM>(cols[i], oa);
+            for (int l = 0; l < A; ++l) {
+                const index_t xi = i * A + l;
+                vstore(U + ((xi * p.panels + panel) * s.c + c) * NR + jv * VL, oa[l]);
             }
         }
     }
 }
 
 // V for one tile (global index t over all images) and channels [c, c + VL).
+template <int TM>
 void wino_input(const Conv2dShape& s, const WinoPlan& p, const float* x, index_t t, index_t tt, index_t c, float* V) {
+    constexpr int A = TM + 2;
     const index_t n = t / p.tiles, r = t % p.tiles, ti = r / p.tiles_w, tj = r % p.tiles_w;
-    const index_t ih0 = ti * 4 - s.pad_t, iw0 = tj * 4 - s.pad_l, HW = s.h * s.w;
-    alignas(64) float d[36][VL];
+    const index_t ih0 = ti * TM - s.pad_t, iw0 = tj * TM - s.pad_l, HW = s.h * s.w;
+    alignas(64) float d[A * A][VL];
     const index_t lanes = imin(VL, s.c - c);
     for (index_t l = 0; l < VL; ++l) {
         const float* plane = x + (n * s.c + c + l) * HW;
-        for (int i = 0; i < 6; ++i) {
+        for (int i = 0; i < A; ++i) {
             const index_t ih = ih0 + i;
             const bool row_ok = l < lanes && ih >= 0 && ih < s.h;
-            for (int j = 0; j < 6; ++j) {
+            for (int j = 0; j < A; ++j) {
                 const index_t iw = iw0 + j;
-                d[i * 6 + j][l] = (row_ok && iw >= 0 && iw < s.w) ? plane[ih * s.w + iw] : 0.f;
+                d[i * A + j][l] = (row_ok && iw >= 0 && iw < s.w) ? plane[ih * s.w + iw] : 0.f;
             }
         }
     }
-    vf rows[6][6];
-    for (int j = 0; j < 6; ++j) {  // B^T along each column
-        vf col[6], o6[6];
-        for (int i = 0; i < 6; ++i) col[i] = *reinterpret_cast<const vf*>(d[i * 6 + j]);
-        wino_bt(col, o6);
-        for (int i = 0; i < 6; ++i) rows[i][j] = o6[i];
+    vf rows[A][A];
+    for (int j = 0; j < A; ++j) {  // B^T along each column
+        vf col[A], oa[A];
+        for (int i = 0; i < A; ++i) col[i] = *reinterpret_cast<const vf*>(d[i * A + j]);
+        wino_bt<TM>(col, oa);
+        for (int i = 0; i < A; ++i) rows[i][j] = oa[i];
     }
-    for (int i = 0; i < 6; ++i) {  // then along each row
-        vf o6[6];
-        wino_bt(rows[i], o6);
-        for (int l = 0; l < 6; ++l) vstore(V + ((i * 6 + l) * p.tb + tt) * p.c_pad + c, o6[l]);
+    for (int i = 0; i < A; ++i) {  // then along each row
+        vf oa[A];
+        wino_bt<TM>(rows[i], oa);
+        for (int l = 0; l < A; ++l) vstore(V + ((i * A + l) * p.tb + tt) * p.c_pad + c, oa[l]);
     }
 }
 
-// The 4x4 output tile t for output channels [o0 + o, o0 + o + VL) from the products M.
+// The TM x TM output tile t for output channels [o0 + o, o0 + o + VL) from the products M.
+template <int TM>
 void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_t t, index_t tt, index_t o0,
                  index_t ob, index_t o, const float* bias, bool relu, float* y) {
-    vf m[36];
-    for (int xi = 0; xi < 36; ++xi) m[xi] = vload(M + (xi * p.tb + tt) * p.ob_pad + o);
-    vf cols[4][6];
-    for (int j = 0; j < 6; ++j) {
-        const vf c6[6] = {m[j], m[6 + j], m[12 + j], m[18 + j], m[24 + j], m[30 + j]};
-        vf o4[4];
-        wino_at(c6, o4);
-        for (int i = 0; i < 4; ++i) cols[i][j] = o4[i];
+    constexpr int A = TM + 2;
+    vf m[A * A];
+    for (int xi = 0; xi < A * A; ++xi) m[xi] = vload(M + (xi * p.tb + tt) * p.ob_pad + o);
+    vf cols[TM][A];
+    for (int j = 0; j < A; ++j) {
+        vf ca[A], ot[TM];
+        for (int i = 0; i < A; ++i) ca[i] = m[i * A + j];
+        wino_at<TM>(ca, ot);
+        for (int i = 0; i < TM; ++i) cols[i][j] = ot[i];
     }
     const index_t lanes = imin(VL, ob - o);
     alignas(64) float b[VL];
     for (int l = 0; l < VL; ++l) b[l] = (bias && l < lanes) ? bias[o0 + o + l] : 0.f;
     const vf bv = *reinterpret_cast<const vf*>(b);
-    alignas(64) float out[16][VL];
-    for (int i = 0; i < 4; ++i) {
-        vf o4[4];
-        wino_at(cols[i], o4);
-        for (int j = 0; j < 4; ++j) {
-            vf v = o4[j] + bv;
+    alignas(64) float out[TM * TM][VL];
+    for (int i = 0; i < TM; ++i) {
+        vf ot[TM];
+        wino_at<TM>(cols[i], ot);
+        for (int j = 0; j < TM; ++j) {
+            vf v = ot[j] + bv;
             if (relu) v = vrelu(v);
-            *reinterpret_cast<vf*>(out[i * 4 + j]) = v;
+            *reinterpret_cast<vf*>(out[i * TM + j]) = v;
         }
     }
-    const index_t n = t / p.tiles, r = t % p.tiles, oh0 = (r / p.tiles_w) * 4, ow0 = (r % p.tiles_w) * 4;
-    const index_t rows = imin(4, s.oh - oh0), colsn = imin(4, s.ow - ow0), P = s.oh * s.ow;
+    const index_t n = t / p.tiles, r = t % p.tiles, oh0 = (r / p.tiles_w) * TM, ow0 = (r % p.tiles_w) * TM;
+    const index_t rows = imin(TM, s.oh - oh0), colsn = imin(TM, s.ow - ow0), P = s.oh * s.ow;
     for (index_t l = 0; l < lanes; ++l) {
         float* plane = y + (n * s.oc + o0 + o + l) * P;
         for (index_t i = 0; i < rows; ++i)
-            for (index_t j = 0; j < colsn; ++j) plane[(oh0 + i) * s.ow + ow0 + j] = out[i * 4 + j][l];
+            for (index_t j = 0; j < colsn; ++j) plane[(oh0 + i) * s.ow + ow0 + j] = out[i * TM + j][l];
     }
 }
 
@@ -184,42 +218,49 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
     return s.c >= 32 && s.oc >= 32 && tiles >= 16;
 }
 
-}  // namespace
+// The output tile size: 4, or 2 when the whole call has fewer than 16 tiles of 4x4 (F(4x4, 3x3)'s GEMMs
+// would have fewer rows than two microkernel tiles, and stream 36 filter matrices for them).
+inline int wino_tile(const Conv2dShape& s) { return s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4) < 16 ? 2 : 4; }
 
 // The transformed filters of every output-channel block, as conv2d_winograd() takes them prepared.
-index_t winograd_filters_floats(const Conv2dShape& s) {
-    const WinoPlan p = wino_plan(s);
-    return ceil_div(s.oc, p.ob) * 36 * p.panels * s.c * NR;
+template <int TM>
+index_t wino_filters_floats(const Conv2dShape& s) {
+    const WinoPlan p = wino_plan<TM>(s);
+    return ceil_div(s.oc, p.ob) * (TM + 2) * (TM + 2) * p.panels * s.c * NR;
 }
 
-void winograd_prepack(const Conv2dShape& s, const float* w, float* dst) {
-    const WinoPlan p = wino_plan(s);
-    const index_t per_block = 36 * p.panels * s.c * NR, blocks = ceil_div(s.oc, p.ob);
+template <int TM>
+void wino_prepack(const Conv2dShape& s, const float* w, float* dst) {
+    const WinoPlan p = wino_plan<TM>(s);
+    const index_t per_block = (TM + 2) * (TM + 2) * p.panels * s.c * NR, blocks = ceil_div(s.oc, p.ob);
 #pragma omp parallel for num_threads(get_num_threads()) schedule(static)
     for (index_t t = 0; t < blocks * s.c * p.panels; ++t) {
         const index_t b = t / (s.c * p.panels), cp = t % (s.c * p.panels), o0 = b * p.ob;
-        wino_filters(s, p, w, o0, imin(p.ob, s.oc - o0), dst + b * per_block, cp / p.panels, cp % p.panels);
+        wino_filters<TM>(s, p, w, o0, imin(p.ob, s.oc - o0), dst + b * per_block, cp / p.panels, cp % p.panels);
     }
 }
 
-// U_prepared: winograd_prepack()'s transformed filters, or null to transform them here block by block.
-void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
-                     const float* U_prepared) {
-    if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
-    const WinoPlan p = wino_plan(s);
+// U_prepared: wino_prepack()'s transformed filters, or null to transform them here block by block.
+constexpr index_t kGroup = 4;  // tile panels per GEMM task
+
+template <int TM>
+void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
+               const float* U_prepared) {
+    constexpr index_t PTS = (TM + 2) * (TM + 2);
+    const WinoPlan p = wino_plan<TM>(s);
     const int threads = get_num_threads();
     const index_t total = s.n * p.tiles, cvecs = ceil_div(s.c, VL), ovecs = p.ob_pad / VL;
-    const index_t per_block = 36 * p.panels * s.c * NR;
+    const index_t per_block = PTS * p.panels * s.c * NR;
     Scratch U_block(U_prepared ? 0 : static_cast<std::size_t>(per_block));
-    Scratch V(static_cast<std::size_t>(36 * p.tb * p.c_pad));
-    Scratch M(static_cast<std::size_t>(36 * p.tb * p.ob_pad));
+    Scratch V(static_cast<std::size_t>(PTS * p.tb * p.c_pad));
+    Scratch M(static_cast<std::size_t>(PTS * p.tb * p.ob_pad));
     const bool relu = act == Activation::relu;
     const index_t kblocks = ceil_div(s.c, KC), kstep = ceil_div(s.c, kblocks);
 
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-        alignas(64) float abuf[MR * KC];
+        alignas(64) float abuf[kGroup * MR * KC];
         const Epilogue none;
         for (index_t o0 = 0; o0 < s.oc; o0 += p.ob) {
             const index_t ob = imin(p.ob, s.oc - o0);
@@ -227,28 +268,37 @@ void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const
             if (!U_prepared) {
 #pragma omp for schedule(static)
                 for (index_t cp = 0; cp < s.c * p.panels; ++cp)
-                    wino_filters(s, p, w, o0, ob, U_block.p, cp / p.panels, cp % p.panels);
+                    wino_filters<TM>(s, p, w, o0, ob, U_block.p, cp / p.panels, cp % p.panels);
             }
             for (index_t t0 = 0; t0 < total; t0 += p.tb) {
                 const index_t tcount = imin(p.tb, total - t0);
 #pragma omp for schedule(static)
                 for (index_t i = 0; i < tcount * cvecs; ++i)
-                    wino_input(s, p, x, t0 + i / cvecs, i / cvecs, (i % cvecs) * VL, V.p);
-                // 36 GEMMs: M[xi] (tiles x ob) = V[xi] (tiles x c) * U[xi] (c x ob)
-                const index_t tpanels = ceil_div(tcount, MR);
+                    wino_input<TM>(s, p, x, t0 + i / cvecs, i / cvecs, (i % cvecs) * VL, V.p);
+                // PTS GEMMs: M[xi] (tiles x ob) = V[xi] (tiles x c) * U[xi] (c x ob). A task takes up to kGroup
+                // MR-tile panels of one point, so that each panel of U (kc x NR) comes from memory once for all
+                // of them: with few tiles, streaming U is what a call costs.
+                const index_t tpanels = ceil_div(tcount, MR), groups = ceil_div(tpanels, kGroup);
 #pragma omp for schedule(static)
-                for (index_t task = 0; task < 36 * tpanels; ++task) {
-                    const index_t xi = task / tpanels, ir = (task % tpanels) * MR;
-                    const int mv = static_cast<int>(imin(MR, tcount - ir));
+                for (index_t task = 0; task < PTS * groups; ++task) {
+                    const index_t xi = task / groups, g0 = (task % groups) * kGroup, gn = imin(kGroup, tpanels - g0);
                     for (index_t pc = 0; pc < s.c; pc += kstep) {
                         const index_t kc = imin(kstep, s.c - pc);
-                        pack_a(V.p + (xi * p.tb + ir) * p.c_pad + pc, p.c_pad, mv, kc, abuf);
+                        for (index_t g = 0; g < gn; ++g) {
+                            const index_t ir = (g0 + g) * MR;
+                            pack_a(V.p + (xi * p.tb + ir) * p.c_pad + pc, p.c_pad, static_cast<int>(imin(MR, tcount - ir)),
+                                   kc, abuf + g * MR * KC);
+                        }
                         for (index_t pn = 0; pn < p.panels; ++pn) {
                             const int nv = static_cast<int>(imin(NR, ob - pn * NR));
                             if (nv <= 0) break;
-                            ukernel_any(kc, PackedA{abuf}, PackedB{U + ((xi * p.panels + pn) * s.c + pc) * NR},
-                                        M.p + (xi * p.tb + ir) * p.ob_pad + pn * NR, p.ob_pad, mv, nv, pc > 0,
-                                        pc + kc == s.c, none, 0, 0);
+                            const float* u = U + ((xi * p.panels + pn) * s.c + pc) * NR;
+                            for (index_t g = 0; g < gn; ++g) {
+                                const index_t ir = (g0 + g) * MR;
+                                ukernel_any(kc, PackedA{abuf + g * MR * KC}, PackedB{u}, M.p + (xi * p.tb + ir) * p.ob_pad + pn * NR,
+                                            p.ob_pad, static_cast<int>(imin(MR, tcount - ir)), nv, pc > 0, pc + kc == s.c,
+                                            none, 0, 0);
+                            }
                         }
                     }
                 }
@@ -256,11 +306,30 @@ void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const
                 for (index_t i = 0; i < tcount * ovecs; ++i) {
                     const index_t o = (i % ovecs) * VL;
                     if (o >= ob) continue;
-                    wino_output(s, p, M.p, t0 + i / ovecs, i / ovecs, o0, ob, o, bias, relu, y);
+                    wino_output<TM>(s, p, M.p, t0 + i / ovecs, i / ovecs, o0, ob, o, bias, relu, y);
                 }
             }
         }
     }
+}
+
+}  // namespace
+
+// The transformed filters of every output-channel block, as conv2d_winograd() takes them prepared; their
+// layout depends on the tile size, which conv2d_prepack_kind() tells apart (kPrepackWinograd / ...2x2).
+index_t winograd_filters_floats(const Conv2dShape& s) {
+    return wino_tile(s) == 2 ? wino_filters_floats<2>(s) : wino_filters_floats<4>(s);
+}
+
+void winograd_prepack(const Conv2dShape& s, const float* w, float* dst) {
+    return wino_tile(s) == 2 ? wino_prepack<2>(s, w, dst) : wino_prepack<4>(s, w, dst);
+}
+
+void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
+                     const float* U_prepared) {
+    if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
+    return wino_tile(s) == 2 ? wino_conv<2>(s, x, w, bias, y, act, U_prepared)
+                             : wino_conv<4>(s, x, w, bias, y, act, U_prepared);
 }
 
 }  // namespace CNNFAST_ISA_NS
