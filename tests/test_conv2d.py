@@ -186,6 +186,44 @@ def test_cpp_reference_matches_numpy_reference(case):
     assert_float32_rounding_of(y, expected, atol=1e-12 * terms, what="reference.conv2d")
 
 
+# --- few output channels on small images: the channels as vector lanes, runs of pixels as register rows ----
+# (one or two vectors of output channels; runs of up to 24 pixels, the last run of a row moved back to end at
+# the row's end; read in place when stride 1 and no top/left padding, else from the zero-padded phase copy)
+
+
+@settings(max_examples=examples(60))
+@given(n=st.integers(1, 3), c=st.integers(1, 12), hw=st.integers(1, 30), o=st.integers(1, 32),
+       k=st.sampled_from([1, 2, 3, 5]), stride=st.sampled_from([1, 2]), padding=st.sampled_from([0, 1, 2, "same"]),
+       dilation=st.sampled_from([1, 2]), bias=st.booleans(), relu=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_conv2d_few_output_channels(isa, n, c, hw, o, k, stride, padding, dilation, bias, relu, seed):
+    if padding == "same" and stride != 1:
+        padding = 1
+    pad = (k // 2) * dilation if padding == "same" else padding
+    if hw + 2 * pad < dilation * (k - 1) + 1:
+        return
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, n, c, hw, hw + 3), rand(rng, o, c, k, k)
+    b = rand(rng, o) if bias else None
+    check_conv(x, w, b, stride=stride, padding=padding, dilation=dilation, activation="relu" if relu else None)
+
+
+@pytest.mark.parametrize("shape", [
+    (64, 6, 14, 14, 16, 5, 0),   # LeNet-5's C3
+    (2, 16, 28, 28, 32, 5, 2),   # Inception's 5x5 reduce branch
+    (3, 4, 9, 30, 16, 3, 1),     # rows of 30: runs of 10
+    (1, 5, 7, 25, 24, 3, 0),     # runs of 23 pixels: moved back at the row's end
+    (2, 3, 5, 4, 8, 2, 0),       # rows narrower than any run but 2 and 3
+])
+def test_conv2d_few_output_channels_shapes(isa, shape, rng):
+    n, c, h, w_, o, k, p = shape
+    x, w = rand(rng, n, c, h, w_), rand(rng, o, c, k, k)
+    y = check_conv(x, w, rand(rng, o), padding=p, activation="relu")
+    assert (y >= 0).all()
+    prepared = _core.conv2d_prepare(x, w, (1, 1), (p, p), (1, 1), 1, "auto")
+    np.testing.assert_array_equal(_core.conv2d(x, w, None, (1, 1), (p, p), (1, 1), 1, None, None, "auto", prepared),
+                                  _core.conv2d(x, w, None, (1, 1), (p, p), (1, 1), 1, None, None, "auto"))
+
+
 # --- shapes that hit the GEMM tiles: output pixels around NR, output channels around MR ------------
 
 

@@ -26,7 +26,7 @@ CASES = [
     (1, 64, 14, 64, 3, 1),    # winograd (prepared filters make it pay on 16 tiles)
     (1, 48, 7, 128, 3, 1),    # winograd on a 7x7 image: only with prepared filters
     (2, 300, 8, 70, 3, 1),    # winograd, channels past one K block
-    (1, 16, 3, 8, 3, 1),      # too small for winograd: panels
+    (1, 16, 3, 8, 3, 1),      # too small for winograd: panels, or none (channels as vector lanes)
     (1, 512, 7, 96, 1, 1),    # 1x1 on 7x7: transposed (pixels by channels) where the tiles make it pay
     (3, 64, 14, 80, 3, 2),    # strided 3x3 to 7x7, a batch: the same
     (2, 40, 5, 130, 1, 1),    # output channels past two NR panels and a partial vector
@@ -39,16 +39,16 @@ def test_prepared_matches_unprepared(isa, case, rng):
     x, w, b = rand(rng, n, c, h, h), rand(rng, o, c, k, k), rand(rng, o)
     args = conv_args(k, stride)
     prepared = _core.conv2d_prepare(x, w, *args, "auto")
-    assert prepared.isa == isa and prepared.kind in ("panels", "transposed", "winograd")
+    assert prepared.isa == isa and prepared.kind in ("none", "panels", "transposed", "winograd")
     if (k, h) == (1, 7) or (stride, c) == (2, 64):  # 8-pixel rows fill 49 pixels better than 16-lane vectors
         assert prepared.kind == ("transposed" if isa == "avx512" else "panels")
     # Winograd's transformed filters: 6x6 points per 3x3 filter (F(4x4, 3x3)), or 4x4 (F(2x2, 3x3)) when
     # the call has fewer than 16 tiles of 4x4
     few_tiles = n * -(-h // 4) ** 2 < 16
-    growth = (16 / 9 if few_tiles else 4) if prepared.kind == "winograd" else 1
+    growth = {"winograd": 16 / 9 if few_tiles else 4, "none": 0}.get(prepared.kind, 1)
     assert prepared.nbytes >= w.nbytes * growth
     y = _core.conv2d(x, w, b, *args, "relu", None, "auto", prepared)
-    if prepared.kind == "panels":  # the same GEMM on the same panels: the same bits
+    if prepared.kind in ("panels", "none"):  # the same kernel on the same weights: the same bits
         np.testing.assert_array_equal(y, _core.conv2d(x, w, b, *args, "relu", None, "auto"))
     elif prepared.kind == "transposed":  # the same products in the same order, another tile shape
         exact = np.maximum(_core.reference.conv2d(x, w, b, *args), 0)

@@ -10,6 +10,7 @@
 #include "../gemm/gemm_body.h"
 #include "phases.h"
 #include "pixel_major_body.h"
+#include "oc_vectors_body.h"
 #include "winograd_body.h"
 
 namespace cnnfast {
@@ -337,7 +338,7 @@ void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, cons
 
 namespace {
 
-enum class ConvPath { winograd, depthwise, linear, im2col, pixel_major, indirect };
+enum class ConvPath { winograd, depthwise, linear, im2col, pixel_major, oc_vectors, indirect };
 
 // prepared: whether the call has its weights prepared (conv2d_prepare), which makes Winograd pay sooner.
 ConvPath conv_path(const Conv2dShape& s, ConvAlgorithm algo, bool prepared) {
@@ -352,6 +353,7 @@ ConvPath conv_path(const Conv2dShape& s, ConvAlgorithm algo, bool prepared) {
     if (!phases_fit(s)) return ConvPath::im2col;
     // NOTE: packing B' is a transpose of the weights, which costs more than the layout saves unless prepared.
     if (prepared && pixel_major_pays(s)) return ConvPath::pixel_major;
+    if (oc_vectors_pays(s)) return ConvPath::oc_vectors;
     return ConvPath::indirect;
 }
 
@@ -367,7 +369,8 @@ int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
     switch (conv_path(s, algo, true)) {
         case ConvPath::winograd: return wino_tile(s) == 2 ? kPrepackWinograd2x2 : kPrepackWinograd;
         case ConvPath::indirect: return kPrepackPanels;
-        case ConvPath::pixel_major: return kPrepackTransposed;
+        case ConvPath::pixel_major:
+        case ConvPath::oc_vectors: return kPrepackTransposed;
         default: return kPrepackNone;
     }
 }
@@ -402,6 +405,7 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
         case ConvPath::linear: return linear(s.n, s.c * s.h * s.w, s.oc, x, w, bias, y, act);  // linear_<isa>.cpp
         case ConvPath::im2col: return conv2d_packed(s, x, w, bias, y, act);
         case ConvPath::pixel_major: return conv2d_pixel_major(s, x, w, bias, y, act, prepacked);
+        case ConvPath::oc_vectors: return conv2d_oc_vectors(s, x, w, bias, y, act, prepacked);
         case ConvPath::indirect: return conv2d_indirect(s, x, w, bias, y, act, prepacked);
     }
 }

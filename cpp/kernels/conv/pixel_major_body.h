@@ -3,7 +3,7 @@
 //     C' (pixels x OC) = A' (pixels x K, gathered from the phase copy) * B' (K x OC, the weights transposed),
 // then C' is transposed into y. For small outputs with many channels (ResNet-50's last stage, 7x7): laid out
 // channels by pixels, 49 pixels fill 64 lanes of vectors; as rows of MR = 8 pixels they fill 56, and the
-// channels fill whole vectors. B' is packed once per call, or prepared (kPrepackPanelsT).
+// channels fill whole vectors. B' is packed once per call, or prepared (kPrepackTransposed).
 #pragma once
 
 #include "phases.h"

@@ -1,0 +1,155 @@
+// Internal: direct convolution with the output channels as vector lanes and a run of output pixels of one
+// row as the rows of a register tile, compiled once per ISA (included by conv2d_body.h). Each input value is
+// broadcast straight from the input (or its zero-padded phase copy) and multiplies one or two vectors of
+// the weights transposed (K x OC, rows of NR floats: pixel_major_pack_b's layout, so conv2d_prepare's
+// kPrepackTransposed serves both); no im2col, no packing of the input. For layers of few output channels
+// on small images, where the channels-by-pixels GEMM computes the Wph - OW padding columns of every row:
+// LeNet-5's 6 -> 16 5x5 on 14x14 gets 100 pixels done in 144 lanes there, in 100 x 16 lanes here.
+#pragma once
+
+#include "pixel_major_body.h"
+
+namespace cnnfast {
+namespace CNNFAST_ISA_NS {
+namespace {
+
+// Register tile: R pixels x NVEC vectors of channels (24 accumulators with 32 registers, 12 with 16).
+constexpr int kOcAccumulators = kVecBytes == 64 ? 24 : 12;
+
+inline bool oc_vectors_pays(const Conv2dShape& s) {
+    const index_t nvec = ceil_div(s.oc, VL), K = s.c * s.kh * s.kw;
+    if (s.groups != 1 || nvec > 2 || nvec * VL > NR || kOcAccumulators / nvec < 4) return false;
+    if (K * nvec * VL > (index_t(64) << 10)) return false;  // the transposed weights stay in L2 (256 KiB)
+    if (!phases_fit(s)) return false;
+    const PhaseGeometry g = phase_geometry(s);
+    const double useful = double(s.oh * s.ow) * double(s.oc);
+    // the GEMM's lanes, as in pixel_major_pays
+    const bool by_rows = columns_by_rows(s, g);
+    const index_t lanes = by_rows ? s.oh * ceil_div(s.ow, VL) * VL : g.N / NR * NR + ceil_div(g.N % NR, VL) * VL;
+    const double gemm = useful / (double(lanes) * double(ceil_div(s.oc, MR) * MR));
+    const double here = double(s.oc) / double(nvec * VL);
+    return here > 1.1 * gemm;
+}
+
+// Pixels [off, off + R) of an output row (in the phase images' column numbering) for all channels:
+// tile[r][o] = bias[o] + sum_k rows[k][off + r] * wt[k * NR + o], ReLU'd if asked.
+template <int NVEC, int R>
+void oc_vectors_tile(index_t K, const float* const* rows, index_t off, const float* wt, const float* bias, bool relu,
+                     float* tile) {
+    vf acc[R][NVEC];
+    for (int v = 0; v < NVEC; ++v) {
+        const vf b = vload(bias + v * VL);
+        for (int r = 0; r < R; ++r) acc[r][v] = b;
+    }
+    for (index_t k = 0; k < K; ++k) {
+        const float* xr = rows[k] + off;
+        vf wv[NVEC];
+        for (int v = 0; v < NVEC; ++v) wv[v] = vload(wt + k * NR + v * VL);
+        for (int r = 0; r < R; ++r) {
+            const vf xb = vbroadcast(xr[r]);
+            for (int v = 0; v < NVEC; ++v) acc[r][v] += xb * wv[v];
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < NVEC; ++v) vstore(tile + (r * NVEC + v) * VL, relu ? vrelu(acc[r][v]) : acc[r][v]);
+}
+
+// Output rows [oh0, oh1) of one image: each row in runs of R pixels, the last run moved back to end at the
+// row's end (recomputing a few pixels) so that nothing past the row is read.
+template <int NVEC, int R>
+void oc_vectors_rows(const Conv2dShape& s, index_t Wph, index_t oh0, index_t oh1, const float* const* rows,
+                     const float* wt, const float* bias, bool relu, float* y) {
+    const index_t K = s.c * s.kh * s.kw, P = s.oh * s.ow, OW = s.ow;
+    alignas(64) float tile[R * NVEC * VL];
+    for (index_t oh = oh0; oh < oh1; ++oh)
+        for (index_t j = 0; j < OW; j += R) {
+            const index_t ow0 = imin(j, OW - R);
+            oc_vectors_tile<NVEC, R>(K, rows, oh * Wph + ow0, wt, bias, relu, tile);
+            float* yp = y + oh * OW + ow0;
+            for (index_t o = 0; o < s.oc; ++o)
+                for (int r = 0; r < R; ++r) yp[o * P + r] = tile[r * NVEC * VL + o];
+        }
+}
+
+// R: a run length from a few choices, at most OW and the register tile's rows, wasting the fewest pixels.
+template <int NVEC>
+void oc_vectors_dispatch(const Conv2dShape& s, index_t Wph, index_t oh0, index_t oh1, const float* const* rows,
+                         const float* wt, const float* bias, bool relu, float* y) {
+    constexpr int kMax = kOcAccumulators / NVEC;
+    static constexpr int kChoices[] = {24, 20, 16, 14, 12, 10, 8, 7, 6, 5, 4, 3, 2, 1};
+    int R = 1;
+    index_t best = -1;
+    for (int c : kChoices) {
+        if (c > kMax || c > s.ow) continue;
+        const index_t work = ceil_div(s.ow, c) * c;  // pixels computed per row
+        if (best < 0 || work < best) best = work, R = c;
+    }
+#define CNNFAST_OC_CASE(RR)                                                                 \
+    case RR:                                                                                \
+        if constexpr (RR <= kMax) return oc_vectors_rows<NVEC, RR>(s, Wph, oh0, oh1, rows, wt, bias, relu, y); \
+        break;
+    switch (R) {
+        CNNFAST_OC_CASE(24)
+        CNNFAST_OC_CASE(20)
+        CNNFAST_OC_CASE(16)
+        CNNFAST_OC_CASE(14)
+        CNNFAST_OC_CASE(12)
+        CNNFAST_OC_CASE(10)
+        CNNFAST_OC_CASE(8)
+        CNNFAST_OC_CASE(7)
+        CNNFAST_OC_CASE(6)
+        CNNFAST_OC_CASE(5)
+        CNNFAST_OC_CASE(4)
+        CNNFAST_OC_CASE(3)
+        CNNFAST_OC_CASE(2)
+        default: return oc_vectors_rows<NVEC, 1>(s, Wph, oh0, oh1, rows, wt, bias, relu, y);
+    }
+#undef CNNFAST_OC_CASE
+}
+
+// wt_prepared: pixel_major_pack_b()'s transposed weights (kPrepackTransposed), or null to transpose them here.
+void conv2d_oc_vectors(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
+                       Activation act, const float* wt_prepared) {
+    const index_t nvec = ceil_div(s.oc, VL), K = s.c * s.kh * s.kw, HW = s.h * s.w, P = s.oh * s.ow;
+    const PhaseGeometry g = phase_geometry(s);
+    // With stride 1 and no padding at the top and left, the phase image is the input itself.
+    const bool in_place = s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 && s.pad_l == 0 && g.Hph == s.h &&
+                          g.Wph == s.w;
+    const int threads = get_num_threads();
+    const index_t per_image = s.c * g.per_channel;
+    const index_t chunk = in_place ? s.n : imax(1, imin(s.n, (index_t(2) << 20) / imax(1, per_image)));
+    // Tasks: (image, band of output rows), as many bands per image as it takes to give every thread one.
+    const index_t bands = imin(s.oh, imax(1, ceil_div(threads, imin(chunk, s.n))));
+    Scratch phases(in_place ? 0 : static_cast<std::size_t>(chunk * per_image));
+    Scratch transposed(wt_prepared ? 0 : static_cast<std::size_t>(pixel_major_b_floats(s)));
+    if (!wt_prepared) pixel_major_pack_b(s, w, transposed.p);
+    const float* const wt = wt_prepared ? wt_prepared : transposed.p;
+    alignas(64) float bias_v[2 * VL];
+    for (index_t o = 0; o < 2 * VL; ++o) bias_v[o] = bias && o < s.oc ? bias[o] : 0.f;
+    PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
+    const bool relu = act == Activation::relu;
+#pragma omp parallel num_threads(threads)
+    {
+        DenormalsOff ftz;
+        const float** const rows = row_tables.get();
+        for (index_t n_begin = 0; n_begin < s.n; n_begin += chunk) {
+            const index_t n_count = imin(chunk, s.n - n_begin);
+            if (!in_place) build_phases_of_images(s, g, x, n_begin, n_count, phases.p);
+#pragma omp for schedule(static)
+            for (index_t t = 0; t < n_count * bands; ++t) {
+                const index_t ni = t / bands, b = t % bands;
+                const index_t oh0 = b * s.oh / bands, oh1 = (b + 1) * s.oh / bands;
+                phase_rows(s, g, in_place ? x + (n_begin + ni) * s.c * HW : phases.p + ni * per_image, K, rows);
+                float* yn = y + (n_begin + ni) * s.oc * P;
+                if (nvec == 1)
+                    oc_vectors_dispatch<1>(s, g.Wph, oh0, oh1, rows, wt, bias_v, relu, yn);
+                else
+                    oc_vectors_dispatch<2>(s, g.Wph, oh0, oh1, rows, wt, bias_v, relu, yn);
+            }
+        }
+    }
+}
+
+}  // namespace
+}  // namespace CNNFAST_ISA_NS
+}  // namespace cnnfast
