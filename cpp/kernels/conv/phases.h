@@ -18,9 +18,15 @@ inline void gather_row(float* __restrict d, index_t count, const float* __restri
         return;
     }
     const float* row = plane + ih * W;
-    // t in [t_lo, t_hi) lands inside [0, W)
-    index_t t_lo = iw0 >= 0 ? 0 : ceil_div(-iw0, sw);
-    index_t t_hi = iw0 >= W ? 0 : ceil_div(W - iw0, sw);
+    // t in [t_lo, t_hi) lands inside [0, W) (no division for stride 1: segments are short, calls many)
+    index_t t_lo, t_hi;
+    if (sw == 1) {
+        t_lo = imax(-iw0, 0);
+        t_hi = imax(W - iw0, 0);
+    } else {
+        t_lo = iw0 >= 0 ? 0 : ceil_div(-iw0, sw);
+        t_hi = iw0 >= W ? 0 : ceil_div(W - iw0, sw);
+    }
     t_lo = imin(t_lo, count);
     t_hi = imax(t_lo, imin(t_hi, count));
     for (index_t t = 0; t < t_lo; ++t) d[t] = 0.f;
