@@ -15,7 +15,8 @@ namespace {
 #define CNNFAST_TABLE(ISA, NS)                                                                                   \
     KernelTable{ISA,                       &NS::conv2d,          &NS::conv2d_prepack_kind,                           \
                 &NS::conv2d_prepack_floats, &NS::conv2d_prepack,  &NS::pool2d,                 &NS::global_avg_pool,  \
-                &NS::add,                  &NS::linear,          &NS::box_iou,                &NS::nms,              \
+                &NS::add,                  &NS::linear,          &NS::linear_prepack_floats,  &NS::linear_prepack,   \
+                &NS::box_iou,              &NS::nms,                                                                 \
                 &NS::conv2d_backward_input, &NS::conv2d_backward_weight, &NS::pool2d_backward,                       \
                 &NS::global_avg_pool_backward, &NS::linear_backward, &NS::relu_backward, &NS::fma_probe}
 
@@ -163,9 +164,30 @@ void global_avg_pool_f32(index_t planes, index_t hw, const float* x, float* y) {
 void add_f32(index_t count, const float* a, const float* b, float* y, Activation act) {
     kernels().add(count, a, b, y, act);
 }
+LinearPrepared linear_prepare_f32(index_t in, index_t out, const float* w) {
+    const KernelTable& k = kernels();
+    LinearPrepared p;
+    p.isa = static_cast<int>(k.isa);
+    p.in = in;
+    p.out = out;
+    p.floats = k.linear_prepack_floats(in, out);
+    if (p.floats == 0) return p;
+    const std::size_t bytes = (static_cast<std::size_t>(p.floats) * sizeof(float) + 63) / 64 * 64;
+    float* data = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (!data) throw std::bad_alloc();
+    p.data = std::shared_ptr<float>(data, [](float* q) { std::free(q); });
+    k.linear_prepack(in, out, w, data);
+    return p;
+}
+
 void linear_f32(index_t batch, index_t in, index_t out, const float* x, const float* w, const float* b, float* y,
-                Activation act) {
-    kernels().linear(batch, in, out, x, w, b, y, act);
+                Activation act, const LinearPrepared* prepared) {
+    const KernelTable& k = kernels();
+    const float* packed = nullptr;
+    if (prepared && prepared->data && prepared->isa == static_cast<int>(k.isa) && prepared->in == in &&
+        prepared->out == out)
+        packed = prepared->data.get();
+    k.linear(batch, in, out, x, w, b, y, act, packed);
 }
 void box_iou_f32(index_t na, const float* a, index_t nb, const float* b, float* iou) {
     kernels().box_iou(na, a, nb, b, iou);

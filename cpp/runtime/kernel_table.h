@@ -25,7 +25,9 @@ constexpr int kPrepackWinograd2x2 = 4;  // Winograd F(2x2, 3x3) (images of few t
     void global_avg_pool(index_t planes, index_t hw, const float* x, float* y);                               \
     void add(index_t count, const float* a, const float* b, float* y, Activation act);                        \
     void linear(index_t batch, index_t in, index_t out, const float* x, const float* w, const float* b,       \
-                float* y, Activation act);                                                                    \
+                float* y, Activation act, const float* prepacked);                                            \
+    index_t linear_prepack_floats(index_t in, index_t out);                                                   \
+    void linear_prepack(index_t in, index_t out, const float* w, float* dst);                                 \
     void box_iou(index_t na, const float* a, index_t nb, const float* b, float* iou);                         \
     index_t nms(index_t n, const float* boxes, const float* scores, const std::int64_t* class_ids,            \
                 const NmsOptions& opt, std::int64_t* keep);                                                   \
@@ -55,6 +57,8 @@ struct KernelTable {
     decltype(&isa_generic::global_avg_pool) global_avg_pool;
     decltype(&isa_generic::add) add;
     decltype(&isa_generic::linear) linear;
+    decltype(&isa_generic::linear_prepack_floats) linear_prepack_floats;
+    decltype(&isa_generic::linear_prepack) linear_prepack;
     decltype(&isa_generic::box_iou) box_iou;
     decltype(&isa_generic::nms) nms;
     decltype(&isa_generic::conv2d_backward_input) conv2d_backward_input;

@@ -85,8 +85,17 @@ void add_f32_reference(index_t count, const float* a, const float* b, float* y, 
 
 // --- fully connected -----------------------------------------------------------------------------
 // x: (batch, in); weight: (out, in); bias: (out) or null; y: (batch, out) = x @ weight.T + bias.
+// The weight transposed into the GEMM's panels once (its size), for calls with batches of 4 or more: used
+// by a call on the same ISA with a weight of the same shape, ignored otherwise (smaller batches read the weight).
+struct LinearPrepared {
+    int isa = -1;  // the Isa (runtime.h) whose kernels it was made for
+    index_t in = 0, out = 0;
+    index_t floats = 0;
+    std::shared_ptr<float> data;  // 64-byte aligned
+};
+LinearPrepared linear_prepare_f32(index_t in, index_t out, const float* weight);
 void linear_f32(index_t batch, index_t in, index_t out, const float* x, const float* weight, const float* bias,
-                float* y, Activation act);
+                float* y, Activation act, const LinearPrepared* prepared = nullptr);
 void linear_f32_reference(index_t batch, index_t in, index_t out, const float* x, const float* weight,
                           const float* bias, float* y, Activation act);
 

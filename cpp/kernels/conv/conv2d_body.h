@@ -402,7 +402,7 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
     switch (conv_path(s, algo, prepacked != nullptr)) {
         case ConvPath::winograd: return conv2d_winograd(s, x, w, bias, y, act, prepacked);
         case ConvPath::depthwise: return conv2d_depthwise(s, x, w, bias, y, act);
-        case ConvPath::linear: return linear(s.n, s.c * s.h * s.w, s.oc, x, w, bias, y, act);  // linear_<isa>.cpp
+        case ConvPath::linear: return linear(s.n, s.c * s.h * s.w, s.oc, x, w, bias, y, act, nullptr);  // linear_<isa>.cpp
         case ConvPath::im2col: return conv2d_packed(s, x, w, bias, y, act);
         case ConvPath::pixel_major: return conv2d_pixel_major(s, x, w, bias, y, act, prepacked);
         case ConvPath::oc_vectors: return conv2d_oc_vectors(s, x, w, bias, y, act, prepacked);

@@ -1,5 +1,6 @@
-// Internal: the fully connected layer y = x @ W.T + b, float32, compiled once per ISA. Up to 32 rows:
-// passes over W, each serving up to 8 rows of x (bandwidth-bound on W). More: the packed GEMM with W.T
+// Internal: the fully connected layer y = x @ W.T + b, float32, compiled once per ISA. With W^T prepared
+// (linear_prepack) and 4 rows or more: one GEMM streaming the prepared panels. Otherwise, up to 32 rows:
+// passes over W, each serving up to 8 rows of x (bandwidth-bound on W); more: the packed GEMM with W.T
 // packed block by block.
 #pragma once
 
@@ -85,10 +86,70 @@ void gemv(index_t in, index_t out, const float* __restrict x, const float* __res
     }
 }
 
+// W^T packed whole: ceil(out / NR) panels of in x NR floats (panel p, row k: W[p * NR + j][k], zero past out).
+void linear_prepack_impl(index_t in, index_t out, const float* w, float* dst) {
+    const index_t panels = ceil_div(out, NR);
+    constexpr index_t kBlock = 64;  // k rows per pass: NR rows of W stay in cache while transposed
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
+    for (index_t p = 0; p < panels; ++p) {
+        float* d = dst + p * in * NR;
+        const index_t count = imin(NR, out - p * NR);
+        for (index_t k0 = 0; k0 < in; k0 += kBlock) {
+            const index_t k1 = imin(in, k0 + kBlock);
+            for (index_t j = 0; j < NR; ++j) {
+                const float* src = w + (p * NR + j) * in;
+                for (index_t k = k0; k < k1; ++k) d[k * NR + j] = j < count ? src[k] : 0.f;
+            }
+        }
+    }
+}
+
+// y (batch x out) = x @ W.T + b with W^T prepared (linear_prepack_impl): each thread streams its run of
+// panels once, front to back (a panel is contiguous: in x NR floats), against x packed whole (MR-row
+// micro-panels over all of K). One MR panel of x (batch <= MR): no K blocks, so each panel is one sequential
+// stream; more: K blocks, so that a panel's block is read from memory once for all of x's panels.
+void linear_packed(index_t batch, index_t in, index_t out, const float* x, const float* wp, const float* bias,
+                   float* y, bool relu) {
+    const index_t panels = ceil_div(out, NR);
+    // NOTE: a layer as small as LeNet-5's (120 -> 84) is over before a second thread has started
+    const int threads = batch * in * out < (index_t(1) << 20) ? 1 : static_cast<int>(imin(get_num_threads(), panels));
+    const index_t mpanels = ceil_div(batch, MR);
+    const index_t kblocks = mpanels == 1 ? 1 : ceil_div(in, KC), kstep = ceil_div(in, kblocks);
+    Scratch a_packed(static_cast<std::size_t>(mpanels * MR * in));
+    Epilogue ep;
+    ep.bias_col = bias;
+    ep.relu = relu;
+#pragma omp parallel num_threads(threads)
+    {
+        DenormalsOff ftz;
+#pragma omp for schedule(static)
+        for (index_t im = 0; im < mpanels; ++im)
+            pack_a(x + im * MR * in, in, imin(MR, batch - im * MR), in, a_packed.p + im * MR * in);
+        const int t = omp_get_thread_num();
+        const index_t p0 = t * panels / threads, p1 = (t + 1) * panels / threads;
+        for (index_t p = p0; p < p1; ++p) {
+            const float* panel = wp + p * in * NR;
+            const int nv = static_cast<int>(imin(NR, out - p * NR));
+            for (index_t pc = 0; pc < in; pc += kstep) {
+                const index_t kc = imin(kstep, in - pc);
+                for (index_t im = 0; im < mpanels; ++im)
+                    ukernel_any(kc, PackedA{a_packed.p + im * MR * in + pc * MR}, PackedB{panel + pc * NR},
+                                y + im * MR * out + p * NR, out, static_cast<int>(imin(MR, batch - im * MR)), nv, pc > 0,
+                                pc + kc == in, ep, im * MR, p * NR);
+            }
+        }
+    }
+}
+
 }  // namespace
 
+index_t linear_prepack_floats(index_t in, index_t out) { return ceil_div(out, NR) * NR * in; }
+
+void linear_prepack(index_t in, index_t out, const float* w, float* dst) { linear_prepack_impl(in, out, w, dst); }
+
+// prepacked: linear_prepack()'s panels of W^T, or null.
 void linear(index_t batch, index_t in, index_t out, const float* x, const float* w, const float* bias, float* y,
-            Activation act) {
+            Activation act, const float* prepacked) {
     if (batch == 0 || out == 0) return;
     const bool relu = act == Activation::relu;
     const int threads = get_num_threads();
@@ -100,6 +161,10 @@ void linear(index_t batch, index_t in, index_t out, const float* x, const float*
             }
         return;
     }
+    // NOTE: up to 3 rows, passes over W as it is are as fast (bandwidth-bound either way); from 4 up the
+    // prepared panels let the GEMM stream W^T once, against x packed once, instead of passes that each
+    // re-read the rows of x for every few rows of W (AlexNet's 9216 -> 4096 at batch 8: 12 -> 8 ms).
+    if (prepacked && batch >= 4) return linear_packed(batch, in, out, x, prepacked, bias, y, relu);
     if (batch <= kGemvMaxBatch) {
         for (index_t b0 = 0; b0 < batch; b0 += kGemvBatch) {
             const float* xb = x + b0 * in;

@@ -342,6 +342,8 @@ class Linear(Module):
         self.register_parameter("bias", bias_value)
 
     def forward(self, x):
+        if not (self.training or is_recording(self) or is_tracing()):
+            return self.fused(x)
         y = _core.linear(x, self.weight, self.bias, self.activation)
         if is_recording(self):
             self._record(np.asarray(x), y if self.activation else None)
@@ -361,8 +363,44 @@ class Linear(Module):
         return dx
 
     def fused(self, x, relu: bool = False):
-        """This layer then a ReLU, in one kernel call."""
-        return _core.linear(x, self.weight, self.bias, "relu" if relu else self.activation)
+        """This layer then a ReLU, in one kernel call; in eval mode with the weight prepared for the kernel
+        (see :meth:`_prepared`)."""
+        activation = "relu" if relu else self.activation
+        inference = not (self.training or is_recording(self) or is_tracing())
+        return _core.linear(x, self.weight, self.bias, activation, self._prepared(x) if inference else None)
+
+    def _prepared(self, x):
+        """``_core.linear_prepare(weight)`` for an inference call of 4 or more rows (where the kernel uses
+        it): the weight transposed into the kernel's panels, as large as the weight, made once per ISA. It
+        lives until a parameter is replaced or the mode changes; the weight and bias are read-only meanwhile,
+        so an in-place edit cannot leave it stale unnoticed."""
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) < 1 or shape[-1] != self.in_features or math.prod(shape[:-1]) < 4:
+            return None
+        key = (self._version, _core._current_isa())
+        cache = self.__dict__.get("_fold")
+        if cache is None or cache[0] != key:
+            with _fold_lock:
+                cache = self.__dict__.get("_fold")
+                if cache is None or cache[0] != key:
+                    self._drop_cache()
+                    try:
+                        prepared = _core.linear_prepare(self.weight)
+                    except (TypeError, ValueError):
+                        return None  # a bad weight: linear() itself says what is wrong
+                    frozen = [a for a in (self.weight, self.bias) if a is not None and a.flags.writeable]
+                    for a in frozen:
+                        a.flags.writeable = False
+                    cache = (key, prepared, frozen)
+                    self.__dict__["_fold"] = cache
+        return cache[1]
+
+    def _drop_cache(self) -> None:
+        fold = self.__dict__.get("_fold")
+        if fold is not None:
+            for a in fold[2]:
+                a.flags.writeable = True
+        self.__dict__["_fold"] = None
 
     def macs(self, input_shape, output_shape) -> int:
         return math.prod(output_shape[1:]) * self.in_features
