@@ -113,18 +113,18 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             if (a_packed) {
                 const PackedA a{a_packed + (ir / MR) * MR * K + pc * MR};
                 for (index_t jr = 0; jr < full; jr += NR)
-                    ukernel<NV>(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
+                    ukernel_any(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
                 if (nt > 0) tail_tile(a, c, mv, ir);
             } else if (pack) {
                 alignas(64) float a[MR * KC];
                 pack_a(A + ir * K + pc, K, mv, kc, a);
                 for (index_t jr = 0; jr < full; jr += NR)
-                    ukernel<NV>(kc, PackedA{a}, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
+                    ukernel_any(kc, PackedA{a}, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
                 if (nt > 0) tail_tile(PackedA{a}, c, mv, ir);
             } else {
                 const RowsA a(A + ir * K + pc, K, mv);
                 for (index_t jr = 0; jr < full; jr += NR)
-                    ukernel<NV>(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
+                    ukernel_any(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
                 if (nt > 0) tail_tile(a, c, mv, ir);
             }
         }
