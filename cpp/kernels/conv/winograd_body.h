@@ -241,12 +241,14 @@ void wino_prepack(const Conv2dShape& s, const float* w, float* dst) {
 }
 
 // U_prepared: wino_prepack()'s transformed filters, or null to transform them here block by block.
-constexpr index_t kGroup = 4;  // tile panels per GEMM task
 
 template <int TM>
 void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
                const float* U_prepared) {
     constexpr index_t PTS = (TM + 2) * (TM + 2);
+    // Tile panels per GEMM task: F(2x2, 3x3) runs on few tiles, where streaming U is what a call costs, so a
+    // task takes up to 4 panels per panel of U; F(4x4, 3x3) one (measured: grouping costs it 2-3%).
+    constexpr index_t kGroup = TM == 2 ? 4 : 1;
     const WinoPlan p = wino_plan<TM>(s);
     const int threads = get_num_threads();
     const index_t total = s.n * p.tiles, cvecs = ceil_div(s.c, VL), ovecs = p.ob_pad / VL;
@@ -276,8 +278,7 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
                 for (index_t i = 0; i < tcount * cvecs; ++i)
                     wino_input<TM>(s, p, x, t0 + i / cvecs, i / cvecs, (i % cvecs) * VL, V.p);
                 // PTS GEMMs: M[xi] (tiles x ob) = V[xi] (tiles x c) * U[xi] (c x ob). A task takes up to kGroup
-                // MR-tile panels of one point, so that each panel of U (kc x NR) comes from memory once for all
-                // of them: with few tiles, streaming U is what a call costs.
+                // MR-tile panels of one point, each panel of U (kc x NR) coming from memory once for all of them.
                 const index_t tpanels = ceil_div(tcount, MR), groups = ceil_div(tpanels, kGroup);
 #pragma omp for schedule(static)
                 for (index_t task = 0; task < PTS * groups; ++task) {
