@@ -45,6 +45,7 @@ OTHER_CASES = {
     "fc/vgg16_25088-4096": "linear",
     "fc/vgg16_4096-4096": "linear",
     "fc/resnet50_2048-1000": "linear",
+    "fc/alexnet_9216-4096xN8": "linear",
     "nms/boxes1000": "nms",
     "nms/boxes5000": "nms",
     "nms/boxes20000": "nms",
@@ -143,6 +144,7 @@ SMALL = [
     suite.GlobalAvgPool2dCase("t/gap", c=5, h=3, w=4),
     suite.AddReluCase("t/add", c=3, h=5, w=6),
     suite.LinearCase("t/fc", in_features=37, out_features=11, batch=3),
+    suite.LinearCase("t/fc5", in_features=70, out_features=50, batch=5),  # prepared weights
     suite.NmsCase("t/nms", boxes=300, clusters=20),
 ]
 

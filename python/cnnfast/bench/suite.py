@@ -86,16 +86,16 @@ def _window_out_hw(h: int, w: int, kernel: int, stride: int, padding: int):
     return (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
 
 
-# The last convolution case's weights prepared for the kernels: (weight array, ISA, prepared).
+# The last case's weights prepared for the kernels: (weight array, ISA, prepared).
 _last_prepared: list = [None]
 
 
-def _prepared(inputs: Inputs, stride: int, padding: int, groups: int):
-    """The case's weights prepared once (outside the timing), as a layer in eval mode holds them and as the
-    peers' sessions prepack theirs."""
+def _prepared(inputs: Inputs, make):
+    """The case's weights prepared once by ``make(inputs)`` (outside the timing), as a layer in eval mode
+    holds them and as the peers' sessions prepack theirs."""
     w, isa, last = inputs["weight"], cnnfast._core._current_isa(), _last_prepared[0]
     if last is None or last[0] is not w or last[1] != isa:
-        last = (w, isa, cnnfast._core.conv2d_prepare(inputs["x"], w, stride, padding, 1, groups, "auto"))
+        last = (w, isa, make(inputs))
         _last_prepared[0] = last
     return last[2]
 
@@ -139,8 +139,11 @@ class Conv2dCase(Case):
 
     def run(self, inputs):
         return cnnfast._core.conv2d(inputs["x"], inputs["weight"], inputs["bias"], self.stride, self.padding, 1,
-                                    self.groups, None, None, "auto",
-                                    _prepared(inputs, self.stride, self.padding, self.groups))
+                                    self.groups, None, None, "auto", _prepared(inputs, self._prepare))
+
+    def _prepare(self, inputs):
+        return cnnfast._core.conv2d_prepare(inputs["x"], inputs["weight"], self.stride, self.padding, 1, self.groups,
+                                            "auto")
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,8 @@ class LinearCase(Case):
         }
 
     def run(self, inputs):
-        return cnnfast.linear(inputs["x"], inputs["weight"], inputs["bias"])
+        prepared = _prepared(inputs, lambda i: cnnfast._core.linear_prepare(i["weight"]))
+        return cnnfast._core.linear(inputs["x"], inputs["weight"], inputs["bias"], None, prepared)
 
 
 @dataclass(frozen=True)
@@ -365,6 +369,7 @@ SUITE: List[Case] = [
     LinearCase("fc/vgg16_25088-4096", in_features=25088, out_features=4096),
     LinearCase("fc/vgg16_4096-4096", in_features=4096, out_features=4096),
     LinearCase("fc/resnet50_2048-1000", in_features=2048, out_features=1000),
+    LinearCase("fc/alexnet_9216-4096xN8", in_features=9216, out_features=4096, batch=8),
     # Non-maximum suppression of clustered detector boxes at IoU 0.5.
     _nms(1000),
     _nms(5000),
