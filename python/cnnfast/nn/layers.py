@@ -69,6 +69,16 @@ class Identity(Module):
         return grad_output if input_grad else None
 
 
+def _drop_fold(layer: Module, frozen_at: int) -> None:
+    """Forget what ``layer`` prepared for inference (its ``_fold`` cache) and make the arrays it froze (the
+    cache's item ``frozen_at``) writeable again."""
+    fold = layer.__dict__.get("_fold")
+    if fold is not None:
+        for a in fold[frozen_at]:
+            a.flags.writeable = True
+    layer.__dict__["_fold"] = None
+
+
 class Conv2d(Module):
     """2-D convolution, ``cnnfast.conv2d`` with learned ``weight`` (out, in/groups, kH, kW) and ``bias``.
 
@@ -206,11 +216,7 @@ class Conv2d(Module):
         return cache
 
     def _drop_cache(self) -> None:
-        fold = self.__dict__.get("_fold")
-        if fold is not None:
-            for a in fold[3]:
-                a.flags.writeable = True
-        self.__dict__["_fold"] = None
+        _drop_fold(self, 3)
 
     def output_shape(self, input_hw) -> tuple[int, int]:
         return conv_output_shape(input_hw, self.kernel_size, self.stride, self.padding, self.dilation)
@@ -396,11 +402,7 @@ class Linear(Module):
         return cache[1]
 
     def _drop_cache(self) -> None:
-        fold = self.__dict__.get("_fold")
-        if fold is not None:
-            for a in fold[2]:
-                a.flags.writeable = True
-        self.__dict__["_fold"] = None
+        _drop_fold(self, 2)
 
     def macs(self, input_shape, output_shape) -> int:
         return math.prod(output_shape[1:]) * self.in_features
