@@ -28,11 +28,12 @@ groups : int, divides C and O; groups == C gives a depthwise convolution.
 activation : None or 'relu', fused into the store.
 out : float32 C-contiguous array (N, O, H_out, W_out), optional; must not overlap the inputs.
 algorithm : 'auto', 'direct' or 'winograd'
-    'direct' is a GEMM over the exact products (float32 accumulation). 'winograd' (3x3, stride 1, dilation 1,
-    groups=1 only) uses Winograd's F(4x4, 3x3), or F(2x2, 3x3) when the call has fewer than 16 tiles of 4x4:
-    about 2-3x fewer operations on layers with many channels, with
-    a larger rounding error (at most 4e-6 * max|x| * max|w| * C * 9 on random data, typically 100x less).
-    'auto' picks Winograd for 3x3 stride-1 layers with at least 32 input and output channels.
+    'direct' is a GEMM over the exact products (float32 accumulation). 'winograd' (3x3 or 5x5, stride 1,
+    dilation 1, groups=1 only) uses Winograd's F(4x4, 3x3), or F(2x2, 3x3) when the call has fewer than 16
+    tiles of 4x4, or F(2x2, 5x5): about 2-4x fewer operations on layers with many channels, with a larger
+    rounding error (at most 4e-6 * max|x| * max|w| * C * kh * kw on random data, typically 100x less).
+    'auto' picks Winograd for 3x3 stride-1 layers with at least 32 input and output channels, and for 5x5
+    ones with at least 32 input channels and enough work.
 prepared : the result of conv2d_prepare() for these weights, optional
     Saves rearranging the weights on every call (layers of cnnfast.nn do this in eval mode).
 
@@ -136,7 +137,7 @@ ConvAlgorithm algorithm_arg(py::handle obj, const char* fn, const Conv2dShape& s
     if (name == "direct") return ConvAlgorithm::direct;
     if (name == "winograd") {
         if (!conv2d_winograd_applies(s))
-            value_error(std::string(fn) + "(): algorithm='winograd' needs a 3x3 kernel, stride 1, dilation 1 and groups=1, got kernel " +
+            value_error(std::string(fn) + "(): algorithm='winograd' needs a 3x3 or 5x5 kernel, stride 1, dilation 1 and groups=1, got kernel " +
                         std::to_string(s.kh) + "x" + std::to_string(s.kw) + ", stride (" + std::to_string(s.stride_h) + ", " +
                         std::to_string(s.stride_w) + "), dilation (" + std::to_string(s.dil_h) + ", " + std::to_string(s.dil_w) +
                         "), groups=" + std::to_string(s.groups));
@@ -149,7 +150,7 @@ const char* prepared_kind_name(int kind) {
     switch (kind) {
         case 1: return "panels";
         case 2:
-        case 4: return "winograd";  // F(4x4, 3x3) or F(2x2, 3x3), by image size
+        case 4: return "winograd";  // F(4x4, 3x3), or F(2x2, 3x3) by image size, or F(2x2, 5x5)
         case 3: return "transposed";
         default: return "none";
     }

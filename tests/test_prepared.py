@@ -26,6 +26,7 @@ CASES = [
     (1, 64, 14, 64, 3, 1),    # winograd (prepared filters make it pay on 16 tiles)
     (1, 48, 7, 128, 3, 1),    # winograd on a 7x7 image: only with prepared filters
     (2, 300, 8, 70, 3, 1),    # winograd, channels past one K block
+    (1, 64, 14, 96, 5, 1),    # winograd F(2x2, 5x5)
     (1, 16, 3, 8, 3, 1),      # too small for winograd: panels, or none (channels as vector lanes)
     (1, 512, 7, 96, 1, 1),    # 1x1 on 7x7: transposed (pixels by channels) where the tiles make it pay
     (3, 64, 14, 80, 3, 2),    # strided 3x3 to 7x7, a batch: the same
@@ -43,9 +44,10 @@ def test_prepared_matches_unprepared(isa, case, rng):
     if (k, h) == (1, 7) or (stride, c) == (2, 64):  # 8-pixel rows fill 49 pixels better than 16-lane vectors
         assert prepared.kind == ("transposed" if isa == "avx512" else "panels")
     # Winograd's transformed filters: 6x6 points per 3x3 filter (F(4x4, 3x3)), or 4x4 (F(2x2, 3x3)) when
-    # the call has fewer than 16 tiles of 4x4
+    # the call has fewer than 16 tiles of 4x4; 6x6 per 5x5 filter (F(2x2, 5x5))
     few_tiles = n * -(-h // 4) ** 2 < 16
-    growth = {"winograd": 16 / 9 if few_tiles else 4, "none": 0}.get(prepared.kind, 1)
+    wino_growth = 36 / 25 if k == 5 else 16 / 9 if few_tiles else 4
+    growth = {"winograd": wino_growth, "none": 0}.get(prepared.kind, 1)
     assert prepared.nbytes >= w.nbytes * growth
     y = _core.conv2d(x, w, b, *args, "relu", None, "auto", prepared)
     if prepared.kind in ("panels", "none"):  # the same kernel on the same weights: the same bits
@@ -56,7 +58,7 @@ def test_prepared_matches_unprepared(isa, case, rng):
         np.testing.assert_allclose(y, _core.conv2d(x, w, b, *args, "relu", None, "auto"), rtol=1e-6, atol=1e-6)
     else:
         exact = np.maximum(_core.reference.conv2d(x, w, b, *args), 0)
-        scale = np.abs(x).max() * np.abs(w).max() * c * 9
+        scale = np.abs(x).max() * np.abs(w).max() * c * k * k
         assert np.abs(y - exact).max() <= WINOGRAD_BOUND * scale
         # forced Winograd without preparation: the same transforms
         np.testing.assert_allclose(y, _core.conv2d(x, w, b, *args, "relu", None, "winograd"), rtol=0, atol=1e-5 * scale)

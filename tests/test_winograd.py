@@ -1,5 +1,5 @@
-"""Winograd F(4x4, 3x3) and F(2x2, 3x3) (calls of fewer than 16 tiles of 4x4): every ISA path against the
-float64 reference, with the documented error bound."""
+"""Winograd F(4x4, 3x3), F(2x2, 3x3) (calls of fewer than 16 tiles of 4x4) and F(2x2, 5x5): every ISA path
+against the float64 reference, with the documented error bound."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from cnnfast import _core
 
 ISAS = list(_core._supported_isas())
 
-# Documented bound: max |winograd - exact| <= 4e-6 * max|x| * max|w| * C * 9 on random data (typical
+# Documented bound: max |winograd - exact| <= 4e-6 * max|x| * max|w| * C * kh * kw on random data (typical
 # values are 1e-8 to 2e-7; the worst seen, with one input channel, 2e-6; see README).
 BOUND = 4e-6
 
@@ -27,7 +27,7 @@ def isa(request):
 
 
 CASES = [
-    # n, c, h, w, o, padding
+    # n, c, h, w, o, padding (3x3 kernels)
     (1, 1, 1, 1, 1, 1),
     (1, 3, 9, 7, 5, 1),
     (2, 17, 13, 11, 33, 1),
@@ -39,20 +39,37 @@ CASES = [
     (1, 8, 4, 4, 100, 1),  # output channels past one NR panel
     (3, 16, 25, 33, 16, 1),
     (1, 16, 3, 3, 8, 0),  # a single output pixel
+    (1, 16, 6, 70, 8, 1),  # tile rows longer than one staging segment
+    (1, 1000, 36, 36, 16, 1),  # tile blocks that end inside a tile row
+]
+
+CASES_5X5 = [
+    # n, c, h, w, o, padding: F(2x2, 5x5)
+    (1, 1, 1, 1, 1, 2),
+    (1, 1, 12, 12, 4, 2),  # one input channel: the largest relative error seen
+    (1, 3, 9, 7, 5, 2),
+    (2, 17, 13, 11, 33, 2),
+    (1, 40, 5, 6, 50, 0),
+    (2, 300, 8, 9, 70, 2),  # channels past one K block
+    (1, 8, 4, 4, 100, 2),  # output channels past one NR panel
+    (1, 16, 5, 5, 8, 0),  # a single output pixel
+    (1, 48, 9, 70, 16, 2),  # tile rows longer than one staging segment
+    (1, 1000, 14, 14, 16, 2),  # tile blocks that end inside a tile row
+    (1, 192, 28, 28, 32, 2),  # Inception's 5x5 branch
 ]
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [c + (3,) for c in CASES] + [c + (5,) for c in CASES_5X5])
 def test_winograd_error_bound(isa, case):
-    n, c, h, w, o, p = case
+    n, c, h, w, o, p, k = case
     rng = np.random.default_rng(sum(case))
     x = rng.standard_normal((n, c, h, w), dtype=np.float32)
-    wt = rng.standard_normal((o, c, 3, 3), dtype=np.float32)
+    wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
     b = rng.standard_normal(o).astype(np.float32)
-    y = np.full((n, o, h + 2 * p - 2, w + 2 * p - 2), np.nan, np.float32)
+    y = np.full((n, o, h + 2 * p - k + 1, w + 2 * p - k + 1), np.nan, np.float32)
     cnnfast.conv2d(x, wt, b, padding=p, algorithm="winograd", out=y)
     ref = exact(x, wt, b, p)
-    scale = np.abs(x).max() * np.abs(wt).max() * c * 9
+    scale = np.abs(x).max() * np.abs(wt).max() * c * k * k
     assert not np.isnan(y).any()
     assert np.abs(y - ref).max() <= BOUND * scale
 
@@ -66,13 +83,14 @@ def test_winograd_fused_relu_and_same_padding(isa):
     assert np.abs(y - ref).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 32 * 9
 
 
-def test_auto_picks_a_path_that_agrees_with_direct():
+@pytest.mark.parametrize("k", [3, 5])
+def test_auto_picks_a_path_that_agrees_with_direct(k):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 64, 16, 16), dtype=np.float32)
-    wt = rng.standard_normal((64, 64, 3, 3), dtype=np.float32)
-    direct = cnnfast.conv2d(x, wt, padding=1, algorithm="direct")
-    auto = cnnfast.conv2d(x, wt, padding=1)
-    assert np.abs(auto - direct).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 64 * 9
+    wt = rng.standard_normal((64, 64, k, k), dtype=np.float32)
+    direct = cnnfast.conv2d(x, wt, padding=k // 2, algorithm="direct")
+    auto = cnnfast.conv2d(x, wt, padding=k // 2)
+    assert np.abs(auto - direct).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 64 * k * k
 
 
 @pytest.mark.parametrize(
@@ -85,20 +103,26 @@ def test_winograd_rejects_shapes_it_cannot_compute(kwargs):
         cnnfast.conv2d(x, wt, padding=1, algorithm="winograd", **kwargs)
 
 
-def test_winograd_rejects_other_kernel_sizes_and_unknown_algorithms():
+@pytest.mark.parametrize("kernel", [(7, 7), (5, 3), (1, 1)])
+def test_winograd_rejects_other_kernel_sizes(kernel):
     x = np.zeros((1, 4, 8, 8), np.float32)
-    with pytest.raises(ValueError, match="3x3"):
-        cnnfast.conv2d(x, np.zeros((4, 4, 5, 5), np.float32), algorithm="winograd")
+    with pytest.raises(ValueError, match=r"3x3 or 5x5 kernel.*got kernel %dx%d" % kernel):
+        cnnfast.conv2d(x, np.zeros((4, 4) + kernel, np.float32), algorithm="winograd")
+
+
+def test_winograd_rejects_unknown_algorithms():
+    x = np.zeros((1, 4, 8, 8), np.float32)
     with pytest.raises(ValueError, match="algorithm"):
         cnnfast.conv2d(x, np.zeros((4, 4, 3, 3), np.float32), algorithm="fft")
 
 
-def test_winograd_matches_torch():
+@pytest.mark.parametrize("k", [3, 5])
+def test_winograd_matches_torch(k):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 64, 20, 20), dtype=np.float32)
-    wt = rng.standard_normal((32, 64, 3, 3), dtype=np.float32)
+    wt = rng.standard_normal((32, 64, k, k), dtype=np.float32)
     b = rng.standard_normal(32).astype(np.float32)
-    y = cnnfast.conv2d(x, wt, b, padding=1, algorithm="winograd")
-    t = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b), padding=1).numpy()
-    assert np.abs(y - t).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 64 * 9
+    y = cnnfast.conv2d(x, wt, b, padding=k // 2, algorithm="winograd")
+    t = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b), padding=k // 2).numpy()
+    assert np.abs(y - t).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 64 * k * k

@@ -155,7 +155,7 @@ void conv2d_f32(const Conv2dShape& s, const float* x, const float* w, const floa
 }
 
 bool conv2d_winograd_applies(const Conv2dShape& s) {
-    return s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 && s.groups == 1;
+    return (s.kh == 3 || s.kh == 5) && s.kw == s.kh && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 && s.groups == 1;
 }
 void pool2d_f32(PoolKind kind, const Pool2dShape& s, const float* x, float* y) { kernels().pool2d(kind, s, x, y); }
 void global_avg_pool_f32(index_t planes, index_t hw, const float* x, float* y) {

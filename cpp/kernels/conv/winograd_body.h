@@ -1,15 +1,16 @@
-// Internal: 3x3 stride-1 convolution by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, 2016),
-// compiled once per ISA. Each 6x6 input tile and 3x3 filter is transformed into 36 points; the convolution
-// becomes 36 independent GEMMs (tiles x in_channels) * (in_channels x out_channels), 4x fewer multiplies
-// than direct convolution, then each 36-point product is transformed back into a 4x4 output tile.
+// Internal: 3x3 and 5x5 stride-1 convolution by Winograd's minimal filtering (Lavin & Gray, 2016), compiled
+// once per ISA. F(4x4, 3x3): each 6x6 input tile and 3x3 filter is transformed into 36 points; the
+// convolution becomes 36 independent GEMMs (tiles x in_channels) * (in_channels x out_channels), 4x fewer
+// multiplies than direct convolution, then each 36-point product is transformed back into a 4x4 output tile.
 // Images of few tiles (ResNet-50's 7x7 at batch 1: 4 tiles) take F(2x2, 3x3) instead: 4x4 tiles, 16 points,
 // 2.25x fewer multiplies, but 4x as many tiles for the GEMMs' rows and 16 instead of 36 transformed filter
-// matrices to stream (at 512 channels, 17 MB instead of 38 MB per call).
+// matrices to stream (at 512 channels, 17 MB instead of 38 MB per call). 5x5 kernels take F(2x2, 5x5):
+// 6x6 tiles on the same points as F(4x4, 3x3) (so the same input transform), 2.8x fewer multiplies.
 //
 // Layout: filters U[xi][panel][c][NR] (packed for the GEMM's B), inputs V[xi][tile][c], products
 // M[xi][tile][o]; the transforms are vectorized across channels (inputs) and output channels (filters,
 // outputs). Tiles of all images form one list, processed in blocks so U, V and M stay within a bounded
-// workspace (14 MiB in all).
+// workspace (14 MiB in all, plus a 24 KiB staging buffer per thread).
 //
 // Accuracy: the transforms' constants (1/4, 1/6, 1/24, 8...) cost precision; tests bound the error against
 // the float64 reference (see tests/test_winograd.py and the README).
@@ -17,16 +18,19 @@
 
 #include <omp.h>
 
+#include <type_traits>
+
 #include "../gemm/gemm_body.h"
 
 namespace cnnfast {
 namespace CNNFAST_ISA_NS {
 namespace {
 
-// o = B^T d (6 -> 6; F(2x2, 3x3): 4 -> 4)
-template <int TM>
+// o = B^T d (A -> A points: 6 for F(4x4, 3x3) and F(2x2, 5x5), which share their points 0, +-1, +-2 and
+// infinity, so their input transform; 4 for F(2x2, 3x3))
+template <int A>
 inline void wino_bt(const vf* d, vf* o) {
-    if constexpr (TM == 2) {
+    if constexpr (A == 4) {
         o[0] = d[0] - d[2];
         o[1] = d[1] + d[2];
         o[2] = d[2] - d[1];
@@ -42,10 +46,21 @@ inline void wino_bt(const vf* d, vf* o) {
     }
 }
 
-// o = G g (3 -> 6; F(2x2, 3x3): 3 -> 4)
-template <int TM>
+// o = G g (R taps -> TM + R - 1 points)
+template <int TM, int R>
 inline void wino_g(const vf* g, vf* o) {
-    if constexpr (TM == 2) {
+    if constexpr (R == 5) {  // F(2x2, 5x5): the F(4x4, 3x3) rows extended to five taps
+        const vf q = vbroadcast(0.25f), s6 = vbroadcast(1.f / 6.f), s12 = vbroadcast(1.f / 12.f), s24 = vbroadcast(1.f / 24.f),
+                 s3 = vbroadcast(1.f / 3.f), t3 = vbroadcast(2.f / 3.f);
+        const vf even = g[0] + g[2] + g[4], odd = g[1] + g[3];
+        const vf e2 = s24 * g[0] + s6 * g[2] + t3 * g[4], o2 = s12 * g[1] + s3 * g[3];
+        o[0] = q * g[0];
+        o[1] = -s6 * (even + odd);
+        o[2] = -s6 * (even - odd);
+        o[3] = e2 + o2;
+        o[4] = e2 - o2;
+        o[5] = g[4];
+    } else if constexpr (TM == 2) {
         const vf h = vbroadcast(0.5f);
         o[0] = g[0];
         o[1] = h * (g[0] + g[1] + g[2]);
@@ -62,12 +77,16 @@ inline void wino_g(const vf* g, vf* o) {
     }
 }
 
-// o = A^T m (6 -> 4; F(2x2, 3x3): 4 -> 2)
-template <int TM>
+// o = A^T m (A points -> TM outputs)
+template <int TM, int A>
 inline void wino_at(const vf* m, vf* o) {
-    if constexpr (TM == 2) {
+    if constexpr (A == 4) {
         o[0] = m[0] + m[1] + m[2];
         o[1] = m[1] - m[2] - m[3];
+    } else if constexpr (TM == 2) {  // F(2x2, 5x5): the first two rows of F(4x4, 3x3)'s, infinity moved up
+        const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+        o[0] = m[0] + a + c;
+        o[1] = b + vbroadcast(2.f) * d + m[5];
     } else {
         const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
         o[0] = m[0] + a + c;
@@ -88,10 +107,10 @@ struct WinoPlan {
 // to 1,024 channels: U, the transformed filters of one block of output channels, takes at most half; the
 // tile block gets what is left, shared by its transformed inputs V and products M. 'auto' takes Winograd
 // only there; a forced Winograd on more channels needs 36 x in_channels x NR floats for U.
-template <int TM>
+template <int TM, int R>
 inline WinoPlan wino_plan(const Conv2dShape& s) {
     constexpr index_t kBudget = index_t(14) << 18;  // floats: 14 MiB in all
-    constexpr index_t PTS = (TM + 2) * (TM + 2);
+    constexpr index_t PTS = (TM + R - 1) * (TM + R - 1);
     WinoPlan p;
     p.tiles_h = ceil_div(s.oh, TM);
     p.tiles_w = ceil_div(s.ow, TM);
@@ -107,29 +126,31 @@ inline WinoPlan wino_plan(const Conv2dShape& s) {
 }
 
 // U for output channels [o0, o0 + ob): U[xi][panel][c][NR], zero for channels past the block.
-template <int TM>
+template <int TM, int R>
 void wino_filters(const Conv2dShape& s, const WinoPlan& p, const float* w, index_t o0, index_t ob, float* U,
                   index_t c, index_t panel) {
-    constexpr int A = TM + 2;
+    constexpr int A = TM + R - 1;
     for (index_t jv = 0; jv < NV; ++jv) {
         const index_t obase = panel * NR + jv * VL;  // within the block
-        alignas(64) float t[9][VL];
+        constexpr int RR = R * R;
+        alignas(64) float t[RR][VL];
         for (int l = 0; l < VL; ++l) {
             const index_t o = obase + l;
-            for (int k = 0; k < 9; ++k) t[k][l] = o < ob ? w[((o0 + o) * s.c + c) * 9 + k] : 0.f;
+            for (int k = 0; k < RR; ++k) t[k][l] = o < ob ? w[((o0 + o) * s.c + c) * RR + k] : 0.f;
         }
-        vf g[9];
-        for (int k = 0; k < 9; ++k) g[k] = *reinterpret_cast<const vf*>(t[k]);
-        vf cols[A][3];  // G g: column j of g -> A values
-        for (int j = 0; j < 3; ++j) {
-            const vf gj[3] = {g[j], g[3 + j], g[6 + j]};
+        vf g[RR];
+        for (int k = 0; k < RR; ++k) g[k] = *reinterpret_cast<const vf*>(t[k]);
+        vf cols[A][R];  // G g: column j of g -> A values
+        for (int j = 0; j < R; ++j) {
+            vf gj[R];
+            for (int i = 0; i < R; ++i) gj[i] = g[i * R + j];
             vf oa[A];
-            wino_g<TM>(gj, oa);
+            wino_g<TM, R>(gj, oa);
             for (int i = 0; i < A; ++i) cols[i][j] = oa[i];
         }
         for (int i = 0; i < A; ++i) {
             vf oa[A];
-            wino_g<TM>(cols[i], oa);
+            wino_g<TM, R>(cols[i], oa);
             for (int l = 0; l < A; ++l) {
                 const index_t xi = i * A + l;
                 vstore(U + ((xi * p.panels + panel) * s.c + c) * NR + jv * VL, oa[l]);
@@ -138,51 +159,85 @@ void wino_filters(const Conv2dShape& s, const WinoPlan& p, const float* w, index
     }
 }
 
-// V for one tile (global index t over all images) and channels [c, c + VL).
-template <int TM>
-void wino_input(const Conv2dShape& s, const WinoPlan& p, const float* x, index_t t, index_t tt, index_t c, float* V) {
-    constexpr int A = TM + 2;
-    const index_t n = t / p.tiles, r = t % p.tiles, ti = r / p.tiles_w, tj = r % p.tiles_w;
-    const index_t ih0 = ti * TM - s.pad_t, iw0 = tj * TM - s.pad_l, HW = s.h * s.w;
-    alignas(64) float d[A * A][VL];
-    const index_t lanes = imin(VL, s.c - c);
+// Input tiles are transformed a segment at a time, VL channels at a time: up to seg tiles of one tile row of
+// one image. The A input rows under the segment are first copied channels-last into a per-thread buffer
+// S[i][col][VL] (padding as zeros; about 24 KiB, so it stays in L1), so that each of a tile's A x A points is
+// then one vector load: a tile's gather from the NCHW planes directly loads A x A x VL scalars, and staging
+// all channels at once scatters its stores over more lines than L1 holds.
+struct WinoSegments {
+    index_t seg;      // tiles per segment
+    index_t per_row;  // segments per tile row
+    index_t floats;   // staging buffer per thread
+};
+
+template <int TM, int R>
+WinoSegments wino_segments(const WinoPlan& p) {
+    constexpr index_t kCols = 64;
+    WinoSegments g;
+    g.seg = imin(p.tiles_w, (kCols - (R - 1)) / TM);
+    g.per_row = ceil_div(p.tiles_w, g.seg);
+    g.floats = (TM + R - 1) * (g.seg * TM + R - 1) * VL;
+    return g;
+}
+
+// V for channels [c, c + VL) of the tiles of segment q (global index over all images' tile rows) that fall in
+// the block [t0, t0 + tcount).
+template <int TM, int R>
+void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegments& g, const float* x, index_t q,
+                        index_t c, index_t t0, index_t tcount, float* S, float* V) {
+    constexpr int A = TM + R - 1;
+    const index_t row = q / g.per_row, n = row / p.tiles_h, ti = row % p.tiles_h;
+    const index_t row_t = row * p.tiles_w;  // global index of the row's first tile
+    const index_t tj0 = imax((q % g.per_row) * g.seg, t0 - row_t);
+    const index_t tj1 = imin(imin((q % g.per_row + 1) * g.seg, p.tiles_w), t0 + tcount - row_t);
+    if (tj0 >= tj1) return;
+    const index_t cols = (tj1 - tj0) * TM + R - 1, ih0 = ti * TM - s.pad_t, iw0 = tj0 * TM - s.pad_l;
+    const index_t lo = imin(cols, imax(0, -iw0)), hi = imax(lo, imin(cols, s.w - iw0));
     for (index_t l = 0; l < VL; ++l) {
-        const float* plane = x + (n * s.c + c + l) * HW;
+        const float* plane = x + (n * s.c + c + l) * s.h * s.w;
         for (int i = 0; i < A; ++i) {
+            float* dst = S + i * cols * VL + l;
             const index_t ih = ih0 + i;
-            const bool row_ok = l < lanes && ih >= 0 && ih < s.h;
-            for (int j = 0; j < A; ++j) {
-                const index_t iw = iw0 + j;
-                d[i * A + j][l] = (row_ok && iw >= 0 && iw < s.w) ? plane[ih * s.w + iw] : 0.f;
+            if (c + l >= s.c || ih < 0 || ih >= s.h) {  // channels past s.c as zeros too
+                for (index_t col = 0; col < cols; ++col) dst[col * VL] = 0.f;
+                continue;
             }
+            const float* src = plane + ih * s.w + iw0;
+            for (index_t col = 0; col < lo; ++col) dst[col * VL] = 0.f;
+            for (index_t col = lo; col < hi; ++col) dst[col * VL] = src[col];
+            for (index_t col = hi; col < cols; ++col) dst[col * VL] = 0.f;
         }
     }
-    vf rows[A][A];
-    for (int j = 0; j < A; ++j) {  // B^T along each column
-        vf col[A], oa[A];
-        for (int i = 0; i < A; ++i) col[i] = *reinterpret_cast<const vf*>(d[i * A + j]);
-        wino_bt<TM>(col, oa);
-        for (int i = 0; i < A; ++i) rows[i][j] = oa[i];
-    }
-    for (int i = 0; i < A; ++i) {  // then along each row
-        vf oa[A];
-        wino_bt<TM>(rows[i], oa);
-        for (int l = 0; l < A; ++l) vstore(V + ((i * A + l) * p.tb + tt) * p.c_pad + c, oa[l]);
+    for (index_t tj = tj0; tj < tj1; ++tj) {
+        const index_t tt = row_t + tj - t0;
+        const float* base = S + (tj - tj0) * TM * VL;
+        vf rows[A][A];
+        for (int j = 0; j < A; ++j) {  // B^T along each column
+            vf col[A], oa[A];
+            for (int i = 0; i < A; ++i) col[i] = vload(base + (i * cols + j) * VL);
+            wino_bt<A>(col, oa);
+            for (int i = 0; i < A; ++i) rows[i][j] = oa[i];
+        }
+        for (int i = 0; i < A; ++i) {  // then along each row
+            vf oa[A];
+            wino_bt<A>(rows[i], oa);
+            for (int l = 0; l < A; ++l) vstore(V + ((i * A + l) * p.tb + tt) * p.c_pad + c, oa[l]);
+        }
     }
 }
 
 // The TM x TM output tile t for output channels [o0 + o, o0 + o + VL) from the products M.
-template <int TM>
+template <int TM, int R>
 void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_t t, index_t tt, index_t o0,
                  index_t ob, index_t o, const float* bias, bool relu, float* y) {
-    constexpr int A = TM + 2;
+    constexpr int A = TM + R - 1;
     vf m[A * A];
     for (int xi = 0; xi < A * A; ++xi) m[xi] = vload(M + (xi * p.tb + tt) * p.ob_pad + o);
     vf cols[TM][A];
     for (int j = 0; j < A; ++j) {
         vf ca[A], ot[TM];
         for (int i = 0; i < A; ++i) ca[i] = m[i * A + j];
-        wino_at<TM>(ca, ot);
+        wino_at<TM, A>(ca, ot);
         for (int i = 0; i < TM; ++i) cols[i][j] = ot[i];
     }
     const index_t lanes = imin(VL, ob - o);
@@ -192,7 +247,7 @@ void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_
     alignas(64) float out[TM * TM][VL];
     for (int i = 0; i < TM; ++i) {
         vf ot[TM];
-        wino_at<TM>(cols[i], ot);
+        wino_at<TM, A>(cols[i], ot);
         for (int j = 0; j < TM; ++j) {
             vf v = ot[j] + bv;
             if (relu) v = vrelu(v);
@@ -213,6 +268,10 @@ void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_
 // left, and it wins from 16 channels and 4 tiles up (a 7x7 image) on one thread and on two.
 inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
     if (!conv2d_winograd_applies(s) || s.c > 1024) return false;
+    // F(2x2, 5x5), 2.8x fewer multiplies: measured to win from 32 channels in and about 200 K products of
+    // channels and tiles (48 -> 128 on 14x14: 2.1x; 32 -> 64 on 14x14 loses on two threads; 16 -> 32 on 28x28
+    // is even), prepared or not.
+    if (s.kh == 5) return s.c >= 32 && s.oc >= 16 && s.c * s.oc * s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2) >= 200000;
     const index_t tiles = s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
     if (filters_prepared) return s.c >= 16 && s.oc >= 16 && tiles >= 4;
     return s.c >= 32 && s.oc >= 32 && tiles >= 16;
@@ -220,42 +279,44 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 
 // The output tile size: 4, or 2 when the whole call has fewer than 16 tiles of 4x4 (F(4x4, 3x3)'s GEMMs
 // would have fewer rows than two microkernel tiles, and stream 36 filter matrices for them).
-inline int wino_tile(const Conv2dShape& s) { return s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4) < 16 ? 2 : 4; }
+inline int wino_tile(const Conv2dShape& s) { return s.kh == 5 || s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4) < 16 ? 2 : 4; }
 
 // The transformed filters of every output-channel block, as conv2d_winograd() takes them prepared.
-template <int TM>
+template <int TM, int R>
 index_t wino_filters_floats(const Conv2dShape& s) {
-    const WinoPlan p = wino_plan<TM>(s);
-    return ceil_div(s.oc, p.ob) * (TM + 2) * (TM + 2) * p.panels * s.c * NR;
+    const WinoPlan p = wino_plan<TM, R>(s);
+    return ceil_div(s.oc, p.ob) * (TM + R - 1) * (TM + R - 1) * p.panels * s.c * NR;
 }
 
-template <int TM>
+template <int TM, int R>
 void wino_prepack(const Conv2dShape& s, const float* w, float* dst) {
-    const WinoPlan p = wino_plan<TM>(s);
-    const index_t per_block = (TM + 2) * (TM + 2) * p.panels * s.c * NR, blocks = ceil_div(s.oc, p.ob);
+    const WinoPlan p = wino_plan<TM, R>(s);
+    const index_t per_block = (TM + R - 1) * (TM + R - 1) * p.panels * s.c * NR, blocks = ceil_div(s.oc, p.ob);
 #pragma omp parallel for num_threads(get_num_threads()) schedule(static)
     for (index_t t = 0; t < blocks * s.c * p.panels; ++t) {
         const index_t b = t / (s.c * p.panels), cp = t % (s.c * p.panels), o0 = b * p.ob;
-        wino_filters<TM>(s, p, w, o0, imin(p.ob, s.oc - o0), dst + b * per_block, cp / p.panels, cp % p.panels);
+        wino_filters<TM, R>(s, p, w, o0, imin(p.ob, s.oc - o0), dst + b * per_block, cp / p.panels, cp % p.panels);
     }
 }
 
 // U_prepared: wino_prepack()'s transformed filters, or null to transform them here block by block.
 
-template <int TM>
+template <int TM, int R>
 void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
                const float* U_prepared) {
-    constexpr index_t PTS = (TM + 2) * (TM + 2);
+    constexpr index_t PTS = (TM + R - 1) * (TM + R - 1);
     // Tile panels per GEMM task: F(2x2, 3x3) runs on few tiles, where streaming U is what a call costs, so a
     // task takes up to 4 panels per panel of U; F(4x4, 3x3) one (measured: grouping costs it 2-3%).
     constexpr index_t kGroup = TM == 2 ? 4 : 1;
-    const WinoPlan p = wino_plan<TM>(s);
+    const WinoPlan p = wino_plan<TM, R>(s);
     const int threads = get_num_threads();
     const index_t total = s.n * p.tiles, cvecs = ceil_div(s.c, VL), ovecs = p.ob_pad / VL;
     const index_t per_block = PTS * p.panels * s.c * NR;
     Scratch U_block(U_prepared ? 0 : static_cast<std::size_t>(per_block));
     Scratch V(static_cast<std::size_t>(PTS * p.tb * p.c_pad));
     Scratch M(static_cast<std::size_t>(PTS * p.tb * p.ob_pad));
+    const WinoSegments g = wino_segments<TM, R>(p);
+    PerThread<float> S(threads, static_cast<std::size_t>(g.floats));
     const bool relu = act == Activation::relu;
     const index_t kblocks = ceil_div(s.c, KC), kstep = ceil_div(s.c, kblocks);
 
@@ -270,13 +331,15 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
             if (!U_prepared) {
 #pragma omp for schedule(static)
                 for (index_t cp = 0; cp < s.c * p.panels; ++cp)
-                    wino_filters<TM>(s, p, w, o0, ob, U_block.p, cp / p.panels, cp % p.panels);
+                    wino_filters<TM, R>(s, p, w, o0, ob, U_block.p, cp / p.panels, cp % p.panels);
             }
             for (index_t t0 = 0; t0 < total; t0 += p.tb) {
                 const index_t tcount = imin(p.tb, total - t0);
+                const index_t q0 = (t0 / p.tiles_w) * g.per_row + (t0 % p.tiles_w) / g.seg;
+                const index_t q1 = ((t0 + tcount - 1) / p.tiles_w) * g.per_row + ((t0 + tcount - 1) % p.tiles_w) / g.seg;
 #pragma omp for schedule(static)
-                for (index_t i = 0; i < tcount * cvecs; ++i)
-                    wino_input<TM>(s, p, x, t0 + i / cvecs, i / cvecs, (i % cvecs) * VL, V.p);
+                for (index_t i = 0; i < (q1 - q0 + 1) * cvecs; ++i)
+                    wino_input_segment<TM, R>(s, p, g, x, q0 + i / cvecs, (i % cvecs) * VL, t0, tcount, S.get(), V.p);
                 // PTS GEMMs: M[xi] (tiles x ob) = V[xi] (tiles x c) * U[xi] (c x ob). A task takes up to kGroup
                 // MR-tile panels of one point, each panel of U (kc x NR) coming from memory once for all of them.
                 const index_t tpanels = ceil_div(tcount, MR), groups = ceil_div(tpanels, kGroup);
@@ -307,30 +370,38 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
                 for (index_t i = 0; i < tcount * ovecs; ++i) {
                     const index_t o = (i % ovecs) * VL;
                     if (o >= ob) continue;
-                    wino_output<TM>(s, p, M.p, t0 + i / ovecs, i / ovecs, o0, ob, o, bias, relu, y);
+                    wino_output<TM, R>(s, p, M.p, t0 + i / ovecs, i / ovecs, o0, ob, o, bias, relu, y);
                 }
             }
         }
     }
 }
 
+// The variant a call takes: F(2x2, 5x5) for 5x5 kernels, F(2x2, 3x3) or F(4x4, 3x3) for 3x3 (wino_tile).
+// f is called with the variant's tile and kernel sizes as integral constants.
+template <class F>
+decltype(auto) wino_variant(const Conv2dShape& s, F&& f) {
+    if (s.kh == 5) return f(std::integral_constant<int, 2>{}, std::integral_constant<int, 5>{});
+    if (wino_tile(s) == 2) return f(std::integral_constant<int, 2>{}, std::integral_constant<int, 3>{});
+    return f(std::integral_constant<int, 4>{}, std::integral_constant<int, 3>{});
+}
+
 }  // namespace
 
 // The transformed filters of every output-channel block, as conv2d_winograd() takes them prepared; their
-// layout depends on the tile size, which conv2d_prepack_kind() tells apart (kPrepackWinograd / ...2x2).
+// layout depends on the variant, which conv2d_prepack_kind() and the kernel size tell apart.
 index_t winograd_filters_floats(const Conv2dShape& s) {
-    return wino_tile(s) == 2 ? wino_filters_floats<2>(s) : wino_filters_floats<4>(s);
+    return wino_variant(s, [&](auto tm, auto r) { return wino_filters_floats<tm, r>(s); });
 }
 
 void winograd_prepack(const Conv2dShape& s, const float* w, float* dst) {
-    return wino_tile(s) == 2 ? wino_prepack<2>(s, w, dst) : wino_prepack<4>(s, w, dst);
+    wino_variant(s, [&](auto tm, auto r) { wino_prepack<tm, r>(s, w, dst); });
 }
 
 void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
                      const float* U_prepared) {
     if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
-    return wino_tile(s) == 2 ? wino_conv<2>(s, x, w, bias, y, act, U_prepared)
-                             : wino_conv<4>(s, x, w, bias, y, act, U_prepared);
+    wino_variant(s, [&](auto tm, auto r) { wino_conv<tm, r>(s, x, w, bias, y, act, U_prepared); });
 }
 
 }  // namespace CNNFAST_ISA_NS
