@@ -106,8 +106,8 @@ CASES = {
         lambda: cnnfast.conv2d(X, W, dilation=2, padding=2, algorithm="winograd"), ValueError, ["winograd", "dilation"]),
     "conv2d winograd with groups": (
         lambda: cnnfast.conv2d(X, f32(6, 2, 3, 3), groups=2, algorithm="winograd"), ValueError, ["winograd", "groups"]),
-    "conv2d winograd with a 5x5 kernel": (
-        lambda: cnnfast.conv2d(X, f32(6, 4, 5, 5), algorithm="winograd"), ValueError, ["winograd", "5x5"]),
+    "conv2d winograd with a 7x7 kernel": (
+        lambda: cnnfast.conv2d(X, f32(6, 4, 7, 7), algorithm="winograd"), ValueError, ["winograd", "7x7"]),
     # --- conv2d: out= ---
     "conv2d out wrong shape": (
         lambda: cnnfast.conv2d(X, W, out=f32(2, 6, 9, 7)), ValueError, [r"\bout\b", r"\(2, 6, 9, 7\)", r"\(2, 6, 7, 5\)"]),
