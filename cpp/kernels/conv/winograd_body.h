@@ -106,9 +106,12 @@ struct WinoPlan {
 // NOTE: U, V and M together stay under 14 MiB (calls keep their workspace under 16 MiB) for inputs of up
 // to 1,024 channels: U, the transformed filters of one block of output channels, takes at most half; the
 // tile block gets what is left, shared by its transformed inputs V and products M. 'auto' takes Winograd
-// only there; a forced Winograd on more channels needs 36 x in_channels x NR floats for U.
+// only there; a forced Winograd on more channels needs 36 x in_channels x NR floats for U. Prepared filters
+// (u_prepared) are not workspace: then one block takes all output channels (up to M for MR tiles in half
+// the budget), so each input tile is transformed once, not once per block (VGG-16's 512-channel layers: 6
+// blocks otherwise).
 template <int TM, int R>
-inline WinoPlan wino_plan(const Conv2dShape& s) {
+inline WinoPlan wino_plan(const Conv2dShape& s, bool u_prepared) {
     constexpr index_t kBudget = index_t(14) << 18;  // floats: 14 MiB in all
     constexpr index_t PTS = (TM + R - 1) * (TM + R - 1);
     WinoPlan p;
@@ -116,11 +119,12 @@ inline WinoPlan wino_plan(const Conv2dShape& s) {
     p.tiles_w = ceil_div(s.ow, TM);
     p.tiles = p.tiles_h * p.tiles_w;
     p.c_pad = ceil_div(s.c, VL) * VL;
-    const index_t ob_max = imax(NR, imin(ceil_div(s.oc, NR) * NR, kBudget / 2 / (PTS * s.c) / NR * NR));
+    const index_t u_share = u_prepared ? kBudget / 2 / (PTS * MR) : kBudget / 2 / (PTS * s.c);
+    const index_t ob_max = imax(NR, imin(ceil_div(s.oc, NR) * NR, u_share / NR * NR));
     p.ob = ceil_div(ceil_div(s.oc, ceil_div(s.oc, ob_max)), NR) * NR;  // blocks of about equal size
     p.ob_pad = ceil_div(imin(p.ob, s.oc), NR) * NR;
     p.panels = p.ob_pad / NR;
-    const index_t total = s.n * p.tiles, left = kBudget - PTS * p.panels * NR * s.c;
+    const index_t total = s.n * p.tiles, left = kBudget - (u_prepared ? 0 : PTS * p.panels * NR * s.c);
     p.tb = imax(MR, imin(ceil_div(total, MR) * MR, left / (PTS * (p.c_pad + p.ob_pad)) / MR * MR));
     return p;
 }
@@ -284,13 +288,13 @@ inline int wino_tile(const Conv2dShape& s) { return s.kh == 5 || s.n * ceil_div(
 // The transformed filters of every output-channel block, as conv2d_winograd() takes them prepared.
 template <int TM, int R>
 index_t wino_filters_floats(const Conv2dShape& s) {
-    const WinoPlan p = wino_plan<TM, R>(s);
+    const WinoPlan p = wino_plan<TM, R>(s, true);
     return ceil_div(s.oc, p.ob) * (TM + R - 1) * (TM + R - 1) * p.panels * s.c * NR;
 }
 
 template <int TM, int R>
 void wino_prepack(const Conv2dShape& s, const float* w, float* dst) {
-    const WinoPlan p = wino_plan<TM, R>(s);
+    const WinoPlan p = wino_plan<TM, R>(s, true);
     const index_t per_block = (TM + R - 1) * (TM + R - 1) * p.panels * s.c * NR, blocks = ceil_div(s.oc, p.ob);
 #pragma omp parallel for num_threads(get_num_threads()) schedule(static)
     for (index_t t = 0; t < blocks * s.c * p.panels; ++t) {
@@ -308,7 +312,7 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     // Tile panels per GEMM task: F(2x2, 3x3) runs on few tiles, where streaming U is what a call costs, so a
     // task takes up to 4 panels per panel of U; F(4x4, 3x3) one (measured: grouping costs it 2-3%).
     constexpr index_t kGroup = TM == 2 ? 4 : 1;
-    const WinoPlan p = wino_plan<TM, R>(s);
+    const WinoPlan p = wino_plan<TM, R>(s, U_prepared != nullptr);
     const int threads = get_num_threads();
     const index_t total = s.n * p.tiles, cvecs = ceil_div(s.c, VL), ovecs = p.ob_pad / VL;
     const index_t per_block = PTS * p.panels * s.c * NR;
