@@ -25,6 +25,7 @@ CASES = [
     (1, 3, 30, 16, 7, 2),     # strided: panels
     (1, 64, 14, 64, 3, 1),    # winograd (prepared filters make it pay on 16 tiles)
     (1, 48, 7, 128, 3, 1),    # winograd on a 7x7 image: only with prepared filters
+    (1, 400, 5, 400, 3, 1),   # winograd F(2x2, 3x3): few tiles, filters past the cache
     (2, 300, 8, 70, 3, 1),    # winograd, channels past one K block
     (1, 64, 14, 96, 5, 1),    # winograd F(2x2, 5x5)
     (1, 16, 3, 8, 3, 1),      # too small for winograd: panels, or none (channels as vector lanes)
@@ -43,10 +44,9 @@ def test_prepared_matches_unprepared(isa, case, rng):
     assert prepared.isa == isa and prepared.kind in ("none", "panels", "transposed", "winograd")
     if (k, h) == (1, 7) or (stride, c) == (2, 64):  # 8-pixel rows fill 49 pixels better than 16-lane vectors
         assert prepared.kind == ("transposed" if isa == "avx512" else "panels")
-    # Winograd's transformed filters: 6x6 points per 3x3 filter (F(4x4, 3x3)), or 4x4 (F(2x2, 3x3)) when
-    # the call has fewer than 16 tiles of 4x4; 6x6 per 5x5 filter (F(2x2, 5x5))
-    few_tiles = n * -(-h // 4) ** 2 < 16
-    wino_growth = 36 / 25 if k == 5 else 16 / 9 if few_tiles else 4
+    # Winograd's transformed filters: 6x6 points per 3x3 filter (F(4x4, 3x3)), or 4x4 (F(2x2, 3x3), for few
+    # tiles and large filters); 6x6 per 5x5 filter (F(2x2, 5x5))
+    wino_growth = 36 / 25 if k == 5 else 16 / 9 if c * o * 36 * 4 > 16 << 20 else 4
     growth = {"winograd": wino_growth, "none": 0}.get(prepared.kind, 1)
     assert prepared.nbytes >= w.nbytes * growth
     y = _core.conv2d(x, w, b, *args, "relu", None, "auto", prepared)

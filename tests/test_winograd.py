@@ -1,5 +1,5 @@
-"""Winograd F(4x4, 3x3), F(2x2, 3x3) (calls of fewer than 16 tiles of 4x4) and F(2x2, 5x5): every ISA path
-against the float64 reference, with the documented error bound."""
+"""Winograd F(4x4, 3x3), F(2x2, 3x3) (calls of few tiles whose transformed filters would not stay in cache)
+and F(2x2, 5x5): every ISA path against the float64 reference, with the documented error bound."""
 
 import numpy as np
 import pytest
@@ -33,9 +33,11 @@ CASES = [
     (2, 17, 13, 11, 33, 1),
     (1, 64, 14, 14, 64, 1),
     (1, 40, 5, 6, 50, 0),
-    (2, 300, 8, 9, 70, 1),  # channels past one K block (12 tiles: F(2x2, 3x3))
-    (2, 300, 16, 9, 70, 1),  # the same with F(4x4, 3x3) (24 tiles)
-    (1, 512, 7, 7, 64, 1),  # ResNet-50's last stage at batch 1: F(2x2, 3x3)
+    (2, 300, 8, 9, 70, 1),  # channels past one K block
+    (1, 512, 7, 7, 64, 1),  # a 7x7 image of few channel pairs: F(4x4, 3x3)
+    (1, 512, 7, 7, 512, 1),  # ResNet-50's last stage at batch 1: F(2x2, 3x3)
+    (1, 400, 5, 6, 400, 0),  # F(2x2, 3x3), no padding
+    (2, 350, 9, 7, 380, 1),  # F(2x2, 3x3), channels past one K block, output channels past a vector
     (1, 8, 4, 4, 100, 1),  # output channels past one NR panel
     (3, 16, 25, 33, 16, 1),
     (1, 16, 3, 3, 8, 0),  # a single output pixel
