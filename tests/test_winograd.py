@@ -3,11 +3,12 @@ and F(2x2, 5x5): every ISA path against the float64 reference, with the document
 
 import numpy as np
 import pytest
+from conftest import examples
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import cnnfast
 from cnnfast import _core
-
-ISAS = list(_core._supported_isas())
 
 # Documented bound: max |winograd - exact| <= 4e-6 * max|x| * max|w| * C * kh * kw on random data (typical
 # values are 1e-8 to 2e-7; the worst seen, with one input channel, 2e-6; see README).
@@ -16,14 +17,6 @@ BOUND = 4e-6
 
 def exact(x, w, b, padding):
     return _core.reference.conv2d(x, w, b, padding=padding)
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    before = _core._current_isa()
-    _core._set_isa(request.param)
-    yield request.param
-    _core._set_isa(before)
 
 
 CASES = [
@@ -74,6 +67,24 @@ def test_winograd_error_bound(isa, case):
     scale = np.abs(x).max() * np.abs(wt).max() * c * k * k
     assert not np.isnan(y).any()
     assert np.abs(y - ref).max() <= BOUND * scale
+
+
+@settings(max_examples=examples(40))
+@given(n=st.integers(1, 3), c=st.integers(1, 40), h=st.integers(1, 23), w=st.integers(1, 23),
+       o=st.integers(1, 60), k=st.sampled_from([3, 5]), pad=st.integers(0, 2), bias=st.booleans(),
+       relu=st.booleans(), seed=st.integers(0, 2**16))
+def test_winograd_random_shapes(isa, n, c, h, w, o, k, pad, bias, relu, seed):
+    assume(h + 2 * pad >= k and w + 2 * pad >= k)  # no output pixel: input checks reject it (tested elsewhere)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+    wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
+    b = rng.standard_normal(o).astype(np.float32) if bias else None
+    y = cnnfast.conv2d(x, wt, b, padding=pad, activation="relu" if relu else None, algorithm="winograd")
+    ref = exact(x, wt, b, pad)
+    if relu:
+        ref = np.maximum(ref, 0)
+    assert y.shape == ref.shape
+    assert np.abs(y - ref).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * c * k * k
 
 
 def test_winograd_fused_relu_and_same_padding(isa):
