@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import cnnfast
-from cnnfast.bench import check, main, numpy_ops, peers, report, suite
-from cnnfast.bench.timing import measure
+from cnnfast.bench import check, main, numpy_ops, peers, report, runner, suite
+from cnnfast.bench.timing import measure, measure_interleaved
 
 # name: (input shape, weight shape, output shape, multiply-adds), from the networks' papers.
 CONV_CASES = {
@@ -181,6 +181,56 @@ def test_measure_takes_at_least_repeat_samples():
     t = measure(lambda: calls.append(1), repeat=3, min_time=0, sample_time=1e-4)
     assert len(t.samples) >= 3 and t.inner >= 1 and t.median >= 0
     assert len(calls) == 2 + t.inner * len(t.samples)  # warm-up, calibration, samples
+
+
+def test_measure_interleaved_takes_turns():
+    order = []
+    fns = [lambda: order.append("a"), lambda: order.append("b"), lambda: order.append("c")]
+    timings = measure_interleaved(fns, rounds=3, repeat=6, min_time=0, sample_time=1e-4)
+    assert len(timings) == 3 and all(len(t.samples) >= 6 for t in timings)
+    # three rounds of a, b, c in that order: the calls switch from one to the next 3 * 3 - 1 times
+    runs = [order[0]] + [y for x, y in zip(order, order[1:]) if x != y]
+    assert runs == ["a", "b", "c"] * 3
+    with pytest.raises(ValueError, match="rounds"):
+        measure_interleaved(fns, rounds=0)
+
+
+class _FakePeer(peers.Peer):
+    """A peer that runs cnnfast's own call (agrees), or a wrong or a failing one."""
+
+    module = "numpy"
+
+    def __init__(self, name, mode, interleaved=True):
+        self.name, self.mode, self.interleaved, self.calls = name, mode, interleaved, 0
+
+    def bind(self, case, inputs, threads):
+        def call():
+            self.calls += 1
+            if self.mode == "raise" and self.calls > 1:
+                raise RuntimeError("lost its session")
+            y = case.run(inputs)
+            return y + 1.0 if self.mode == "wrong" else y
+
+        return peers.Bound(call, lambda y: y)
+
+
+def test_run_case_times_peers_in_turns_and_reports_each():
+    case = SMALL[0]
+    fakes = [_FakePeer("good", "ok"), _FakePeer("off", "wrong"), _FakePeer("alone", "ok", interleaved=False)]
+    row = runner.run_case(case, fakes, threads=1, repeat=3, min_time=0, rounds=3)
+    assert row["cnnfast"]["status"] == "ok" and len(row["cnnfast"]["samples_ms"]) >= 3
+    assert row["peers"]["good"]["status"] == "ok" and row["peers"]["good"]["ratio"] > 0
+    assert row["peers"]["off"]["status"] == "mismatch"
+    assert row["peers"]["alone"]["status"] == "ok"
+    assert list(row["peers"]) == ["good", "off", "alone"]  # table order
+
+
+def test_run_case_reports_a_peer_that_fails_while_timed():
+    case = SMALL[0]
+    row = runner.run_case(case, [_FakePeer("flaky", "raise"), _FakePeer("good", "ok")], threads=1, repeat=2,
+                          min_time=0, rounds=2)
+    assert row["peers"]["flaky"]["status"] == "error" and "lost its session" in row["peers"]["flaky"]["reason"]
+    assert row["peers"]["good"]["status"] == "ok" and row["cnnfast"]["status"] == "ok"
 
 
 def test_command_writes_json_and_prints_table(tmp_path, capsys):

@@ -44,6 +44,8 @@ class Peer:
 
     name = ""
     module = ""
+    # Whether its calls are timed in turns with cnnfast's and the other peers' (runner.run_case).
+    interleaved = True
 
     def available(self) -> bool:
         return _module(self.module) is not None
@@ -68,6 +70,9 @@ class NumpyPeer(Peer):
 
     name = "numpy"
     module = "numpy"
+    # NOTE: OpenBLAS's threads spin for about 0.1 s after a BLAS call, holding a core from whatever runs
+    # next; NumPy, a baseline rather than a peer to beat, is timed on its own after the others.
+    interleaved = False
 
     def __init__(self, max_gflop: float = 8.0):
         self.max_gflop = max_gflop

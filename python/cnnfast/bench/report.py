@@ -85,7 +85,9 @@ def _align(table: List[List[str]], right: List[bool]) -> List[str]:
 
 
 LEGEND = ("Times are medians in ms per call (each call returns a new output); a peer's (Nx) is its time "
-          "over cnnfast's, above 1 when cnnfast is faster. Convolutions and fully connected layers run with their weights prepared once, "
+          "over cnnfast's, above 1 when cnnfast is faster. cnnfast and the peers are timed in turns (five "
+          "rounds, each a fifth of the sampling time, so that other work on the machine slows them alike), "
+          "NumPy alone after them. Convolutions and fully connected layers run with their weights prepared once, "
           "outside the timing, as the layers do in eval mode and as the peers' sessions prepack theirs; "
           "networks run in eval mode. Workspace: peak scratch memory of the cnnfast "
           "call; (N%): share of the FP32 FMA peak of the threads in use, where measured. '-': the peer lacks the op or is not installed; '(budget)': skipped above --numpy-max-gflop.")

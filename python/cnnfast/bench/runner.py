@@ -1,10 +1,12 @@
-"""Run the suite: every case at every thread count, cnnfast first, then each peer, checked against cnnfast.
+"""Run the suite: every case at every thread count, cnnfast and each peer (checked against cnnfast) timed in
+turns.
 
 The result is a plain dict (what ``--json`` writes and what :mod:`cnnfast.bench.report` prints).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 from typing import Callable, List, Optional, Sequence
@@ -14,7 +16,7 @@ import cnnfast
 from . import check, machine
 from .peers import Peer, Skip
 from .suite import Case
-from .timing import Timing, measure
+from .timing import Timing, measure, measure_interleaved
 
 
 def run_suite(cases: Sequence[Case], peers: Sequence[Peer], threads: Sequence[int], repeat: int = 5,
@@ -50,8 +52,12 @@ def run_suite(cases: Sequence[Case], peers: Sequence[Peer], threads: Sequence[in
 
 
 def run_case(case: Case, peers: Sequence[Peer], threads: int, repeat: int, min_time: float,
-             bar: Optional["Progress"] = None) -> dict:
-    """One row of the table: cnnfast's timing and workspace, and each peer's timing and agreement."""
+             bar: Optional["Progress"] = None, rounds: int = 5) -> dict:
+    """One row of the table: cnnfast's timing and workspace, and each peer's timing and agreement.
+
+    cnnfast and the peers that allow it are timed in turns (``rounds`` rounds, see
+    :func:`~cnnfast.bench.timing.measure_interleaved`), each peer's output checked against cnnfast's first;
+    the others (NumPy) after them, one at a time."""
     bar = bar or Progress(0, enabled=False)
     inputs = case.make_inputs()
     row = {"name": case.name, "params": case.params(), "flops": case.flops, "bytes": case.bytes_moved,
@@ -60,19 +66,92 @@ def run_case(case: Case, peers: Sequence[Peer], threads: int, repeat: int, min_t
     try:
         cnnfast.set_num_threads(threads)
         workspace, expected = _with_workspace(lambda: case.run(inputs))
-        timing = measure(lambda: case.run(inputs), repeat=repeat, min_time=min_time)
-        row["cnnfast"] = dict(_timing_dict(timing), status="ok", rate=case.rate(timing.median),
-                              workspace_bytes=workspace)
     except Exception as exc:  # report and go on: one broken case must not lose a long run
         row["cnnfast"] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
-        expected = None
+        workspace, expected = None, None
+    with contextlib.ExitStack() as stack:
+        turns = []  # (peer or None for cnnfast, call, agrees, error)
+        if expected is not None:
+            turns.append((None, lambda: case.run(inputs), True, None))
+        for peer in peers:
+            if not peer.interleaved:
+                continue
+            bar.step(case.name, peer.name)
+            bound = _bind_peer(peer, case, inputs, threads, expected, stack, row)
+            if bound is not None:
+                turns.append((peer,) + bound)
+        if turns:
+            timings = _time_in_turns(turns, repeat, min_time, rounds, row)
+            cnnfast_ms = None
+            for (peer, _, agrees, err), t in zip(turns, timings):
+                if t is None:
+                    continue
+                if peer is None:
+                    cnnfast_ms = t.median * 1e3
+                    row["cnnfast"] = dict(_timing_dict(t), status="ok", rate=case.rate(t.median),
+                                          workspace_bytes=workspace)
+            for (peer, _, agrees, err), t in zip(turns, timings):
+                if peer is not None and t is not None:
+                    row["peers"][peer.name] = _peer_dict(t, agrees, err, cnnfast_ms)
     for peer in peers:
-        bar.step(case.name, peer.name)
-        row["peers"][peer.name] = _run_peer(peer, case, inputs, threads, repeat, min_time, expected,
-                                            row["cnnfast"].get("median_ms"))
+        if not peer.interleaved:
+            bar.step(case.name, peer.name)
+            row["peers"][peer.name] = _run_peer(peer, case, inputs, threads, repeat, min_time, expected,
+                                                row["cnnfast"].get("median_ms"))
+    row["peers"] = {p.name: row["peers"][p.name] for p in peers if p.name in row["peers"]}  # table order
     del inputs, expected
     gc.collect()
     return row
+
+
+def _bind_peer(peer: Peer, case: Case, inputs, threads: int, expected, stack: contextlib.ExitStack, row: dict):
+    """(call, agrees, error) for ``peer`` configured for ``threads`` (for as long as ``stack`` lasts), or None
+    with the reason in ``row`` when it cannot run the case."""
+    if not peer.available():
+        row["peers"][peer.name] = {"status": "skipped", "reason": "not installed"}
+        return None
+    if expected is None:
+        row["peers"][peer.name] = {"status": "skipped", "reason": "cnnfast failed"}
+        return None
+    try:
+        stack.enter_context(peer.configured(threads))
+        bound = peer.bind(case, inputs, threads)
+        agrees, err = check.agreement(case, expected, bound.to_numpy(bound.call()))
+    except Skip as exc:
+        row["peers"][peer.name] = {"status": "skipped", "reason": str(exc)}
+        return None
+    except Exception as exc:
+        row["peers"][peer.name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+        return None
+    return bound.call, agrees, err
+
+
+def _time_in_turns(turns, repeat: int, min_time: float, rounds: int, row: dict) -> List[Optional[Timing]]:
+    """Timings of the turns' calls measured in turns; if one raises, each is measured alone instead, and
+    the one that raises is reported as an error."""
+    try:
+        return measure_interleaved([t[1] for t in turns], rounds=rounds, repeat=repeat, min_time=min_time)
+    except Exception:
+        out: List[Optional[Timing]] = []
+        for peer, call, _, _ in turns:
+            try:
+                out.append(measure(call, repeat=repeat, min_time=min_time))
+            except Exception as exc:
+                name = "cnnfast" if peer is None else peer.name
+                reason = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+                if peer is None:
+                    row["cnnfast"] = reason
+                else:
+                    row["peers"][name] = reason
+                out.append(None)
+        return out
+
+
+def _peer_dict(timing: Timing, agrees: bool, err, cnnfast_ms: Optional[float]) -> dict:
+    out = _timing_dict(timing)
+    out.update(status="ok" if agrees else "mismatch", error=err,
+               ratio=out["median_ms"] / cnnfast_ms if cnnfast_ms else None)
+    return out
 
 
 def _run_peer(peer: Peer, case: Case, inputs, threads: int, repeat: int, min_time: float, expected,
@@ -90,10 +169,7 @@ def _run_peer(peer: Peer, case: Case, inputs, threads: int, repeat: int, min_tim
         return {"status": "skipped", "reason": str(exc)}
     except Exception as exc:
         return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
-    out = _timing_dict(timing)
-    out.update(status="ok" if agrees else "mismatch", error=err,
-               ratio=out["median_ms"] / cnnfast_ms if cnnfast_ms else None)
-    return out
+    return _peer_dict(timing, agrees, err, cnnfast_ms)
 
 
 def _with_workspace(fn: Callable[[], object]):
