@@ -205,7 +205,6 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
     const index_t cols = (tj1 - tj0) * TM + R - 1, ih0 = ti * TM - s.pad_t, iw0 = tj0 * TM - s.pad_l;
     const index_t lo = imin(cols, imax(0, -iw0)), hi = imax(lo, imin(cols, s.w - iw0));
     for (index_t l = 0; l < VL; ++l) {
-        const float* plane = x + (n * s.c + c + l) * s.h * s.w;
         for (int i = 0; i < A; ++i) {
             float* dst = S + i * cols * VL + l;
             const index_t ih = ih0 + i;
@@ -213,9 +212,10 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
                 for (index_t col = 0; col < cols; ++col) dst[col * VL] = 0.f;
                 continue;
             }
-            const float* src = plane + ih * s.w + iw0;
+            // columns [lo, hi) lie inside the row: input columns iw0 + lo .. iw0 + hi - 1
+            const float* src = x + ((n * s.c + c + l) * s.h + ih) * s.w + iw0 + lo;
             for (index_t col = 0; col < lo; ++col) dst[col * VL] = 0.f;
-            for (index_t col = lo; col < hi; ++col) dst[col * VL] = src[col];
+            for (index_t col = lo; col < hi; ++col) dst[col * VL] = src[col - lo];
             for (index_t col = hi; col < cols; ++col) dst[col * VL] = 0.f;
         }
     }
