@@ -80,24 +80,19 @@ def run_case(case: Case, peers: Sequence[Peer], threads: int, repeat: int, min_t
             bound = _bind_peer(peer, case, inputs, threads, expected, stack, row)
             if bound is not None:
                 turns.append((peer,) + bound)
-        if turns:
-            timings = _time_in_turns(turns, repeat, min_time, rounds, row)
-            cnnfast_ms = None
-            for (peer, _, agrees, err), t in zip(turns, timings):
-                if t is None:
-                    continue
-                if peer is None:
-                    cnnfast_ms = t.median * 1e3
-                    row["cnnfast"] = dict(_timing_dict(t), status="ok", rate=case.rate(t.median),
-                                          workspace_bytes=workspace)
-            for (peer, _, agrees, err), t in zip(turns, timings):
-                if peer is not None and t is not None:
-                    row["peers"][peer.name] = _peer_dict(t, agrees, err, cnnfast_ms)
+        timings = _time_in_turns(turns, repeat, min_time, rounds, row) if turns else []
+        for (peer, _, agrees, err), t in zip(turns, timings):  # cnnfast's turn, when there is one, comes first
+            if t is None:
+                continue
+            if peer is None:
+                row["cnnfast"] = dict(_timing_dict(t), status="ok", rate=case.rate(t.median),
+                                      workspace_bytes=workspace)
+            else:
+                row["peers"][peer.name] = _peer_dict(t, agrees, err, row["cnnfast"].get("median_ms"))
     for peer in peers:
         if not peer.interleaved:
             bar.step(case.name, peer.name)
-            row["peers"][peer.name] = _run_peer(peer, case, inputs, threads, repeat, min_time, expected,
-                                                row["cnnfast"].get("median_ms"))
+            _run_peer(peer, case, inputs, threads, repeat, min_time, expected, row)
     row["peers"] = {p.name: row["peers"][p.name] for p in peers if p.name in row["peers"]}  # table order
     del inputs, expected
     gc.collect()
@@ -154,22 +149,19 @@ def _peer_dict(timing: Timing, agrees: bool, err, cnnfast_ms: Optional[float]) -
     return out
 
 
-def _run_peer(peer: Peer, case: Case, inputs, threads: int, repeat: int, min_time: float, expected,
-              cnnfast_ms: Optional[float]) -> dict:
-    if not peer.available():
-        return {"status": "skipped", "reason": "not installed"}
-    if expected is None:
-        return {"status": "skipped", "reason": "cnnfast failed"}
-    try:
-        with peer.configured(threads):
-            bound = peer.bind(case, inputs, threads)
-            agrees, err = check.agreement(case, expected, bound.to_numpy(bound.call()))
-            timing = measure(bound.call, repeat=repeat, min_time=min_time)
-    except Skip as exc:
-        return {"status": "skipped", "reason": str(exc)}
-    except Exception as exc:
-        return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
-    return _peer_dict(timing, agrees, err, cnnfast_ms)
+def _run_peer(peer: Peer, case: Case, inputs, threads: int, repeat: int, min_time: float, expected, row: dict):
+    """Times ``peer`` alone and puts its entry in ``row``."""
+    with contextlib.ExitStack() as stack:
+        bound = _bind_peer(peer, case, inputs, threads, expected, stack, row)
+        if bound is None:
+            return
+        call, agrees, err = bound
+        try:
+            timing = measure(call, repeat=repeat, min_time=min_time)
+        except Exception as exc:
+            row["peers"][peer.name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+            return
+        row["peers"][peer.name] = _peer_dict(timing, agrees, err, row["cnnfast"].get("median_ms"))
 
 
 def _with_workspace(fn: Callable[[], object]):
