@@ -30,7 +30,8 @@ CASES = [
     (1, 512, 7, 7, 64, 1),  # a 7x7 image of few channel pairs: F(4x4, 3x3)
     (1, 512, 7, 7, 512, 1),  # ResNet-50's last stage at batch 1: F(2x2, 3x3)
     (1, 400, 5, 6, 400, 0),  # F(2x2, 3x3), no padding
-    (2, 350, 9, 7, 380, 1),  # F(2x2, 3x3), channels past one K block, output channels past a vector
+    (2, 350, 5, 3, 380, 1),  # F(2x2, 3x3), channels past one K block, output channels past a vector
+    (2, 350, 9, 7, 380, 1),  # F(4x4, 3x3) on filters that stream (prefetched, tile panels grouped)
     (1, 8, 4, 4, 100, 1),  # output channels past one NR panel
     (3, 16, 25, 33, 16, 1),
     (1, 16, 3, 3, 8, 0),  # a single output pixel
@@ -104,6 +105,24 @@ def test_auto_picks_a_path_that_agrees_with_direct(k):
     direct = cnnfast.conv2d(x, wt, padding=k // 2, algorithm="direct")
     auto = cnnfast.conv2d(x, wt, padding=k // 2)
     assert np.abs(auto - direct).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 64 * k * k
+
+
+# (n, c, h, o) -> points per transformed filter: 16 for F(2x2, 3x3), 36 for F(4x4, 3x3), as measured best on
+# one thread with prepared filters (see wino_tile in winograd_body.h)
+@pytest.mark.parametrize("case,points", [
+    ((1, 512, 7, 512), 16),   # ResNet-50's last stage at batch 1: 4 tiles of 4x4
+    ((2, 512, 7, 512), 36),   # ... at batch 2
+    ((1, 512, 14, 512), 36),  # VGG-16's last stage: 36 MiB of filters, streamed
+    ((1, 256, 7, 256), 36),   # filters that stay in cache
+])
+def test_tile_size_follows_the_cost_model(case, points):
+    n, c, h, o = case
+    x = np.zeros((n, c, h, h), np.float32)
+    w = np.zeros((o, c, 3, 3), np.float32)
+    prepared = _core.conv2d_prepare(x, w, 1, 1, 1, 1, "winograd")
+    assert prepared.kind == "winograd"
+    nr = {"avx512": 48, "avx2": 24, "generic": 8}[prepared.isa]  # output channels per GEMM panel
+    assert prepared.nbytes == points * -(-o // nr) * nr * c * 4
 
 
 @pytest.mark.parametrize(

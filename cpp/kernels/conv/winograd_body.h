@@ -292,16 +292,14 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 // per output but streams 16 instead of 36 transformed filter matrices per call, which matters when those do
 // not stay in the last-level cache: per pair of channels, F(4x4) costs 72 T4 / peak + 144 / bw(36 c oc x 4
 // bytes), F(2x2) 32 T2 / peak + 64 / bw(16 c oc x 4 bytes), with T4 and T2 the call's 4x4 and 2x2 tiles,
-// bw 80 GB/s up to 16 MiB of filters (cache) and 25 GB/s above (memory), peak 115 GFLOP/s (one Zen 4 core).
-// Measured on prepared filters (one thread): 512 -> 512 on 7x7 F(2x2) 1.56 ms vs 2.18, at batch 2 F(4x4)
-// 2.76 vs 3.50, 256 -> 256 on 7x7 F(4x4) 0.24 vs 0.36, GoogLeNet's 192 -> 384 on 7x7 F(4x4) 0.25 vs 0.39.
-// Inside a network the filters come from memory whatever their size (the other layers evicted them), and
-// there the two are even on GoogLeNet's 7x7 layers (0.51 vs 0.54 ms); ResNet-50's 512 channels take F(2x2)
-// either way.
+// bw 80 GB/s up to 16 MiB of filters (cache) and 45 GB/s above (memory, prefetched a panel ahead: fitted to
+// the F(4x4) times below), peak 115 GFLOP/s (one Zen 4 core). Measured on prepared filters (one thread):
+// 512 -> 512 on 7x7 F(2x2) 1.38 ms vs 1.55, at batch 2 F(4x4) 2.1 vs 3.05, on 14x14 F(4x4) 3.65 vs 5.06;
+// 256 -> 256 on 7x7 F(4x4) 0.26 vs 0.36; GoogLeNet's 192 -> 384 on 7x7 F(4x4) 0.25 vs 0.39.
 inline int wino_tile(const Conv2dShape& s) {
     if (s.kh == 5) return 2;
     const double t4 = double(s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4)), t2 = double(s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2));
-    const double co = double(s.c) * double(s.oc), kCache = 16.0 * (1 << 20), kPeak = 115.0, kCacheBw = 80.0, kMemBw = 25.0;
+    const double co = double(s.c) * double(s.oc), kCache = 16.0 * (1 << 20), kPeak = 115.0, kCacheBw = 80.0, kMemBw = 45.0;
     const auto bw = [&](double bytes) { return bytes <= kCache ? kCacheBw : kMemBw; };
     const double f4 = 72.0 * t4 / kPeak + 144.0 / bw(36.0 * 4.0 * co), f2 = 32.0 * t2 / kPeak + 64.0 / bw(16.0 * 4.0 * co);
     return f2 < f4 ? 2 : 4;
@@ -331,9 +329,7 @@ template <int TM, int R>
 void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
                const float* U_prepared) {
     constexpr index_t PTS = (TM + R - 1) * (TM + R - 1);
-    // Tile panels per GEMM task: F(2x2, 3x3) runs on few tiles, where streaming U is what a call costs, so a
-    // task takes up to 4 panels per panel of U; F(4x4, 3x3) one (measured: grouping costs it 2-3%).
-    constexpr index_t kGroup = TM == 2 ? 4 : 1;
+    constexpr index_t kMaxGroup = 4;
     const WinoPlan p = wino_plan<TM, R>(s, U_prepared != nullptr);
     const int threads = get_num_threads();
     const index_t total = s.n * p.tiles, cvecs = ceil_div(s.c, VL), ovecs = p.ob_pad / VL;
@@ -345,11 +341,19 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     PerThread<float> S(threads, static_cast<std::size_t>(g.floats));
     const bool relu = act == Activation::relu;
     const index_t kblocks = ceil_div(s.c, KC), kstep = ceil_div(s.c, kblocks);
+    // NOTE: U beyond what L2 holds comes from L3 or memory on every call (inside a network, from memory: the
+    // other layers evicted it); the GEMM then prefetches it a panel ahead. Measured on one thread: 512 -> 512
+    // on 14x14 F(4x4) 5.0 -> 4.2 ms (38 MB of U), on 7x7 F(2x2) 1.7 -> 1.5 ms.
+    const bool stream_u = PTS * p.panels * s.c * NR * index_t(sizeof(float)) * ceil_div(s.oc, p.ob) > (index_t(2) << 20);
+    // Tile panels per GEMM task: where U streams (and for F(2x2, 3x3), which runs on few tiles), a task takes
+    // up to 4 panels per panel of U, so each comes from memory once for all of them; otherwise one (U stays in
+    // L2; grouping cost F(4x4, 3x3) 2-3% there).
+    const index_t group = TM == 2 || stream_u ? kMaxGroup : 1;
 
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-        alignas(64) float abuf[kGroup * MR * KC];
+        alignas(64) float abuf[kMaxGroup * MR * KC];
         const Epilogue none;
         for (index_t o0 = 0; o0 < s.oc; o0 += p.ob) {
             const index_t ob = imin(p.ob, s.oc - o0);
@@ -366,12 +370,12 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
 #pragma omp for schedule(static)
                 for (index_t i = 0; i < (q1 - q0 + 1) * cvecs; ++i)
                     wino_input_segment<TM, R>(s, p, g, x, q0 + i / cvecs, (i % cvecs) * VL, t0, tcount, S.get(), V.p);
-                // PTS GEMMs: M[xi] (tiles x ob) = V[xi] (tiles x c) * U[xi] (c x ob). A task takes up to kGroup
+                // PTS GEMMs: M[xi] (tiles x ob) = V[xi] (tiles x c) * U[xi] (c x ob). A task takes up to `group`
                 // MR-tile panels of one point, each panel of U (kc x NR) coming from memory once for all of them.
-                const index_t tpanels = ceil_div(tcount, MR), groups = ceil_div(tpanels, kGroup);
+                const index_t tpanels = ceil_div(tcount, MR), groups = ceil_div(tpanels, group);
 #pragma omp for schedule(static)
                 for (index_t task = 0; task < PTS * groups; ++task) {
-                    const index_t xi = task / groups, g0 = (task % groups) * kGroup, gn = imin(kGroup, tpanels - g0);
+                    const index_t xi = task / groups, g0 = (task % groups) * group, gn = imin(group, tpanels - g0);
                     for (index_t pc = 0; pc < s.c; pc += kstep) {
                         const index_t kc = imin(kstep, s.c - pc);
                         for (index_t g = 0; g < gn; ++g) {
@@ -383,12 +387,25 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
                             const int nv = static_cast<int>(imin(NR, ob - pn * NR));
                             if (nv <= 0) break;
                             const float* u = U + ((xi * p.panels + pn) * s.c + pc) * NR;
-                            for (index_t g = 0; g < gn; ++g) {
-                                const index_t ir = (g0 + g) * MR;
-                                ukernel_any(kc, PackedA{abuf + g * MR * KC}, PackedB{u}, M.p + (xi * p.tb + ir) * p.ob_pad + pn * NR,
-                                            p.ob_pad, static_cast<int>(imin(MR, tcount - ir)), nv, pc > 0, pc + kc == s.c,
-                                            none, 0, 0);
+                            auto tiles_times = [&](const auto& b) {
+                                for (index_t g = 0; g < gn; ++g) {
+                                    const index_t ir = (g0 + g) * MR;
+                                    ukernel_any(kc, PackedA{abuf + g * MR * KC}, b, M.p + (xi * p.tb + ir) * p.ob_pad + pn * NR,
+                                                p.ob_pad, static_cast<int>(imin(MR, tcount - ir)), nv, pc > 0,
+                                                pc + kc == s.c, none, 0, 0);
+                                }
+                            };
+                            if (!stream_u) {
+                                tiles_times(PackedB{u});
+                                continue;
                             }
+                            // the panel read next: this K block's next panel, the next K block's first, or the
+                            // next point's first (the next task's, when a task takes all tiles)
+                            const float* next = pn + 1 < p.panels && (pn + 1) * NR < ob ? u + s.c * NR
+                                                : pc + kc < s.c                           ? U + (xi * p.panels * s.c + pc + kc) * NR
+                                                : xi + 1 < PTS                            ? U + (xi + 1) * p.panels * s.c * NR
+                                                                                          : u;
+                            tiles_times(StreamedB{u, next});
                         }
                     }
                 }

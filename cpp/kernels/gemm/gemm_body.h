@@ -44,12 +44,26 @@ inline void pack_a(const float* __restrict A, index_t lda, index_t rows, index_t
 struct PackedB {
     const float* p;
     const float* row(index_t k) const { return p + k * NR; }
+    void prefetch(index_t) const {}
+};
+// ... packed and streamed from memory (Winograd's transformed filters, read once per call): while reading
+// row k of its panel, the microkernel asks for row k of the panel it reads next (`next`, same layout) into
+// L2, a panel ahead, so the loads find it there (the hardware prefetchers start afresh on every 4 KiB page
+// and leave the loop waiting on memory) ...
+struct StreamedB {
+    const float* p;
+    const float* next;
+    const float* row(index_t k) const { return p + k * NR; }
+    void prefetch(index_t k) const {
+        for (int j = 0; j < NR; j += 64 / static_cast<int>(sizeof(float))) __builtin_prefetch(next + k * NR + j, 0, 2);
+    }
 };
 // ... or in place, one pointer per row (indirect convolution: rows of the padded input).
 struct RowsB {
     const float* const* rows;
     index_t col;
     const float* row(index_t k) const { return rows[k] + col; }
+    void prefetch(index_t) const {}
 };
 
 // One tile: C[0:mv, 0:nv] (+)= A (packed micro-panel, MR x kc) * B (kc x NVT vectors), with the epilogue on
@@ -84,6 +98,7 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
         vf b[NVT];
 #pragma GCC unroll 4
         for (int j = 0; j < NVT; ++j) b[j] = vload(B.row(k) + j * VL);
+        B.prefetch(k);
 #pragma GCC unroll 8
         for (int i = 0; i < MRT; ++i) {
             const vf av = vbroadcast(A.at(k, i));
