@@ -2,7 +2,7 @@
 // vectorized columns, compiled once per ISA (included by conv2d_body.h):
 //     C' (pixels x OC) = A' (pixels x K, gathered from the phase copy) * B' (K x OC, the weights transposed),
 // then C' is transposed into y. For small outputs with many channels (ResNet-50's last stage, 7x7): laid out
-// channels by pixels, 49 pixels fill 64 lanes of vectors; as rows of MR = 8 pixels they fill 56, and the
+// channels by pixels, 49 pixels fill 64 lanes of vectors; as 7 rows of 7 pixels they fill 49, and the
 // channels fill whole vectors. B' is packed once per call, or prepared (kPrepackTransposed).
 #pragma once
 
@@ -11,6 +11,13 @@
 namespace cnnfast {
 namespace CNNFAST_ISA_NS {
 namespace {
+
+// Rows per pixel panel: MR, or MR - 1 where that computes fewer rows in all (a 7x7 image: 7 panels of 7
+// pixels instead of 56 rows; 14x14: 28 of 7 instead of 200). Panels are packed MR rows apart either way.
+inline index_t pixel_panel_rows(index_t pixels) {
+    if (MR < 8) return MR;
+    return ceil_div(pixels, MR - 1) * (MR - 1) < ceil_div(pixels, MR) * MR ? MR - 1 : MR;
+}
 
 // Whether this layout computes markedly fewer wasted lanes than the channels-by-pixels one (one group only;
 // outputs of at most 256 pixels per image, so C' stays small).
@@ -25,7 +32,8 @@ inline bool pixel_major_pays(const Conv2dShape& s) {
     const double now = useful / (double(lanes) * double(ceil_div(s.oc, MR) * MR));
     // pixels by channels
     const index_t cols = s.oc / NR * NR + ceil_div(s.oc % NR, VL) * VL;
-    const double then = useful / (double(ceil_div(g.N, MR) * MR) * double(cols));
+    const index_t rp = pixel_panel_rows(g.N);
+    const double then = useful / (double(ceil_div(g.N, rp) * rp) * double(cols));
     return then > 1.1 * now;
 }
 
@@ -53,7 +61,8 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
     const PhaseGeometry g = phase_geometry(s);
     const bool in_place = phases_are_input(s);
     const int threads = get_num_threads();
-    const index_t rows_pad = ceil_div(g.N, MR) * MR, jpanels = ceil_div(s.oc, NR), ldc = jpanels * NR;
+    const index_t rp = pixel_panel_rows(g.N), ipanels = ceil_div(g.N, rp), rows_pad = ipanels * rp;
+    const index_t jpanels = ceil_div(s.oc, NR), ldc = jpanels * NR;
     // Images per chunk: phase copies up to ~8 MiB and C' up to ~4 MiB, at least one image.
     const index_t per_image = s.c * g.per_channel;
     index_t chunk = imax(1, imin(s.n, (index_t(1) << 20) / (rows_pad * ldc)));
@@ -66,7 +75,7 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
     Scratch phases(in_place ? 0 : static_cast<std::size_t>(chunk * per_image + g.Wph + NR));
     Scratch packed_b(b_prepared ? 0 : static_cast<std::size_t>(pixel_major_b_floats(s)));
     Scratch cbuf(static_cast<std::size_t>(chunk * rows_pad * ldc));
-    PerThread<float> a_bufs(threads, static_cast<std::size_t>(rows_pad * kstep));
+    PerThread<float> a_bufs(threads, static_cast<std::size_t>(ipanels * MR * kstep));
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
     if (!b_prepared) pixel_major_pack_b(s, w, packed_b.p);
     const float* const B = b_prepared ? b_prepared : packed_b.p;
@@ -90,10 +99,21 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                 float* const C = cbuf.p + ni * rows_pad * ldc;
                 for (index_t pc = 0; pc < K; pc += kstep) {
                     const index_t kc = imin(kstep, K - pc);
-                    // A': every MR-pixel panel of this K block, k-major with MR floats per k
-                    for (index_t ir = 0; ir < rows_pad; ir += MR) {
-                        float* d = abuf + ir * kc;
-                        const index_t mv = imin(MR, g.N - ir);
+                    // A': every rp-pixel panel of this K block, k-major with MR floats per k
+                    for (index_t ip = 0; ip < ipanels; ++ip) {
+                        float* d = abuf + ip * MR * kc;
+                        const index_t ir = ip * rp, mv = imin(rp, g.N - ir);
+                        if (ir + MR <= g.N) {  // MR floats readable: a fixed-length copy, lanes past mv zeroed
+                            for (index_t k = 0; k < kc; ++k) {
+                                const float* src = rows[pc + k] + ir;
+#pragma GCC unroll 8
+                                for (int i = 0; i < MR; ++i) {
+                                    const float v = src[i];
+                                    d[k * MR + i] = i < mv ? v : 0.f;
+                                }
+                            }
+                            continue;
+                        }
                         for (index_t k = 0; k < kc; ++k) {
                             const float* src = rows[pc + k] + ir;
                             for (index_t i = 0; i < mv; ++i) d[k * MR + i] = src[i];
@@ -102,9 +122,15 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                     }
                     for (index_t jn = j0; jn < j1; ++jn) {
                         const int nv = static_cast<int>(imin(NR, s.oc - jn * NR));
-                        for (index_t ir = 0; ir < g.N; ir += MR)
-                            ukernel_any(kc, PackedA{abuf + ir * kc}, PackedB{B + (jn * K + pc) * NR}, C + ir * ldc + jn * NR,
-                                        ldc, static_cast<int>(imin(MR, g.N - ir)), nv, pc > 0, pc + kc == K, ep, 0, jn * NR);
+                        // B' comes from memory once per call (the weights, 4 MiB for ResNet-50's 512 -> 2048):
+                        // the next panel, or the next K block's first, is prefetched while this one is used
+                        const float* b = B + (jn * K + pc) * NR;
+                        const float* next = jn + 1 < j1 ? b + K * NR : pc + kc < K ? B + (j0 * K + pc + kc) * NR : b;
+                        for (index_t ip = 0; ip < ipanels; ++ip) {
+                            const index_t ir = ip * rp;
+                            ukernel_any(kc, PackedA{abuf + ip * MR * kc}, StreamedB{b, next}, C + ir * ldc + jn * NR, ldc,
+                                        static_cast<int>(imin(rp, g.N - ir)), nv, pc > 0, pc + kc == K, ep, 0, jn * NR);
+                        }
                     }
                 }
             }

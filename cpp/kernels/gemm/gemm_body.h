@@ -155,6 +155,9 @@ inline void ukernel_any(index_t kc, const ASrc A, const BSrc B, float* C, index_
     // 6 rows of 8 (LeNet-5's first layer has 6 output channels): a quarter of the FMAs saved
     if (kThreeQuarters < MR && mv <= kThreeQuarters && vectors >= NV)
         return ukernel<NV, BSrc, ASrc, kThreeQuarters>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
+    // 7 rows of 8 (pixel panels of a 7x7 image): an eighth of the FMAs saved
+    if (MR == 8 && mv == MR - 1 && vectors >= NV)
+        return ukernel<NV, BSrc, ASrc, MR - 1>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
     if (vectors >= NV)
         ukernel<NV>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
     else if (NV > 2 && vectors == 2)
