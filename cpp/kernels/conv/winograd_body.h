@@ -387,25 +387,20 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
                             const int nv = static_cast<int>(imin(NR, ob - pn * NR));
                             if (nv <= 0) break;
                             const float* u = U + ((xi * p.panels + pn) * s.c + pc) * NR;
-                            auto tiles_times = [&](const auto& b) {
-                                for (index_t g = 0; g < gn; ++g) {
-                                    const index_t ir = (g0 + g) * MR;
-                                    ukernel_any(kc, PackedA{abuf + g * MR * KC}, b, M.p + (xi * p.tb + ir) * p.ob_pad + pn * NR,
-                                                p.ob_pad, static_cast<int>(imin(MR, tcount - ir)), nv, pc > 0,
-                                                pc + kc == s.c, none, 0, 0);
-                                }
-                            };
-                            if (!stream_u) {
-                                tiles_times(PackedB{u});
-                                continue;
-                            }
-                            // the panel read next: this K block's next panel, the next K block's first, or the
-                            // next point's first (the next task's, when a task takes all tiles)
-                            const float* next = pn + 1 < p.panels && (pn + 1) * NR < ob ? u + s.c * NR
+                            // the panel read next, prefetched while this one is used when U streams: this K
+                            // block's next panel, the next K block's first, or the next point's first (the next
+                            // task's, when a task takes all tiles); else this panel (its own lines, a no-op)
+                            const float* next = !stream_u                                  ? u
+                                                : pn + 1 < p.panels && (pn + 1) * NR < ob ? u + s.c * NR
                                                 : pc + kc < s.c                           ? U + (xi * p.panels * s.c + pc + kc) * NR
                                                 : xi + 1 < PTS                            ? U + (xi + 1) * p.panels * s.c * NR
                                                                                           : u;
-                            tiles_times(StreamedB{u, next});
+                            for (index_t g = 0; g < gn; ++g) {
+                                const index_t ir = (g0 + g) * MR;
+                                ukernel_any(kc, PackedA{abuf + g * MR * KC}, StreamedB{u, next},
+                                            M.p + (xi * p.tb + ir) * p.ob_pad + pn * NR, p.ob_pad,
+                                            static_cast<int>(imin(MR, tcount - ir)), nv, pc > 0, pc + kc == s.c, none, 0, 0);
+                            }
                         }
                     }
                 }
