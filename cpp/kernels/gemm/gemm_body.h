@@ -46,7 +46,8 @@ struct PackedB {
     const float* row(index_t k) const { return p + k * NR; }
     void prefetch(index_t) const {}
 };
-// ... packed and streamed from memory (Winograd's transformed filters, read once per call): while reading
+// ... packed and streamed from memory once per call (Winograd's transformed filters, the pixel-major path's
+// transposed weights): while reading
 // row k of its panel, the microkernel asks for row k of the panel it reads next (`next`, same layout) into
 // L2, a panel ahead, so the loads find it there (the hardware prefetchers start afresh on every 4 KiB page
 // and leave the loop waiting on memory) ...
