@@ -47,10 +47,9 @@ struct PackedB {
     void prefetch(index_t) const {}
 };
 // ... packed and streamed from memory once per call (Winograd's transformed filters, the pixel-major path's
-// transposed weights): while reading
-// row k of its panel, the microkernel asks for row k of the panel it reads next (`next`, same layout) into
-// L2, a panel ahead, so the loads find it there (the hardware prefetchers start afresh on every 4 KiB page
-// and leave the loop waiting on memory) ...
+// transposed weights): while reading row k of its panel, the microkernel asks for row k of the panel it
+// reads next (`next`, same layout) into L2, a panel ahead, so the loads find it there (the hardware
+// prefetchers start afresh on every 4 KiB page and leave the loop waiting on memory) ...
 struct StreamedB {
     const float* p;
     const float* next;
