@@ -53,6 +53,9 @@ std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype()
 }  // namespace
 
 FloatArray float_array(py::handle obj, const char* fn, const char* arg, int ndim, const char* dims) {
+    // the common case, a float32 C-contiguous ndarray of the right rank, taken as it is
+    if (FloatArray::check_(obj) && (ndim < 0 || py::reinterpret_borrow<py::array>(obj).ndim() == ndim))
+        return py::reinterpret_borrow<FloatArray>(obj);
     py::array a = as_ndarray(obj, fn, arg);
     if (a.dtype().kind() != 'f')
         type_error(std::string(fn) + "(): " + arg + " must be a real floating-point array, got dtype " + dtype_str(a));
@@ -91,15 +94,18 @@ index_t int_arg(py::handle obj, const char* fn, const char* arg, index_t min_val
                    std::string(py::str(py::type::of(obj).attr("__name__"))));
     const py::int_ v = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
     if (!v) throw py::error_already_set();
-    const bool too_small = v < py::int_(min_value);
-    const bool too_large = v > py::int_(max_value);
+    int overflow = 0;  // -1 or 1 when v does not fit in a long long
+    const long long value = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+    if (value == -1 && PyErr_Occurred()) throw py::error_already_set();
+    const bool too_small = overflow < 0 || (overflow == 0 && value < min_value);
+    const bool too_large = overflow > 0 || (overflow == 0 && value > max_value);
     if (too_small || too_large) {
         std::string bound = min_value == 1 ? "a positive integer" : min_value == 0 ? "a non-negative integer"
                                                                                   : ">= " + std::to_string(min_value);
         if (too_large) bound = "at most " + std::to_string(max_value);
         value_error(std::string(fn) + "(): " + arg + " must be " + bound + ", got " + std::string(py::str(obj)));
     }
-    return v.cast<index_t>();
+    return static_cast<index_t>(value);
 }
 
 std::array<index_t, 2> pair_arg(py::handle obj, const char* fn, const char* arg, index_t min_value) {

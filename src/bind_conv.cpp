@@ -72,29 +72,31 @@ ConvArgs parse_conv(const char* fn, py::handle x_obj, py::handle w_obj, py::hand
     s.dil_h = dil[0];
     s.dil_w = dil[1];
 
-    const std::string xs = shape_str(a.x), ws = shape_str(a.w);
-    if (s.c == 0) value_error(std::string(fn) + "(): x has no channels, shape " + xs);
+    // the shapes as text, for the messages (built only when one is raised)
+    const auto xs = [&a] { return shape_str(a.x); };
+    const auto ws = [&a] { return shape_str(a.w); };
+    if (s.c == 0) value_error(std::string(fn) + "(): x has no channels, shape " + xs());
     if (s.oc == 0 || s.kh == 0 || s.kw == 0)
-        value_error(std::string(fn) + "(): weight must have non-zero out_channels and kernel size, got shape " + ws);
+        value_error(std::string(fn) + "(): weight must have non-zero out_channels and kernel size, got shape " + ws());
     if (s.c % s.groups != 0 || s.oc % s.groups != 0)
-        value_error(std::string(fn) + "(): groups=" + std::to_string(s.groups) + " must divide both the input channels (x shape " + xs +
-                    ") and the output channels (weight shape " + ws + ")");
+        value_error(std::string(fn) + "(): groups=" + std::to_string(s.groups) + " must divide both the input channels (x shape " + xs() +
+                    ") and the output channels (weight shape " + ws() + ")");
     if (a.w.shape(1) * s.groups != s.c)
         value_error(std::string(fn) + "(): weight expects " + std::to_string(a.w.shape(1) * s.groups) +
-                    " input channels (weight shape " + ws + ", groups=" + std::to_string(s.groups) + ") but x has " +
-                    std::to_string(s.c) + " (x shape " + xs + ")");
+                    " input channels (weight shape " + ws() + ", groups=" + std::to_string(s.groups) + ") but x has " +
+                    std::to_string(s.c) + " (x shape " + xs() + ")");
     if (a.has_bias) {
         a.b = float_array(b_obj, fn, "bias", 1, "(out_channels,)");
         if (a.b.shape(0) != s.oc)
             value_error(std::string(fn) + "(): bias has shape " + shape_str(a.b) + " but weight has " +
-                        std::to_string(s.oc) + " output channels (shape " + ws + ")");
+                        std::to_string(s.oc) + " output channels (shape " + ws() + ")");
     }
 
     // Effective kernel extent, checked before any arithmetic can overflow.
     constexpr index_t kMaxExtent = INT64_MAX / 8;
     if ((s.kh > 1 && s.dil_h > (kMaxExtent - 1) / (s.kh - 1)) || (s.kw > 1 && s.dil_w > (kMaxExtent - 1) / (s.kw - 1)))
         value_error(std::string(fn) + "(): dilation (" + std::to_string(s.dil_h) + ", " + std::to_string(s.dil_w) +
-                    ") with weight shape " + ws + " gives a kernel extent past " + std::to_string(kMaxExtent));
+                    ") with weight shape " + ws() + " gives a kernel extent past " + std::to_string(kMaxExtent));
     const index_t ext_h = s.dil_h * (s.kh - 1) + 1, ext_w = s.dil_w * (s.kw - 1) + 1;
     index_t pad_h_total, pad_w_total;
     if (py::isinstance<py::str>(padding_obj)) {
@@ -122,10 +124,10 @@ ConvArgs parse_conv(const char* fn, py::handle x_obj, py::handle w_obj, py::hand
     }
     const index_t span_h = s.h + pad_h_total, span_w = s.w + pad_w_total;
     if (span_h < ext_h || span_w < ext_w)
-        value_error(std::string(fn) + "(): the kernel (weight shape " + ws + ", dilation (" + std::to_string(s.dil_h) +
+        value_error(std::string(fn) + "(): the kernel (weight shape " + ws() + ", dilation (" + std::to_string(s.dil_h) +
                     ", " + std::to_string(s.dil_w) + ")) spans " + std::to_string(ext_h) + "x" + std::to_string(ext_w) +
                     ", larger than the padded input " + std::to_string(span_h) + "x" + std::to_string(span_w) +
-                    " (x shape " + xs + "): the output would be empty");
+                    " (x shape " + xs() + "): the output would be empty");
     s.oh = (span_h - ext_h) / s.stride_h + 1;
     s.ow = (span_w - ext_w) / s.stride_w + 1;
     return a;

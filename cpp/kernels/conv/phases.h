@@ -95,12 +95,14 @@ inline void build_phases_of_images(const Conv2dShape& s, const PhaseGeometry& g,
 // rows[k] = where row k = (ci, ki, kj) of the im2col matrix starts in the phase images at `base` (one image and
 // group), for output columns numbered q' = oh * Wph + ow.
 inline void phase_rows(const Conv2dShape& s, const PhaseGeometry& g, const float* base, index_t K, const float** rows) {
-    for (index_t k = 0; k < K; ++k) {
-        const index_t ci = k / (s.kh * s.kw), rr = k % (s.kh * s.kw), ki = rr / s.kw, kj = rr % s.kw;
-        const index_t rh = ki * s.dil_h, rw = kj * s.dil_w;
+    // NOTE: divisions only per tap of the first channel (a table of K pointers is built for every GEMM task).
+    const index_t taps = imin(K, s.kh * s.kw);
+    for (index_t r = 0; r < taps; ++r) {
+        const index_t rh = (r / s.kw) * s.dil_h, rw = (r % s.kw) * s.dil_w;
         const index_t phase = (rh % s.stride_h) * s.stride_w + rw % s.stride_w;
-        rows[k] = base + ci * g.per_channel + phase * g.plane + (rh / s.stride_h) * g.Wph + rw / s.stride_w;
+        rows[r] = base + phase * g.plane + (rh / s.stride_h) * g.Wph + rw / s.stride_w;
     }
+    for (index_t k = taps; k < K; ++k) rows[k] = rows[k - taps] + g.per_channel;
 }
 
 // Whether the phase-split copy stays within a few times the image's input and output.
