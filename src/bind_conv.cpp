@@ -11,7 +11,7 @@ using namespace py_args;
 
 namespace {
 
-constexpr const char* kConvDoc = R"doc(conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None, out=None, algorithm='auto', prepared=None)
+constexpr const char* kConvDoc = R"doc(conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None, out=None, algorithm='auto', prepared=None, residual=None)
 
 2-D convolution (cross-correlation, as in PyTorch) of float32 NCHW activations with OIHW weights.
 
@@ -36,6 +36,9 @@ algorithm : 'auto', 'direct' or 'winograd'
     ones with at least 32 input channels and enough work.
 prepared : the result of conv2d_prepare() for these weights, optional
     Saves rearranging the weights on every call (layers of cnnfast.nn do this in eval mode).
+residual : array of the output's shape, optional
+    Added before the activation: y = activation(conv + bias + residual), a residual block's join. The
+    direct paths add it as they store y; the others in a pass of their own. out may be residual itself.
 
 Returns
 -------
@@ -175,26 +178,39 @@ const ConvPrepared* prepared_arg(py::handle obj, const char* fn, const Conv2dSha
 
 py::array conv2d_impl(bool reference, py::handle x_obj, py::handle w_obj, py::handle b_obj, py::handle stride_obj,
                       py::handle padding_obj, py::handle dilation_obj, py::handle groups_obj, py::handle act_obj,
-                      py::handle out_obj, py::handle algo_obj, py::handle prepared_obj) {
+                      py::handle out_obj, py::handle algo_obj, py::handle prepared_obj, py::handle residual_obj) {
     const char* fn = "conv2d";
     ConvArgs a = parse_conv(fn, x_obj, w_obj, b_obj, stride_obj, padding_obj, dilation_obj, groups_obj);
     const Activation act = activation_arg(act_obj, fn);
     const Conv2dShape s = a.s;
     const ConvAlgorithm algo = algorithm_arg(algo_obj, fn, s);
     const ConvPrepared* prepared = reference ? nullptr : prepared_arg(prepared_obj, fn, s, a.w);
+    const std::vector<index_t> y_shape{s.n, s.oc, s.oh, s.ow};
     std::vector<std::pair<const char*, py::array>> inputs{{"x", a.x}, {"weight", a.w}};
     if (a.has_bias) inputs.push_back({"bias", a.b});
-    FloatArray y = output_array(out_obj, {s.n, s.oc, s.oh, s.ow}, fn, inputs);
+    FloatArray r;
+    const bool has_residual = !residual_obj.is_none();
+    if (has_residual) {
+        r = float_array(residual_obj, fn, "residual", 4, "(N, out_channels, H_out, W_out)");
+        if (!std::equal(y_shape.begin(), y_shape.end(), r.shape()))
+            value_error(std::string(fn) + "(): residual has shape " + shape_str(r) + " but the output has shape " +
+                        shape_str(y_shape) + " (x shape " + shape_str(a.x) + ", weight shape " + shape_str(a.w) + ")");
+        inputs.push_back({"residual", r});
+    }
+    FloatArray y = has_residual ? output_array(out_obj, y_shape, fn, inputs, {r}) : output_array(out_obj, y_shape, fn, inputs);
+    // out=residual: the kernels read the residual while they write y, so they get a copy of it
+    if (has_residual && r.size() > 0 && r.data() == y.data()) r = FloatArray::ensure(r.attr("copy")());
     const float* xp = a.x.data();
     const float* wp = a.w.data();
     const float* bp = a.has_bias ? a.b.data() : nullptr;
+    const float* rp = has_residual ? r.data() : nullptr;
     float* yp = y.mutable_data();
     {
         py::gil_scoped_release nogil;
         if (reference)
-            conv2d_f32_reference(s, xp, wp, bp, yp, act);
+            conv2d_f32_reference(s, xp, wp, bp, yp, act, rp);
         else
-            conv2d_f32(s, xp, wp, bp, yp, act, algo, prepared);
+            conv2d_f32(s, xp, wp, bp, yp, act, algo, prepared, rp);
     }
     return std::move(y);
 }
@@ -304,13 +320,14 @@ copy of the weights: make it again when they change.)doc");
             "conv2d",
             [reference](py::handle x, py::handle weight, py::handle bias, py::handle stride, py::handle padding,
                         py::handle dilation, py::handle groups, py::handle activation, py::handle out, py::handle algorithm,
-                        py::handle prepared) {
+                        py::handle prepared, py::handle residual) {
                 return conv2d_impl(reference, x, weight, bias, stride, padding, dilation, groups, activation, out, algorithm,
-                                   prepared);
+                                   prepared, residual);
             },
             py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
             py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("activation") = py::none(),
-            py::arg("out") = py::none(), py::arg("algorithm") = "auto", py::arg("prepared") = py::none(), reference ? "conv2d computed by the plain reference kernel (for tests)." : kConvDoc);
+            py::arg("out") = py::none(), py::arg("algorithm") = "auto", py::arg("prepared") = py::none(),
+            py::arg("residual") = py::none(), reference ? "conv2d computed by the plain reference kernel (for tests)." : kConvDoc);
         target.def(
             "conv2d_backward",
             [reference](py::handle grad_output, py::handle x, py::handle weight, py::handle stride, py::handle padding,

@@ -144,14 +144,14 @@ ConvPrepared conv2d_prepare_f32(const Conv2dShape& s, const float* w, ConvAlgori
 }
 
 void conv2d_f32(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a,
-                ConvAlgorithm algo, const ConvPrepared* prepared) {
+                ConvAlgorithm algo, const ConvPrepared* prepared, const float* residual) {
     const KernelTable& k = kernels();
     const float* packed = nullptr;
     if (prepared && prepared->data && prepared->isa == static_cast<int>(k.isa) && prepared->oc == s.oc &&
         prepared->c == s.c && prepared->kh == s.kh && prepared->kw == s.kw && prepared->groups == s.groups &&
         prepared->kind == k.conv2d_prepack_kind(s, algo))
         packed = prepared->data.get();
-    k.conv2d(s, x, w, b, y, a, algo, packed);
+    k.conv2d(s, x, w, b, y, a, algo, packed, residual);
 }
 
 bool conv2d_winograd_applies(const Conv2dShape& s) {

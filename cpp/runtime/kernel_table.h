@@ -17,7 +17,7 @@ constexpr int kPrepackWinograd2x2 = 4;  // Winograd F(2x2, 3x3) (images of few t
 #define CNNFAST_DECLARE_ISA_KERNELS(NS)                                                                      \
     namespace NS {                                                                                            \
     void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, Activation a,     \
-                ConvAlgorithm algo, const float* prepacked);                                                  \
+                ConvAlgorithm algo, const float* prepacked, const float* residual);                           \
     int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo);                                        \
     index_t conv2d_prepack_floats(const Conv2dShape& s, int kind);                                            \
     void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst);                          \

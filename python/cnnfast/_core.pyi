@@ -22,6 +22,7 @@ def conv2d(
     out: Optional[_F32] = None,
     algorithm: Literal["auto", "direct", "winograd"] = "auto",
     prepared: Optional["PreparedConv2d"] = None,
+    residual: Optional[_Array] = None,
 ) -> _F32: ...
 
 class PreparedConv2d:

@@ -47,14 +47,16 @@ struct ConvPrepared {
 ConvPrepared conv2d_prepare_f32(const Conv2dShape& s, const float* weight,
                                 ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 
+// residual (optional): an array of y's shape, not overlapping y, added before the activation (a residual
+// block's shortcut): y = act(conv(x) + bias + residual), in the GEMM's store where the path allows.
 void conv2d_f32(const Conv2dShape& s, const float* x, const float* weight, const float* bias, float* y,
                 Activation act, ConvAlgorithm algorithm = ConvAlgorithm::automatic,
-                const ConvPrepared* prepared = nullptr);
+                const ConvPrepared* prepared = nullptr, const float* residual = nullptr);
 // Whether ConvAlgorithm::winograd can compute this shape (3x3, stride 1, dilation 1, one group).
 bool conv2d_winograd_applies(const Conv2dShape& s);
 // Plain nested loops accumulating in double: the specification the fast kernels are tested against.
 void conv2d_f32_reference(const Conv2dShape& s, const float* x, const float* weight, const float* bias,
-                          float* y, Activation act);
+                          float* y, Activation act, const float* residual = nullptr);
 
 // --- pooling -------------------------------------------------------------------------------------
 enum class PoolKind : int { max = 0, avg = 1 };

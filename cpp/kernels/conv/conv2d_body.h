@@ -131,9 +131,10 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
     }
 }
 
-// Copies the valid columns (ow < OW) of a scratch block into y.
+// Copies the valid columns (ow < OW) of a scratch block into y; with a residual (laid out as y), stores
+// act(block + residual) instead.
 void compact_block(const Conv2dShape& s, const PhaseGeometry& g, index_t m0, index_t m1, index_t n0, index_t nc,
-                   const float* __restrict cblk, float* __restrict y) {
+                   const float* __restrict cblk, float* __restrict y, const float* __restrict residual, bool relu) {
     const index_t P = s.oh * s.ow;
     for (index_t o = m0; o < m1; ++o) {
         const float* src = cblk + (o - m0) * NC;
@@ -145,7 +146,12 @@ void compact_block(const Conv2dShape& s, const PhaseGeometry& g, index_t m0, ind
             const index_t valid = imax(0, imin(run, s.ow - ow));
             const float* sp = src + (q - n0);
             float* dp = dst + oh * s.ow + ow;
-            for (index_t t = 0; t < valid; ++t) dp[t] = sp[t];
+            if (residual) {
+                const float* rp = residual + o * P + oh * s.ow + ow;
+                for (index_t t = 0; t < valid; ++t) dp[t] = relu ? relu1(sp[t] + rp[t]) : sp[t] + rp[t];
+            } else {
+                for (index_t t = 0; t < valid; ++t) dp[t] = sp[t];
+            }
             q += run;
         }
     }
@@ -184,9 +190,10 @@ void rows_block(index_t M, index_t m0, index_t m1, index_t oh0, index_t oh1, ind
     }
 }
 
-// a_prepared: A packed whole per group (conv2d_prepack's kPrepackPanels), or null.
+// a_prepared: A packed whole per group (conv2d_prepack's kPrepackPanels), or null. residual: laid out as y,
+// added before the activation, or null.
 void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
-                     const float* a_prepared) {
+                     const float* a_prepared, const float* residual) {
     const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, K = cg * s.kh * s.kw, P = s.oh * s.ow, HW = s.h * s.w;
     const PhaseGeometry g = phase_geometry(s);
     const bool in_place = phases_are_input(s);  // then Wph == OW: columns are the output's pixels, in order
@@ -215,8 +222,15 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     const float* const a_whole = a_prepared ? a_prepared : prepack ? a_packed.p : nullptr;
     Epilogue ep;
     ep.relu = act == Activation::relu;
+    const bool compact = !by_rows && !direct_store;  // through a scratch block, which compact_block() copies
+    if (residual && compact) {
+        ep.relu = false;  // compact_block() adds the residual, then applies the ReLU
+    } else if (residual) {
+        ep.residual = residual;
+        ep.c_origin = y;
+    }
 
-    PerThread<float> cblks(threads, by_rows || direct_store ? 0 : static_cast<std::size_t>(split.m_chunk_rows * NC));
+    PerThread<float> cblks(threads, !compact ? 0 : static_cast<std::size_t>(split.m_chunk_rows * NC));
     PerThread<float> tails(threads, by_rows || !in_place ? 0 : static_cast<std::size_t>(KC * NR));
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
 #pragma omp parallel num_threads(threads)
@@ -258,7 +272,8 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                 } else {
                     const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
                     indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, cblk, NC, e);
-                    compact_block(s, g, m0, m1, n0, nc, cblk, yg);
+                    compact_block(s, g, m0, m1, n0, nc, cblk, yg, residual ? residual + (yg - y) : nullptr,
+                                  act == Activation::relu);
                 }
             }
         }
@@ -396,18 +411,23 @@ void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) 
 }
 
 void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
-            ConvAlgorithm algo, const float* prepacked) {
+            ConvAlgorithm algo, const float* prepacked, const float* residual) {
     if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
     // NOTE: the dispatcher passes `prepacked` only when it is of the kind conv2d_prepack_kind(s, algo) gives.
-    switch (conv_path(s, algo, prepacked != nullptr)) {
-        case ConvPath::winograd: return conv2d_winograd(s, x, w, bias, y, act, prepacked);
-        case ConvPath::depthwise: return conv2d_depthwise(s, x, w, bias, y, act);
-        case ConvPath::linear: return linear(s.n, s.c * s.h * s.w, s.oc, x, w, bias, y, act, nullptr);  // linear_<isa>.cpp
-        case ConvPath::im2col: return conv2d_packed(s, x, w, bias, y, act);
-        case ConvPath::pixel_major: return conv2d_pixel_major(s, x, w, bias, y, act, prepacked);
-        case ConvPath::oc_vectors: return conv2d_oc_vectors(s, x, w, bias, y, act, prepacked);
-        case ConvPath::indirect: return conv2d_indirect(s, x, w, bias, y, act, prepacked);
+    const ConvPath path = conv_path(s, algo, prepacked != nullptr);
+    if (path == ConvPath::indirect) return conv2d_indirect(s, x, w, bias, y, act, prepacked, residual);
+    // The other paths add a residual in a pass of their own over y (add_<isa>.cpp).
+    const Activation first = residual ? Activation::none : act;
+    switch (path) {
+        case ConvPath::pixel_major: conv2d_pixel_major(s, x, w, bias, y, first, prepacked); break;
+        case ConvPath::winograd: conv2d_winograd(s, x, w, bias, y, first, prepacked); break;
+        case ConvPath::depthwise: conv2d_depthwise(s, x, w, bias, y, first); break;
+        case ConvPath::linear: linear(s.n, s.c * s.h * s.w, s.oc, x, w, bias, y, first, nullptr); break;  // linear_<isa>.cpp
+        case ConvPath::im2col: conv2d_packed(s, x, w, bias, y, first); break;
+        case ConvPath::oc_vectors: conv2d_oc_vectors(s, x, w, bias, y, first, prepacked); break;
+        default: break;
     }
+    if (residual) add(s.n * s.oc * s.oh * s.ow, y, residual, y, act);
 }
 
 }  // namespace CNNFAST_ISA_NS

@@ -4,7 +4,7 @@
 namespace cnnfast {
 
 void conv2d_f32_reference(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
-                          Activation act) {
+                          Activation act, const float* residual) {
     const index_t cg = s.c / s.groups, ocg = s.oc / s.groups;
     for (index_t n = 0; n < s.n; ++n)
         for (index_t o = 0; o < s.oc; ++o) {
@@ -23,8 +23,10 @@ void conv2d_f32_reference(const Conv2dShape& s, const float* x, const float* w, 
                                        w[((o * cg + ci) * s.kh + ki) * s.kw + kj];
                             }
                         }
+                    const index_t at = ((n * s.oc + o) * s.oh + oh) * s.ow + ow;
+                    if (residual) acc += residual[at];
                     if (act == Activation::relu && acc < 0) acc = 0;
-                    y[((n * s.oc + o) * s.oh + oh) * s.ow + ow] = static_cast<float>(acc);
+                    y[at] = static_cast<float>(acc);
                 }
         }
 }

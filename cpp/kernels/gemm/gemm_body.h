@@ -26,6 +26,10 @@ constexpr index_t NC = 8 * NR;  // N block: the packed B block (KC x NC) stays i
 struct Epilogue {
     const float* bias_row = nullptr;  // indexed by the row of C (conv: output channel)
     const float* bias_col = nullptr;  // indexed by the column of C (linear: output feature)
+    // An array laid out as C's destination (conv: y), added before the ReLU: the element stored at c gets
+    // residual[c - c_origin]. Both null when there is none.
+    const float* residual = nullptr;
+    const float* c_origin = nullptr;
     bool relu = false;
 };
 
@@ -93,6 +97,11 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
     for (int i = 0; i < MRT; ++i)
 #pragma GCC unroll 4
         for (int j = 0; j < NVT; ++j) acc[i][j] = vf{};
+    // the residual tile, read by the store after the k loop, is asked for now so that it arrives meanwhile
+    if (last && ep.residual)
+        for (int i = 0; i < mv; ++i)
+            for (int j = 0; j < nv; j += 64 / static_cast<int>(sizeof(float)))
+                __builtin_prefetch(ep.residual + (C + i * ldc + j - ep.c_origin), 0, 3);
 
     for (index_t k = 0; k < kc; ++k) {
         vf b[NVT];
@@ -124,6 +133,7 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
                 if (last) {
                     v += brow;
                     if (ep.bias_col) v += vload(ep.bias_col + col0 + col);
+                    if (ep.residual) v += vload(ep.residual + (c + col - ep.c_origin));
                     if (ep.relu) v = vrelu(v);
                 }
                 vstore(c + col, v);
@@ -136,6 +146,7 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
                     if (last) {
                         if (ep.bias_row) e += ep.bias_row[row0 + i];
                         if (ep.bias_col) e += ep.bias_col[col0 + col + l];
+                        if (ep.residual) e += ep.residual[c + col + l - ep.c_origin];
                         if (ep.relu) e = e < 0.f ? 0.f : e;
                     }
                     c[col + l] = e;

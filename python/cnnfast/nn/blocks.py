@@ -29,7 +29,8 @@ class BasicBlock(Module):
         y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))
 
     The shortcut is the identity, or ``downsample`` (a projection) when the stride or width changes. In
-    eval mode each conv+bn(+relu) is one kernel call and the add+relu another, done in place.
+    eval mode each conv+bn(+relu) is one kernel call, the last one adding the shortcut and applying the
+    ReLU as it stores its output.
     """
 
     expansion = 1
@@ -49,8 +50,7 @@ class BasicBlock(Module):
 
     def forward(self, x):
         y = conv_bn(x, self.conv1, self.bn1, relu=self.relu)
-        y = conv_bn(y, self.conv2, self.bn2)
-        return _residual_join(self, x, y)
+        return _residual_join(self, x, y, self.conv2, self.bn2)
 
     def backward(self, grad_output, input_grad: bool = True):
         return _residual_backward(self, grad_output, input_grad,
@@ -86,8 +86,7 @@ class Bottleneck(Module):
     def forward(self, x):
         y = conv_bn(x, self.conv1, self.bn1, relu=self.relu)
         y = conv_bn(y, self.conv2, self.bn2, relu=self.relu)
-        y = conv_bn(y, self.conv3, self.bn3)
-        return _residual_join(self, x, y)
+        return _residual_join(self, x, y, self.conv3, self.bn3)
 
     def backward(self, grad_output, input_grad: bool = True):
         return _residual_backward(self, grad_output, input_grad,
@@ -95,10 +94,11 @@ class Bottleneck(Module):
                                    self.conv3, self.bn3))
 
 
-def _residual_join(block, x, y):
-    """The end of a residual block: y + shortcut(x), then ReLU, in one kernel call written into y."""
+def _residual_join(block, x, h, conv, bn):
+    """The end of a residual block: relu(bn(conv(h)) + shortcut(x)), the add and ReLU fused into the
+    convolution's store in eval mode."""
     shortcut = x if block.downsample is None else block.downsample(x)
-    y = _core.add(y, shortcut, relu=True, out=y)
+    y = conv_bn(h, conv, bn, relu=True, residual=shortcut)
     if is_recording(block):
         block._record(y)
     return y

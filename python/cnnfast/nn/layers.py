@@ -143,9 +143,10 @@ class Conv2d(Module):
             accumulate_grad(self.bias, db)
         return dx
 
-    def fused(self, x, bn: "BatchNorm2d | None" = None, relu: bool = False, out=None):
-        """This convolution, then ``bn`` in inference mode, then a ReLU, in one kernel call, with the weights
-        prepared for the kernels once (see :meth:`_prepared`) rather than on every call."""
+    def fused(self, x, bn: "BatchNorm2d | None" = None, relu: bool = False, out=None, residual=None):
+        """This convolution, then ``bn`` in inference mode, then ``residual`` added (optional), then a ReLU,
+        in one kernel call, with the weights prepared for the kernels once (see :meth:`_prepared`) rather
+        than on every call."""
         if bn is not None and self.activation is not None:
             raise ValueError("Conv2d.fused(): cannot fold a batch norm after a convolution's own ReLU")
         x = np.asarray(x)
@@ -153,9 +154,9 @@ class Conv2d(Module):
         activation = "relu" if relu else self.activation
         if out is not None and not out.flags.c_contiguous:
             return _write(out, _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
-                                            activation, None, self.algorithm, prepared))
+                                            activation, None, self.algorithm, prepared, residual))
         return _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups, activation, out,
-                            self.algorithm, prepared)
+                            self.algorithm, prepared, residual)
 
     def _prepared(self, x: np.ndarray, bn: "BatchNorm2d | None"):
         """(weight, bias, prepared) for an inference call on x: the batch norm folded into a copy of the weight
@@ -740,18 +741,21 @@ class Sequential(Module):
         return x
 
 
-def conv_bn(x, conv: Conv2d, bn: BatchNorm2d | None = None, relu: bool | ReLU = False, out=None):
-    """``conv``, then ``bn``, then a ReLU (``relu`` True or a ReLU module): one kernel call with the batch
-    norm folded in when both are in eval mode, the steps one by one otherwise. ``out`` (optional) receives
-    the result."""
+def conv_bn(x, conv: Conv2d, bn: BatchNorm2d | None = None, relu: bool | ReLU = False, out=None, residual=None):
+    """``conv``, then ``bn``, then ``residual`` added (optional, an array of the output's shape: a residual
+    block's shortcut), then a ReLU (``relu`` True or a ReLU module): one kernel call with the batch norm
+    folded in when both are in eval mode, the steps one by one otherwise. ``out`` (optional) receives the
+    result."""
     if (conv.training or (bn is not None and bn.training) or is_tracing() or is_recording(conv)
-            or (bn is not None and conv.activation)):
+            or ((bn is not None or residual is not None) and conv.activation)):
         y = conv(x)
         if bn is not None:
             y = bn(y)
+        if residual is not None:
+            y = _core.add(y, residual, relu=bool(relu) and not isinstance(relu, Module), out=y)
         if isinstance(relu, Module):
             y = relu(y)
-        elif relu:
+        elif relu and residual is None:
             y = np.maximum(y, 0, out=y)
         return _write(out, y)
-    return conv.fused(x, bn, isinstance(relu, Module) or bool(relu), out)
+    return conv.fused(x, bn, isinstance(relu, Module) or bool(relu), out, residual)
