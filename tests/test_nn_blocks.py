@@ -60,7 +60,10 @@ def test_basic_block_matches_numpy(cin, c, stride):
 def test_bottleneck_matches_numpy(cin, c, stride):
     block = ref.randomize_batch_norms(nn.Bottleneck(cin, c, stride, rng=0), np.random.default_rng(1))
     x = rand(2, cin, 8, 8)
+    x_before = x.copy()
     ref.assert_close_to_scale(block(x), bottleneck_reference(block, x), 1e-5)
+    ref.assert_close_to_scale(unfused(block, x), bottleneck_reference(block, x), 1e-5)
+    np.testing.assert_array_equal(x, x_before)  # the shortcut is read, never written
 
 
 @pytest.mark.parametrize("n", [1, 3])  # one image: branches write into the output in place; several: copied
