@@ -98,7 +98,7 @@ def conv_cases(draw):
         g, cg, og = draw(st.integers(2, 17)), 1, 1 if kind == "depthwise" else 2
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     dh, dw = draw(st.sampled_from([(1, 1), (1, 1), (2, 2), (1, 3), (2, 1)]))
-    sh, sw = draw(st.sampled_from([(1, 1), (1, 1), (2, 2), (3, 3), (1, 2), (2, 3)]))
+    sh, sw = draw(st.sampled_from([(1, 1), (1, 1), (2, 2), (3, 3), (1, 2), (2, 3), (4, 4), (3, 4), (5, 5)]))
     pad_kinds = ["int", "pair", "valid"] + (["same", "same"] if (sh, sw) == (1, 1) else [])
     pk = draw(st.sampled_from(pad_kinds))
     if pk == "int":
