@@ -29,8 +29,8 @@ activation : None or 'relu', fused into the store.
 out : float32 C-contiguous array (N, O, H_out, W_out), optional; must not overlap the inputs.
 algorithm : 'auto', 'direct' or 'winograd'
     'direct' is a GEMM over the exact products (float32 accumulation). 'winograd' (3x3 or 5x5, stride 1,
-    dilation 1, groups=1 only) uses Winograd's F(4x4, 3x3), or F(2x2, 3x3) when the call has fewer than 16
-    tiles of 4x4, or F(2x2, 5x5): about 2-4x fewer operations on layers with many channels, with a larger
+    dilation 1, groups=1 only) uses Winograd's F(4x4, 3x3), or F(2x2, 3x3) on small images with many
+    channels (by a cost model), or F(2x2, 5x5): about 2-4x fewer operations on layers with many channels, with a larger
     rounding error (at most 4e-6 * max|x| * max|w| * C * kh * kw on random data, typically 100x less).
     'auto' picks Winograd for 3x3 stride-1 layers with at least 32 input and output channels, and for 5x5
     ones with at least 32 input channels and enough work.

@@ -296,12 +296,20 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 // the F(4x4) times below), peak 115 GFLOP/s (one Zen 4 core). Measured on prepared filters (one thread):
 // 512 -> 512 on 7x7 F(2x2) 1.38 ms vs 1.55, at batch 2 F(4x4) 2.1 vs 3.05, on 14x14 F(4x4) 3.65 vs 5.06;
 // 256 -> 256 on 7x7 F(4x4) 0.26 vs 0.36; GoogLeNet's 192 -> 384 on 7x7 F(4x4) 0.25 vs 0.39.
-inline int wino_tile(const Conv2dShape& s) {
+// Unprepared (filters_prepared false), a call also transforms the filters, writing them at about 7 GB/s
+// (36 or 16 scattered rows per filter; 512 -> 512 on 14x14 F(4x4): 8.6 ms against 3.4 prepared), which makes
+// F(2x2) pay sooner.
+inline int wino_tile(const Conv2dShape& s, bool filters_prepared = true) {
     if (s.kh == 5) return 2;
     const double t4 = double(s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4)), t2 = double(s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2));
     const double co = double(s.c) * double(s.oc), kCache = 16.0 * (1 << 20), kPeak = 115.0, kCacheBw = 80.0, kMemBw = 45.0;
+    const double kTransformBw = 7.0;
     const auto bw = [&](double bytes) { return bytes <= kCache ? kCacheBw : kMemBw; };
-    const double f4 = 72.0 * t4 / kPeak + 144.0 / bw(36.0 * 4.0 * co), f2 = 32.0 * t2 / kPeak + 64.0 / bw(16.0 * 4.0 * co);
+    double f4 = 72.0 * t4 / kPeak + 144.0 / bw(36.0 * 4.0 * co), f2 = 32.0 * t2 / kPeak + 64.0 / bw(16.0 * 4.0 * co);
+    if (!filters_prepared) {
+        f4 += 144.0 / kTransformBw;
+        f2 += 64.0 / kTransformBw;
+    }
     return f2 < f4 ? 2 : 4;
 }
 
@@ -418,9 +426,9 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
 // The variant a call takes: F(2x2, 5x5) for 5x5 kernels, F(2x2, 3x3) or F(4x4, 3x3) for 3x3 (wino_tile).
 // f is called with the variant's tile and kernel sizes as integral constants.
 template <class F>
-decltype(auto) wino_variant(const Conv2dShape& s, F&& f) {
+decltype(auto) wino_variant(const Conv2dShape& s, bool filters_prepared, F&& f) {
     if (s.kh == 5) return f(std::integral_constant<int, 2>{}, std::integral_constant<int, 5>{});
-    if (wino_tile(s) == 2) return f(std::integral_constant<int, 2>{}, std::integral_constant<int, 3>{});
+    if (wino_tile(s, filters_prepared) == 2) return f(std::integral_constant<int, 2>{}, std::integral_constant<int, 3>{});
     return f(std::integral_constant<int, 4>{}, std::integral_constant<int, 3>{});
 }
 
@@ -429,17 +437,17 @@ decltype(auto) wino_variant(const Conv2dShape& s, F&& f) {
 // The transformed filters of every output-channel block, as conv2d_winograd() takes them prepared; their
 // layout depends on the variant, which conv2d_prepack_kind() and the kernel size tell apart.
 index_t winograd_filters_floats(const Conv2dShape& s) {
-    return wino_variant(s, [&](auto tm, auto r) { return wino_filters_floats<tm, r>(s); });
+    return wino_variant(s, true, [&](auto tm, auto r) { return wino_filters_floats<tm, r>(s); });
 }
 
 void winograd_prepack(const Conv2dShape& s, const float* w, float* dst) {
-    wino_variant(s, [&](auto tm, auto r) { wino_prepack<tm, r>(s, w, dst); });
+    wino_variant(s, true, [&](auto tm, auto r) { wino_prepack<tm, r>(s, w, dst); });
 }
 
 void conv2d_winograd(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
                      const float* U_prepared) {
     if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
-    wino_variant(s, [&](auto tm, auto r) { wino_conv<tm, r>(s, x, w, bias, y, act, U_prepared); });
+    wino_variant(s, U_prepared != nullptr, [&](auto tm, auto r) { wino_conv<tm, r>(s, x, w, bias, y, act, U_prepared); });
 }
 
 }  // namespace CNNFAST_ISA_NS
