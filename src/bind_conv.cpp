@@ -38,7 +38,8 @@ prepared : the result of conv2d_prepare() for these weights, optional
     Saves rearranging the weights on every call (layers of cnnfast.nn do this in eval mode).
 residual : array of the output's shape, optional
     Added before the activation: y = activation(conv + bias + residual), a residual block's join. The
-    direct paths add it as they store y; the others in a pass of their own. out may be residual itself.
+    direct paths add it as they store y; the others in a pass of their own. out may be residual itself
+    (the kernels then read a copy of it, as large as the output).
 
 Returns
 -------
