@@ -67,42 +67,14 @@ inline bool phases_are_input(const Conv2dShape& s) {
            s.oh == s.h && s.ow == s.w;
 }
 
-// d[t] = src[t * SW] for t in [lo, hi): a constant stride where the layers have one (AlexNet's first layer
-// has 4), so that the compiler vectorizes the gather.
-template <int SW>
-inline void strided_copy(float* __restrict d, const float* __restrict src, index_t lo, index_t hi) {
-#pragma omp simd
-    for (index_t t = lo; t < hi; ++t) d[t] = src[t * SW];
-}
-
 // dst[a][b][i][j] = plane[i * SH + a - PT][j * SW + b - PL], zero outside the input.
 void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __restrict plane, float* __restrict dst) {
-    const index_t SW = s.stride_w;
-    for (index_t b = 0; b < SW; ++b) {
-        // columns [lo, hi) of phase column b read inside the row: iw = j * SW + iw0 in [0, W)
-        const index_t iw0 = b - s.pad_l;
-        const index_t lo = imin(g.Wph, iw0 >= 0 ? 0 : ceil_div(-iw0, SW));
-        const index_t hi = imax(lo, imin(g.Wph, iw0 >= s.w ? 0 : ceil_div(s.w - iw0, SW)));
-        for (index_t a = 0; a < s.stride_h; ++a)
+    for (index_t a = 0; a < s.stride_h; ++a)
+        for (index_t b = 0; b < s.stride_w; ++b)
             for (index_t i = 0; i < g.Hph; ++i) {
-                float* d = dst + ((a * SW + b) * g.Hph + i) * g.Wph;
-                const index_t ih = i * s.stride_h + a - s.pad_t;
-                if (ih < 0 || ih >= s.h) {
-                    for (index_t j = 0; j < g.Wph; ++j) d[j] = 0.f;
-                    continue;
-                }
-                for (index_t j = 0; j < lo; ++j) d[j] = 0.f;
-                const float* src = plane + ih * s.w + iw0;
-                switch (SW) {
-                    case 1: strided_copy<1>(d, src, lo, hi); break;
-                    case 2: strided_copy<2>(d, src, lo, hi); break;
-                    case 4: strided_copy<4>(d, src, lo, hi); break;
-                    default:
-                        for (index_t j = lo; j < hi; ++j) d[j] = src[j * SW];
-                }
-                for (index_t j = hi; j < g.Wph; ++j) d[j] = 0.f;
+                float* d = dst + ((a * s.stride_w + b) * g.Hph + i) * g.Wph;
+                gather_row(d, g.Wph, plane, s.h, s.w, i * s.stride_h + a - s.pad_t, b - s.pad_l, s.stride_w);
             }
-    }
 }
 
 // Whether the direct path lays its GEMM columns out row by row (each output row starting a panel) rather than
