@@ -1,5 +1,7 @@
 #include "args.h"
 
+#include "cnnfast/runtime.h"
+
 #include <cstdint>
 #include <limits>
 #include <sstream>
@@ -28,6 +30,34 @@ std::string shape_str(const py::array& a) {
 }
 
 namespace {
+
+// A fresh float32 array whose memory comes from the runtime's block cache (released to it when NumPy frees
+// the array), so a network's activations reuse pages already mapped instead of faulting new ones in.
+FloatArray new_array(const std::vector<index_t>& shape, index_t numel) {
+    std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+    const std::size_t bytes = static_cast<std::size_t>(numel) * sizeof(float);
+    if (bytes < (std::size_t(4) << 10)) return FloatArray(dims);
+    struct Owned {
+        void* p;
+        std::size_t bytes;
+    };
+    auto release = [](void* o) {
+        auto* block = static_cast<Owned*>(o);
+        cnnfast::buffer_free(block->p, block->bytes);
+        delete block;
+    };
+    auto* owned = new Owned{nullptr, bytes};
+    py::capsule base;
+    try {
+        owned->p = cnnfast::buffer_alloc(bytes);
+        base = py::capsule(owned, release);
+    } catch (...) {
+        release(owned);
+        throw;
+    }
+    return FloatArray(dims, static_cast<float*>(owned->p), base);  // the capsule owns the block from here
+}
+
 
 py::array as_ndarray(py::handle obj, const char* fn, const char* arg) {
     if (obj.is_none()) type_error(std::string(fn) + "(): " + arg + " must be an array, got None");
@@ -183,8 +213,8 @@ std::pair<std::uintptr_t, std::uintptr_t> byte_range(const py::array& a) {
 FloatArray output_array(py::handle out, const std::vector<index_t>& shape, const char* fn,
                         const std::vector<std::pair<const char*, py::array>>& inputs,
                         const std::vector<py::array>& may_alias) {
-    checked_numel(shape, fn, "output");
-    if (out.is_none()) return FloatArray(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    const index_t numel = checked_numel(shape, fn, "output");
+    if (out.is_none()) return new_array(shape, numel);
     if (!py::isinstance<py::array>(out))
         type_error(std::string(fn) + "(): out must be a numpy.ndarray, got " +
                    std::string(py::str(py::type::of(out).attr("__name__"))));

@@ -1,4 +1,4 @@
-// Runtime control: ISA, threads, workspace statistics.
+// Runtime control: ISA, threads, workspace statistics, the block cache.
 #include <pybind11/stl.h>
 
 #include <stdexcept>
@@ -59,6 +59,23 @@ void bind_runtime(py::module_& m) {
     m.def("_workspace_peak", [] { return workspace_peak(); });
     m.def("_workspace_in_use", [] { return workspace_in_use(); });
     m.def("_workspace_reset_peak", [] { workspace_reset_peak(); });
+    m.def("_cached_bytes", [] { return cached_bytes(); });
+    m.def("_cache_limit", [] { return cache_limit(); });
+    m.def(
+        "_set_cache_limit",
+        [](py::handle nbytes) {
+            set_cache_limit(static_cast<std::size_t>(py_args::int_arg(nbytes, "set_cache_limit", "nbytes", 0)));
+        },
+        py::arg("nbytes"));
+    m.def(
+        "_empty",
+        [](py::handle shape) {
+            std::vector<index_t> dims;
+            for (py::handle d : py::reinterpret_borrow<py::sequence>(shape))
+                dims.push_back(py_args::int_arg(d, "_empty", "shape", 0));
+            return py_args::output_array(py::none(), dims, "_empty", {});
+        },
+        py::arg("shape"), "An uninitialized C-contiguous float32 array of `shape` (a tuple) from the block cache.");
 }
 
 }  // namespace cnnfast::bindings

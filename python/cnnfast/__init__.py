@@ -31,8 +31,11 @@ from ._core import (  # noqa: E402
 )
 from ._config import (  # noqa: E402
     config,
+    empty_cache,
+    get_cache_limit,
     get_num_threads,
     num_threads,
+    set_cache_limit,
     set_num_threads,
     show_config,
 )
@@ -53,7 +56,9 @@ __all__ = [
     "conv2d_backward",
     "conv_output_shape",
     "data",
+    "empty_cache",
     "filters",
+    "get_cache_limit",
     "get_num_threads",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",
@@ -70,6 +75,7 @@ __all__ = [
     "preprocess",
     "relu",
     "relu_backward",
+    "set_cache_limit",
     "set_num_threads",
     "show_config",
     "softmax",

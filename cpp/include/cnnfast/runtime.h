@@ -45,6 +45,18 @@ std::size_t workspace_in_use();
 std::size_t workspace_peak();
 void workspace_reset_peak();
 
+// Memory for results (the arrays the bindings return): 64-byte aligned, from the same cache of freed blocks
+// as the scratch memory, not counted in the workspace figures. buffer_free() takes the size given to
+// buffer_alloc().
+void* buffer_alloc(std::size_t bytes);
+void buffer_free(void* p, std::size_t bytes);
+
+// Freed blocks (of 4 KiB and more) are kept for reuse up to a limit, 256 MiB unless set; 0 keeps none.
+// Lowering the limit frees the oldest blocks at once.
+std::size_t cached_bytes();
+std::size_t cache_limit();
+void set_cache_limit(std::size_t bytes);
+
 // RAII scratch buffer, 64-byte aligned.
 template <class T>
 class Workspace {

@@ -167,7 +167,7 @@ class Inception(Module):
     def forward(self, x):
         x = np.asarray(x)
         n, _, h, w = x.shape
-        out = np.empty((n, self.out_channels, h, w), np.float32)
+        out = _core._empty((n, self.out_channels, h, w))
         start = 0
         for first, last in ((None, self.branch1), (self.branch2[0], self.branch2[1]),
                             (self.branch3[0], self.branch3[1]), (self.branch4[0], self.branch4[1])):
