@@ -375,6 +375,21 @@ def test_conv2d_stride_larger_than_kernel(isa, rng):
         check_conv(x, rand(rng, 3, 1, k, k), None, stride=s, groups=3, padding=1)
 
 
+@pytest.mark.parametrize("stride", [2, 4, (1, 2), (3, 4)])
+def test_conv2d_wide_strided_rows(isa, rng, stride):
+    # wide rows through the padded, phase-split copy, with every left padding; filters that read only some of
+    # the phases (1x1, or dilation 2 with stride 4), whose other phases are not copied: stale scratch memory
+    # from the calls before would show in the result if any were read
+    for w in (61, 64, 67, 130, 227):
+        for pad in (0, 1, 2, 3, 5):
+            x = rand(rng, 1, 3, 7, w)
+            kw = 11 if w == 227 else 5
+            check_conv(x, rand(rng, 8, 3, 3, kw), rand(rng, 8), stride=stride, padding=(1, pad))
+            check_conv(x, rand(rng, 2, 3, 1, kw), None, stride=stride, padding=(0, pad), activation="relu")
+            check_conv(x, rand(rng, 8, 3, 1, 1), rand(rng, 8), stride=stride, padding=(0, pad))
+            check_conv(x, rand(rng, 4, 3, 2, 2), None, stride=stride, padding=(1, pad), dilation=2)
+
+
 def test_conv2d_asymmetric_parameters(isa, rng):
     x = rand(rng, 1, 5, 25, 33)
     check_conv(x, rand(rng, 9, 5, 3, 5), rand(rng, 9), stride=(1, 2), padding=(0, 2), dilation=(2, 1))

@@ -67,14 +67,25 @@ inline bool phases_are_input(const Conv2dShape& s) {
            s.oh == s.h && s.ow == s.w;
 }
 
-// dst[a][b][i][j] = plane[i * SH + a - PT][j * SW + b - PL], zero outside the input.
+// Whether phase `a` of a stride (row phase, or column phase) holds the input of any tap: a 1x1 filter with
+// stride 2 reads only phase (0, 0), a quarter of the padded copy.
+inline bool phase_used(index_t a, index_t taps, index_t dil, index_t stride) {
+    for (index_t k = 0; k < taps && k < stride; ++k)
+        if (k * dil % stride == a) return true;
+    return false;
+}
+
+// dst[a][b][i][j] = plane[i * SH + a - PT][j * SW + b - PL], zero outside the input, for the phases (a, b) that
+// some tap reads; the others are left unwritten.
 void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __restrict plane, float* __restrict dst) {
     for (index_t a = 0; a < s.stride_h; ++a)
-        for (index_t b = 0; b < s.stride_w; ++b)
+        for (index_t b = 0; b < s.stride_w; ++b) {
+            if (!phase_used(a, s.kh, s.dil_h, s.stride_h) || !phase_used(b, s.kw, s.dil_w, s.stride_w)) continue;
             for (index_t i = 0; i < g.Hph; ++i) {
                 float* d = dst + ((a * s.stride_w + b) * g.Hph + i) * g.Wph;
                 gather_row(d, g.Wph, plane, s.h, s.w, i * s.stride_h + a - s.pad_t, b - s.pad_l, s.stride_w);
             }
+        }
 }
 
 // Whether the direct path lays its GEMM columns out row by row (each output row starting a panel) rather than
