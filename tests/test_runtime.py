@@ -246,6 +246,43 @@ def test_kernels_work_in_a_forked_child():
     assert out == "0"
 
 
+def test_fork_while_other_threads_allocate():
+    # other threads run kernels (taking and giving back scratch and result blocks) while the main thread forks:
+    # each child must still allocate, compute and exit
+    out = run_ok(
+        """
+        import os, signal, threading, numpy as np, cnnfast
+        cnnfast.set_num_threads(1)
+        x = np.random.default_rng(0).random((2, 32, 28, 28), dtype=np.float32)
+        w = np.random.default_rng(1).random((32, 32, 3, 3), dtype=np.float32)
+        y = cnnfast.conv2d(x, w, padding=1)
+        stop = threading.Event()
+        def work():
+            while not stop.is_set():
+                cnnfast.conv2d(x, w, padding=1)
+                cnnfast.add(x, x)
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        codes = []
+        for _ in range(20):
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(30)  # a hung child ends itself instead of outliving the test
+                ok = np.array_equal(cnnfast.conv2d(x, w, padding=1), y)
+                os._exit(0 if ok else 3)
+            _, status = os.waitpid(pid, 0)
+            codes.append(os.waitstatus_to_exitcode(status))
+        stop.set()
+        for t in threads:
+            t.join()
+        print(sorted(set(codes)))
+        """,
+        timeout=120,
+    )
+    assert out == "[0]"
+
+
 # --- several Python threads at once -----------------------------------------------------------------
 
 

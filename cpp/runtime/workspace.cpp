@@ -20,6 +20,8 @@
 #include <new>
 #include <vector>
 
+#include <pthread.h>
+
 namespace cnnfast {
 
 namespace {
@@ -56,6 +58,14 @@ Cache& cache() {
     static Cache* c = new Cache();  // never destroyed: may be used by threads during exit
     return *c;
 }
+
+// NOTE: fork() copies the cache's mutex as it is; had another thread held it at that moment, the child's
+// first allocation would wait forever. The forking thread takes it across fork(), so both sides get it free.
+void lock_for_fork() { cache().mu.lock(); }
+void unlock_after_fork() { cache().mu.unlock(); }
+[[maybe_unused]] const bool g_atfork_registered = [] {
+    return pthread_atfork(&lock_for_fork, &unlock_after_fork, &unlock_after_fork) == 0;
+}();
 
 std::size_t round_up(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
