@@ -36,7 +36,7 @@ namespace {
 FloatArray new_array(const std::vector<index_t>& shape, index_t numel) {
     std::vector<py::ssize_t> dims(shape.begin(), shape.end());
     const std::size_t bytes = static_cast<std::size_t>(numel) * sizeof(float);
-    if (bytes < (std::size_t(4) << 10)) return FloatArray(dims);
+    if (bytes < cnnfast::kCachedMinBytes) return FloatArray(dims);  // not cached: NumPy's own is as cheap
     struct Owned {
         void* p;
         std::size_t bytes;
@@ -57,7 +57,6 @@ FloatArray new_array(const std::vector<index_t>& shape, index_t numel) {
     }
     return FloatArray(dims, static_cast<float*>(owned->p), base);  // the capsule owns the block from here
 }
-
 
 py::array as_ndarray(py::handle obj, const char* fn, const char* arg) {
     if (obj.is_none()) type_error(std::string(fn) + "(): " + arg + " must be an array, got None");

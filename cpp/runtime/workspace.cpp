@@ -29,7 +29,6 @@ std::atomic<std::size_t> g_in_use{0};
 std::atomic<std::size_t> g_peak{0};
 constexpr std::size_t kAlign = 64;
 constexpr std::size_t kDefaultLimit = std::size_t(256) << 20;
-constexpr std::size_t kMinCached = std::size_t(4) << 10;  // smaller blocks come cheaply from malloc
 
 struct Block {
     void* p;
@@ -69,11 +68,11 @@ void unlock_after_fork() { cache().mu.unlock(); }
 
 std::size_t round_up(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
-// The capacity a request of `bytes` gets: a multiple of kAlign, and a size class from kMinCached up.
+// The capacity a request of `bytes` gets: a multiple of kAlign, and a size class from kCachedMinBytes up.
 std::size_t capacity_for(std::size_t bytes) {
     const std::size_t aligned = round_up(bytes);
-    if (aligned < kMinCached) return aligned;
-    std::size_t p = kMinCached;
+    if (aligned < kCachedMinBytes) return aligned;
+    std::size_t p = kCachedMinBytes;
     while (p * 2 <= aligned) p *= 2;  // p <= aligned < 2p
     const std::size_t quarter = p / 4;
     return (aligned + quarter - 1) / quarter * quarter;  // p, 1.25p, 1.5p, 1.75p or 2p
@@ -108,7 +107,7 @@ bool give_back(void* p, std::size_t capacity) {
 void* buffer_alloc(std::size_t bytes) {
     if (bytes == 0) return nullptr;
     const std::size_t capacity = capacity_for(bytes);
-    void* p = capacity >= kMinCached ? take_cached(capacity) : nullptr;
+    void* p = capacity >= kCachedMinBytes ? take_cached(capacity) : nullptr;
     if (!p) p = std::aligned_alloc(kAlign, capacity);
     if (!p) throw std::bad_alloc();
     return p;
@@ -117,7 +116,7 @@ void* buffer_alloc(std::size_t bytes) {
 void buffer_free(void* p, std::size_t bytes) {
     if (!p) return;
     const std::size_t capacity = capacity_for(bytes);
-    if (capacity < kMinCached || !give_back(p, capacity)) std::free(p);
+    if (capacity < kCachedMinBytes || !give_back(p, capacity)) std::free(p);
 }
 
 void* workspace_alloc(std::size_t bytes) {

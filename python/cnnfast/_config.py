@@ -67,11 +67,7 @@ def set_cache_limit(nbytes: int) -> None:
     only freed blocks (arrays still referenced are never touched); lowering the limit frees the oldest
     blocks at once.
     """
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int):
-        raise TypeError(f"set_cache_limit(): nbytes must be an int, got {type(nbytes).__name__}")
-    if nbytes < 0:
-        raise ValueError(f"set_cache_limit(): nbytes must be >= 0, got {nbytes}")
-    _core._set_cache_limit(nbytes)
+    _core._set_cache_limit(nbytes)  # TypeError / ValueError naming nbytes for anything but an int >= 0
 
 
 def get_cache_limit() -> int:

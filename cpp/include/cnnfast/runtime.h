@@ -49,9 +49,10 @@ void workspace_reset_peak();
 // as the scratch memory, not counted in the workspace figures. buffer_free() takes the size given to
 // buffer_alloc().
 void* buffer_alloc(std::size_t bytes);
+constexpr std::size_t kCachedMinBytes = std::size_t(4) << 10;  // smaller blocks come cheaply from malloc
 void buffer_free(void* p, std::size_t bytes);
 
-// Freed blocks (of 4 KiB and more) are kept for reuse up to a limit, 256 MiB unless set; 0 keeps none.
+// Freed blocks of kCachedMinBytes and more are kept for reuse up to a limit, 256 MiB unless set; 0 keeps none.
 // Lowering the limit frees the oldest blocks at once.
 std::size_t cached_bytes();
 std::size_t cache_limit();
