@@ -1,6 +1,7 @@
 """The benchmark code itself: the suite's shapes and work, the NumPy baselines, the command's output."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -193,6 +194,16 @@ def test_measure_interleaved_takes_turns():
     assert runs == ["a", "b", "c"] * 3
     with pytest.raises(ValueError, match="rounds"):
         measure_interleaved(fns, rounds=0)
+
+
+def test_measure_interleaved_pauses_between_turns():
+    ends, starts = [], []
+    fns = [lambda: starts.append(time.perf_counter()), lambda: ends.append(time.perf_counter())]
+    measure_interleaved(fns, rounds=2, repeat=2, min_time=0, sample_time=1e-4, pause=0.02)
+    # each turn of the second call starts at least `pause` after the first call's turn ended
+    assert min(ends) - max(s for s in starts if s < min(ends)) >= 0.02
+    with pytest.raises(ValueError, match="pause"):
+        measure_interleaved(fns, pause=-1)
 
 
 class _FakePeer(peers.Peer):

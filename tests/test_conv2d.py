@@ -390,6 +390,22 @@ def test_conv2d_wide_strided_rows(isa, rng, stride):
             check_conv(x, rand(rng, 4, 3, 2, 2), None, stride=stride, padding=(1, pad), dilation=2)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_exact_columns(isa, rng, threads_restored, threads):
+    # output rows of at least a vector but not a whole number of them: the GEMM's columns are y's pixels, and
+    # the vectors that cross the end of a row take their last lanes from the next row of the padded copy;
+    # widths around 4, 8 and 16 lanes, K = 288 in two K blocks, 20 channels (a partial tile of rows)
+    cnnfast.set_num_threads(threads)
+    for ow in (4, 5, 7, 9, 12, 15, 16, 17, 20, 27, 33, 47, 55):
+        x = rand(rng, 2, 32, 6, ow)
+        w = rand(rng, 20, 32, 3, 3)
+        check_conv(x, w, rand(rng, 20), padding=1, algorithm="direct")
+        check_conv(x, w, None, padding=(0, 1), algorithm="direct", activation="relu")
+        xs = rand(rng, 1, 3, 9, 2 * ow + 1)
+        check_conv(xs, rand(rng, 8, 3, 3, 3), rand(rng, 8), stride=2, padding=1)
+        check_conv(rand(rng, 1, 3, 11, 4 * ow + 7), rand(rng, 8, 3, 11, 11), rand(rng, 8), stride=4)
+
+
 def test_conv2d_asymmetric_parameters(isa, rng):
     x = rand(rng, 1, 5, 25, 33)
     check_conv(x, rand(rng, 9, 5, 3, 5), rand(rng, 9), stride=(1, 2), padding=(0, 2), dilation=(2, 1))

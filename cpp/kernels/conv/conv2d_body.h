@@ -76,20 +76,27 @@ struct Im2colPacker {
 };
 
 
-// C rows [m0, m1) x columns [n0, n0 + nc) of the indirect GEMM for one (image, group). C is y itself when
-// Wph == OW (ldc = P), else a scratch block (ldc = NC) that compact_block() copies into y.
+// C rows [m0, m1) x columns [n0, n0 + nc) of the indirect GEMM for one (image, group). C is y itself when the
+// columns are y's pixels (ldc = P), else a scratch block (ldc = NC) that compact_block() copies into y.
 // a_packed: A packed whole (micro-panels of MR x K, see pack_a), or null to pack or read A block by block.
 // tail: scratch for the last, partial panel of B (KC x NR), or null when the rows may be read up to a vector
 // past the block (the phase buffer's slack), in which case that panel is read in place.
+// exact: the columns are exact (Columns::exact; OW and E = Wph - OW given), else grid columns q' of rows[k].
+struct ExactColumns {
+    bool on;
+    index_t OW, E;
+};
 void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, index_t K, const float* A,
                     const float* a_packed, const float* const* rows, float* tail, float* C, index_t ldc,
-                    const Epilogue& ep) {
+                    const Epilogue& ep, ExactColumns exact = {false, 0, 0}) {
     const index_t kblocks = ceil_div(K, KC), kstep = ceil_div(K, kblocks);
-    const index_t full = nc / NR * NR;
+    const index_t full = nc / NR * NR, nt = nc - full;
+    ExactPanel panels[NC / NR + 1];
+    if (exact.on)
+        for (index_t jr = 0; jr < nc; jr += NR) panels[jr / NR] = exact_panel(n0 + jr, exact.OW, exact.E);
     for (index_t pc = 0; pc < K; pc += kstep) {
         const index_t kc = imin(kstep, K - pc);
         const bool accumulate = pc > 0, last = pc + kc == K;
-        const index_t nt = nc - full;
         if (nt > 0 && tail)  // the last, partial panel is packed so that nothing past the block is read
             for (index_t k = 0; k < kc; ++k) {
                 const float* src = rows[pc + k] + n0 + full;
@@ -97,13 +104,20 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
                 for (index_t j = 0; j < nt; ++j) d[j] = src[j];
                 for (index_t j = nt; j < NR; ++j) d[j] = 0.f;
             }
-        // the partial panel: from its packed copy, or in place, its last vector reading past the block
-        auto tail_tile = [&](const auto& a, float* c, int mv, index_t ir) {
-            const int nv = static_cast<int>(nt);
-            if (tail)
-                ukernel_any(kc, a, PackedB{tail}, c + full, ldc, mv, nv, accumulate, last, ep, ir, 0);
+        // the tile of panel jr (nv columns): B in place (the partial panel's last vector reading past the
+        // block), or the partial panel from its packed copy
+        auto tile = [&](const auto& a, float* c, int mv, index_t ir, index_t jr, int nv) {
+            if (nv < NR && tail)
+                ukernel_any(kc, a, PackedB{tail}, c + jr, ldc, mv, nv, accumulate, last, ep, ir, 0);
+            else if (exact.on)
+                ukernel_any(kc, a, ExactB{rows + pc, panels + jr / NR, exact.E}, c + jr, ldc, mv, nv, accumulate,
+                            last, ep, ir, 0);
             else
-                ukernel_any(kc, a, RowsB{rows + pc, n0 + full}, c + full, ldc, mv, nv, accumulate, last, ep, ir, 0);
+                ukernel_any(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, nv, accumulate, last, ep, ir, 0);
+        };
+        auto panel_row = [&](const auto& a, float* c, int mv, index_t ir) {
+            for (index_t jr = 0; jr < full; jr += NR) tile(a, c, mv, ir, jr, NR);
+            if (nt > 0) tile(a, c, mv, ir, full, static_cast<int>(nt));
         };
         // NOTE: packing A costs MR x kc copies per micro-panel: worth it only when several B panels reuse it.
         const bool pack = full / NR + (nt > 0 ? 1 : 0) > 2;
@@ -111,21 +125,13 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             const int mv = static_cast<int>(imin(MR, M - ir));
             float* c = C + (ir - m0) * ldc;
             if (a_packed) {
-                const PackedA a{a_packed + (ir / MR) * MR * K + pc * MR};
-                for (index_t jr = 0; jr < full; jr += NR)
-                    ukernel_any(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
-                if (nt > 0) tail_tile(a, c, mv, ir);
+                panel_row(PackedA{a_packed + (ir / MR) * MR * K + pc * MR}, c, mv, ir);
             } else if (pack) {
                 alignas(64) float a[MR * KC];
                 pack_a(A + ir * K + pc, K, mv, kc, a);
-                for (index_t jr = 0; jr < full; jr += NR)
-                    ukernel_any(kc, PackedA{a}, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
-                if (nt > 0) tail_tile(PackedA{a}, c, mv, ir);
+                panel_row(PackedA{a}, c, mv, ir);
             } else {
-                const RowsA a(A + ir * K + pc, K, mv);
-                for (index_t jr = 0; jr < full; jr += NR)
-                    ukernel_any(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, NR, accumulate, last, ep, ir, 0);
-                if (nt > 0) tail_tile(a, c, mv, ir);
+                panel_row(RowsA(A + ir * K + pc, K, mv), c, mv, ir);
             }
         }
     }
@@ -197,19 +203,18 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, K = cg * s.kh * s.kw, P = s.oh * s.ow, HW = s.h * s.w;
     const PhaseGeometry g = phase_geometry(s);
     const bool in_place = phases_are_input(s);  // then Wph == OW: columns are the output's pixels, in order
-    // NOTE: two ways to lay the output's columns out. Column blocks of the padded grid (oh * Wph + ow) waste
-    // Wph - OW columns per row, then need a copy into y; rows each starting a panel waste the last vector's
-    // unused lanes, but store into y directly. Rows win when OW fills its vectors about as well (56 on
-    // AVX2, 112 on AVX-512).
-    const bool by_rows = columns_by_rows(s, g);
-    const bool direct_store = g.Wph == s.ow;
+    // The output's columns: exact (y's order) wherever rows hold a vector or more, else rows or grid blocks,
+    // whichever wastes fewer lanes (column_layout).
+    const Columns layout = column_layout(s, g);
+    const bool by_rows = layout == Columns::rows, exact = layout == Columns::exact;
+    const bool direct_store = g.Wph == s.ow || exact;  // the GEMM's columns are y's pixels
     const int threads = get_num_threads();
     // Images whose phase buffers are built together: up to ~8 MiB of them, at least one.
     const index_t per_image = s.c * g.per_channel;
     const index_t chunk = in_place ? s.n : imax(1, imin(s.n, (index_t(2) << 20) / imax(1, per_image)));
     // N blocks: NC columns of the input-in-place GEMM, or whole output rows (about NC columns) otherwise.
     const index_t rows_per_block = ceil_div(s.oh, ceil_div(s.oh, imax(1, NC / s.ow)));  // equal blocks
-    const index_t n_cols = by_rows ? ceil_div(s.oh, rows_per_block) * NC : g.N;
+    const index_t n_cols = by_rows ? ceil_div(s.oh, rows_per_block) * NC : exact ? P : g.N;
     const GemmSplit split = split_gemm(chunk * G, ocg, n_cols, threads);
     // NOTE: the slack covers reads past the last phase image, in columns that are not stored.
     const index_t slack = g.Wph + NR;
@@ -268,7 +273,8 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                     rows_block(ocg, m0, m1, oh0, oh1, s.ow, g.Wph, K, wg, ag, rows, yg, P, e);
                 } else if (direct_store) {
                     const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
-                    indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, yg + m0 * P + n0, P, e);
+                    indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, yg + m0 * P + n0, P, e,
+                                   ExactColumns{exact, s.ow, g.Wph - s.ow});
                 } else {
                     const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
                     indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, cblk, NC, e);

@@ -23,10 +23,7 @@ inline bool oc_vectors_pays(const Conv2dShape& s) {
     if (!phases_fit(s)) return false;
     const PhaseGeometry g = phase_geometry(s);
     const double useful = double(s.oh * s.ow) * double(s.oc);
-    // the GEMM's lanes, as in pixel_major_pays
-    const bool by_rows = columns_by_rows(s, g);
-    const index_t lanes = by_rows ? s.oh * ceil_div(s.ow, VL) * VL : g.N / NR * NR + ceil_div(g.N % NR, VL) * VL;
-    const double gemm = useful / (double(lanes) * double(ceil_div(s.oc, MR) * MR));
+    const double gemm = useful / (double(gemm_lanes(s, g)) * double(ceil_div(s.oc, MR) * MR));
     const double here = double(s.oc) / double(nvec * VL);
     return here > 1.1 * gemm;
 }

@@ -8,6 +8,19 @@ namespace cnnfast {
 namespace CNNFAST_ISA_NS {
 namespace {
 
+// p[0], p[4], ..., p[4 * (VL - 1)]: every fourth of the 4 * VL floats at p, by two rounds of two-vector shuffles.
+inline vf vstride4(const float* p) {
+    typedef int vi __attribute__((vector_size(kVecBytes)));
+    vi pick, join;
+    for (int i = 0; i < VL; ++i) {
+        pick[i] = i < VL / 2 ? 4 * i : 0;        // lanes 0..VL/2 - 1 of a pair of vectors
+        join[i] = i < VL / 2 ? i : i + VL / 2;  // the first halves of two vectors
+    }
+    const vf lo = __builtin_shuffle(vload(p), vload(p + VL), pick);
+    const vf hi = __builtin_shuffle(vload(p + 2 * VL), vload(p + 3 * VL), pick);
+    return __builtin_shuffle(lo, hi, join);
+}
+
 // Fills d[0:count] with input row `ih` of one channel plane, sampled at iw = iw0 + t * sw (zeros outside).
 // NOTE: plain loops, not memcpy: segments are a few dozen floats, where a call costs more than the copy, and
 // constant strides 1 and 2 let the compiler vectorize the gather.
@@ -37,6 +50,10 @@ inline void gather_row(float* __restrict d, index_t count, const float* __restri
     } else if (sw == 2) {
 #pragma omp simd
         for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[2 * t];
+    } else if (sw == 4) {  // AlexNet's first layer: the scalar loop would cost a twentieth of the layer
+        index_t t = t_lo;
+        for (; t + VL <= t_hi && iw0 + 4 * (t + VL) <= W; t += VL) vstore(d + t, vstride4(src + 4 * t));
+        for (; t < t_hi; ++t) d[t] = src[4 * t];
     } else {
         for (index_t t = t_lo; t < t_hi; ++t) d[t] = src[t * sw];
     }
@@ -75,32 +92,101 @@ inline bool phase_used(index_t a, index_t taps, index_t dil, index_t stride) {
     return false;
 }
 
-// dst[a][b][i][j] = plane[i * SH + a - PT][j * SW + b - PL], zero outside the input, for the phases (a, b) that
-// some tap reads; the others are left unwritten.
-void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __restrict plane, float* __restrict dst) {
-    for (index_t a = 0; a < s.stride_h; ++a)
-        for (index_t b = 0; b < s.stride_w; ++b) {
-            if (!phase_used(a, s.kh, s.dil_h, s.stride_h) || !phase_used(b, s.kw, s.dil_w, s.stride_w)) continue;
-            for (index_t i = 0; i < g.Hph; ++i) {
-                float* d = dst + ((a * s.stride_w + b) * g.Hph + i) * g.Wph;
-                gather_row(d, g.Wph, plane, s.h, s.w, i * s.stride_h + a - s.pad_t, b - s.pad_l, s.stride_w);
-            }
+// dst[a][b][i][j] = plane[i * SH + a - PT][j * SW + b - PL], zero outside the input, for row phase `a` and the
+// column phases b that some tap reads with it; the phases no tap reads are left unwritten.
+void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __restrict plane, index_t a,
+                  float* __restrict dst) {
+    if (!phase_used(a, s.kh, s.dil_h, s.stride_h)) return;
+    for (index_t b = 0; b < s.stride_w; ++b) {
+        if (!phase_used(b, s.kw, s.dil_w, s.stride_w)) continue;
+        for (index_t i = 0; i < g.Hph; ++i) {
+            float* d = dst + ((a * s.stride_w + b) * g.Hph + i) * g.Wph;
+            gather_row(d, g.Wph, plane, s.h, s.w, i * s.stride_h + a - s.pad_t, b - s.pad_l, s.stride_w);
         }
+    }
 }
 
-// Whether the direct path lays its GEMM columns out row by row (each output row starting a panel) rather than
-// as blocks of the padded grid: when OW fills its vectors about as well as the Wph columns of a padded row.
-inline bool columns_by_rows(const Conv2dShape& s, const PhaseGeometry& g) {
-    return !phases_are_input(s) && ceil_div(s.ow, VL) * VL < g.Wph;
+// How the direct path numbers its GEMM columns when the phase images are a copy (Wph > OW, or stride > 1):
+//  - grid: q' = oh * Wph + ow, blocks of the padded grid; the Wph - OW padding columns of every row are
+//    computed, then dropped when a scratch block is copied into y;
+//  - rows: each output row starts a panel; the last vector's unused lanes are wasted, stores go into y;
+//  - exact: q = oh * OW + ow, y's own order: a vector that crosses the end of an output row takes the lanes
+//    past it from Wph - OW floats further on (ExactB), so nothing is wasted and stores go into y. Needs rows of
+//    at least VL pixels (a vector then spans two rows at most), and AVX-512, whose merge-masked load costs a
+//    load; elsewhere a blend joins the two loads on the FMA ports (AVX2: AlexNet's first layer 2.38 -> 3.0 ms).
+enum class Columns { grid, rows, exact };
+
+#if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
+constexpr bool kExactColumns = true;
+#else
+constexpr bool kExactColumns = false;
+#endif
+
+inline Columns column_layout(const Conv2dShape& s, const PhaseGeometry& g) {
+    if (phases_are_input(s) || g.Wph == s.ow) return Columns::grid;  // the grid is y's order already
+    if (kExactColumns && s.ow % VL != 0 && s.ow >= VL) return Columns::exact;
+    return ceil_div(s.ow, VL) * VL < g.Wph ? Columns::rows : Columns::grid;
 }
+
+// The lanes the channels-by-pixels GEMM computes per output channel of one image (its columns: NR panels,
+// then whole vectors, or each row's whole vectors).
+inline index_t gemm_lanes(const Conv2dShape& s, const PhaseGeometry& g) {
+    const auto panels_then_vectors = [](index_t n) { return n / NR * NR + ceil_div(n % NR, VL) * VL; };
+    switch (column_layout(s, g)) {
+        case Columns::rows: return s.oh * ceil_div(s.ow, VL) * VL;
+        case Columns::exact: return panels_then_vectors(s.oh * s.ow);
+        default: return panels_then_vectors(g.N);
+    }
+}
+
+// Where the vectors of a panel of exact columns (first pixel q0) start, relative to a tap's row pointer,
+// and which of their lanes lie in the next output row.
+struct ExactPanel {
+    index_t off[NV];
+    unsigned next[NV];  // bit l: lane l is past the end of the first lane's output row
+};
+
+inline ExactPanel exact_panel(index_t q0, index_t OW, index_t E) {
+    ExactPanel p;
+    for (int j = 0; j < NV; ++j) {
+        const index_t q = q0 + j * VL, oh = q / OW, left = OW - q % OW;  // lanes left in the row
+        p.off[j] = q + oh * E;
+        p.next[j] = left >= VL ? 0u : ~((1u << left) - 1u) & ((1u << VL) - 1u);
+    }
+    return p;
+}
+
+// B of the exact column layout, read in place from the phase images (see Columns::exact).
+struct ExactB {
+    const float* const* rows;
+    const ExactPanel* panel;
+    index_t E;  // Wph - OW
+    const float* row(index_t k) const { return rows[k]; }
+    vf vec(const float* r, int j) const {
+        const float* p = r + panel->off[j];
+#if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
+        return (vf)_mm512_mask_loadu_ps((__m512)vload(p), static_cast<__mmask16>(panel->next[j]), p + E);
+#else  // correct, but not chosen (kExactColumns)
+        typedef int vi __attribute__((vector_size(kVecBytes)));
+        vi lane;
+        for (int l = 0; l < VL; ++l) lane[l] = (panel->next[j] >> l) & 1u ? -1 : 0;
+        const vf first = vload(p), second = vload(p + E);
+        return lane ? second : first;
+#endif
+    }
+    void prefetch(index_t) const {}
+};
 
 // The phase images of images [n_begin, n_begin + n_count) of x into dst, shared out among the threads of the
 // enclosing parallel region (an orphaned omp for: every thread of the region must call it).
 inline void build_phases_of_images(const Conv2dShape& s, const PhaseGeometry& g, const float* x, index_t n_begin,
                                    index_t n_count, float* dst) {
+    // NOTE: per (plane, row phase): AlexNet's first layer has 3 planes for 2 threads, but 12 such units.
 #pragma omp for schedule(static)
-    for (index_t pl = 0; pl < n_count * s.c; ++pl)
-        build_phases(s, g, x + (n_begin * s.c + pl) * s.h * s.w, dst + pl * g.per_channel);
+    for (index_t u = 0; u < n_count * s.c * s.stride_h; ++u) {
+        const index_t pl = u / s.stride_h;
+        build_phases(s, g, x + (n_begin * s.c + pl) * s.h * s.w, u % s.stride_h, dst + pl * g.per_channel);
+    }
 }
 
 // rows[k] = where row k = (ci, ki, kj) of the im2col matrix starts in the phase images at `base` (one image and

@@ -26,10 +26,8 @@ inline bool pixel_major_pays(const Conv2dShape& s) {
     const PhaseGeometry g = phase_geometry(s);
     if (g.N > 256) return false;
     const double useful = double(s.oh * s.ow) * double(s.oc);
-    // channels by pixels: rows of MR channels; columns NR panels, then whole vectors (or one run per row)
-    const bool by_rows = columns_by_rows(s, g);
-    const index_t lanes = by_rows ? s.oh * ceil_div(s.ow, VL) * VL : g.N / NR * NR + ceil_div(g.N % NR, VL) * VL;
-    const double now = useful / (double(lanes) * double(ceil_div(s.oc, MR) * MR));
+    // channels by pixels: rows of MR channels
+    const double now = useful / (double(gemm_lanes(s, g)) * double(ceil_div(s.oc, MR) * MR));
     // pixels by channels
     const index_t cols = s.oc / NR * NR + ceil_div(s.oc % NR, VL) * VL;
     const index_t rp = pixel_panel_rows(g.N);

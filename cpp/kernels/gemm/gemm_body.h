@@ -45,9 +45,11 @@ inline void pack_a(const float* __restrict A, index_t lda, index_t rows, index_t
 }
 
 // Where the microkernel finds row k of its B panel: packed (kc x NR, contiguous) ...
+// Each source gives the microkernel row(k), and vec(row(k), j), vector j of that row.
 struct PackedB {
     const float* p;
     const float* row(index_t k) const { return p + k * NR; }
+    vf vec(const float* r, int j) const { return vload(r + j * VL); }
     void prefetch(index_t) const {}
 };
 // ... packed and streamed from memory once per call (Winograd's transformed filters, the pixel-major path's
@@ -58,6 +60,7 @@ struct StreamedB {
     const float* p;
     const float* next;
     const float* row(index_t k) const { return p + k * NR; }
+    vf vec(const float* r, int j) const { return vload(r + j * VL); }
     void prefetch(index_t k) const {
         for (int j = 0; j < NR; j += 64 / static_cast<int>(sizeof(float))) __builtin_prefetch(next + k * NR + j, 0, 2);
     }
@@ -67,6 +70,7 @@ struct RowsB {
     const float* const* rows;
     index_t col;
     const float* row(index_t k) const { return rows[k] + col; }
+    vf vec(const float* r, int j) const { return vload(r + j * VL); }
     void prefetch(index_t) const {}
 };
 
@@ -105,8 +109,9 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
 
     for (index_t k = 0; k < kc; ++k) {
         vf b[NVT];
+        const float* const br = B.row(k);
 #pragma GCC unroll 4
-        for (int j = 0; j < NVT; ++j) b[j] = vload(B.row(k) + j * VL);
+        for (int j = 0; j < NVT; ++j) b[j] = B.vec(br, j);
         B.prefetch(k);
 #pragma GCC unroll 8
         for (int i = 0; i < MRT; ++i) {

@@ -18,6 +18,11 @@ from .peers import Peer, Skip
 from .suite import Case
 from .timing import Timing, measure, measure_interleaved
 
+# Seconds idle after each turn at more than one thread (measure_interleaved's ``pause``): ONNX Runtime's
+# worker threads spin for about 70 ms after its last call, holding the second core from whichever library
+# is timed next. One thread has no workers to wait for.
+TURN_PAUSE = 0.15
+
 
 def run_suite(cases: Sequence[Case], peers: Sequence[Peer], threads: Sequence[int], repeat: int = 5,
               min_time: float = 0.2, progress: bool = True, options: Optional[dict] = None) -> dict:
@@ -80,7 +85,8 @@ def run_case(case: Case, peers: Sequence[Peer], threads: int, repeat: int, min_t
             bound = _bind_peer(peer, case, inputs, threads, expected, stack, row)
             if bound is not None:
                 turns.append((peer,) + bound)
-        timings = _time_in_turns(turns, repeat, min_time, rounds, row) if turns else []
+        pause = TURN_PAUSE if threads > 1 else 0.0
+        timings = _time_in_turns(turns, repeat, min_time, rounds, pause, row) if turns else []
         for (peer, _, agrees, err), t in zip(turns, timings):  # cnnfast's turn, when there is one, comes first
             if t is None:
                 continue
@@ -121,11 +127,13 @@ def _bind_peer(peer: Peer, case: Case, inputs, threads: int, expected, stack: co
     return bound.call, agrees, err
 
 
-def _time_in_turns(turns, repeat: int, min_time: float, rounds: int, row: dict) -> List[Optional[Timing]]:
+def _time_in_turns(turns, repeat: int, min_time: float, rounds: int, pause: float,
+                   row: dict) -> List[Optional[Timing]]:
     """Timings of the turns' calls measured in turns; if one raises, each is measured alone instead, and
     the one that raises is reported as an error."""
     try:
-        return measure_interleaved([t[1] for t in turns], rounds=rounds, repeat=repeat, min_time=min_time)
+        return measure_interleaved([t[1] for t in turns], rounds=rounds, repeat=repeat, min_time=min_time,
+                                   pause=pause)
     except Exception:
         out: List[Optional[Timing]] = []
         for peer, call, _, _ in turns:

@@ -57,13 +57,19 @@ def measure(fn: Callable[[], object], repeat: int = 5, min_time: float = 0.2, sa
 
 
 def measure_interleaved(fns: Sequence[Callable[[], object]], rounds: int = 5, repeat: int = 5,
-                        min_time: float = 0.2, sample_time: float = 0.005) -> List[Timing]:
+                        min_time: float = 0.2, sample_time: float = 0.005, pause: float = 0.0) -> List[Timing]:
     """Time several calls in turns: ``rounds`` rounds, each giving every call ``min_time / rounds`` seconds
     (and ``repeat / rounds`` samples, at least one) in order, so that a stretch of other work on a noisy
     machine slows them all alike instead of the one that happened to be running (their ratios hold when the
-    times themselves do not). Each call is warmed up and calibrated in the first round only."""
+    times themselves do not). Each call is warmed up and calibrated in the first round only.
+
+    ``pause`` seconds pass idle after each turn, so that worker threads the last call left spinning have
+    gone to sleep before the next call's turn starts (ONNX Runtime's pool spins for about 70 ms after a
+    run: a two-thread call that starts meanwhile waits for its second core, 5 ms instead of 1)."""
     if rounds < 1:
         raise ValueError(f"measure_interleaved(): rounds must be >= 1, got {rounds}")
+    if pause < 0:
+        raise ValueError(f"measure_interleaved(): pause must be >= 0, got {pause}")
     per_round = max(1, math.ceil(repeat / rounds))
     timings: List[Optional[Timing]] = [None] * len(fns)
     for r in range(rounds):
@@ -75,4 +81,6 @@ def measure_interleaved(fns: Sequence[Callable[[], object]], rounds: int = 5, re
                 timings[i] = t
             else:
                 timings[i].samples.extend(t.samples)
+            if pause > 0:
+                time.sleep(pause)
     return [t for t in timings if t is not None]
