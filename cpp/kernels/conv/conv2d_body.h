@@ -79,7 +79,7 @@ struct Im2colPacker {
 // C rows [m0, m1) x columns [n0, n0 + nc) of the indirect GEMM for one (image, group). C is y itself when the
 // columns are y's pixels (ldc = P), else a scratch block (ldc = NC) that compact_block() copies into y.
 // a_packed: A packed whole (micro-panels of MR x K, see pack_a), or null to pack or read A block by block.
-// tail: scratch for the last, partial panel of B (KC x NR), or null when the rows may be read up to a vector
+// tail: scratch for the last, partial panel of B (kKcDirect x NR), or null when the rows may be read up to a vector
 // past the block (the phase buffer's slack), in which case that panel is read in place.
 // exact: the columns are exact (Columns::exact; OW and E = Wph - OW given), else grid columns q' of rows[k].
 struct ExactColumns {
@@ -89,7 +89,7 @@ struct ExactColumns {
 void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, index_t K, const float* A,
                     const float* a_packed, const float* const* rows, float* tail, float* C, index_t ldc,
                     const Epilogue& ep, ExactColumns exact = {false, 0, 0}) {
-    const index_t kblocks = ceil_div(K, KC), kstep = ceil_div(K, kblocks);
+    const index_t kblocks = ceil_div(K, kKcDirect), kstep = ceil_div(K, kblocks);
     const index_t full = nc / NR * NR, nt = nc - full;
     ExactPanel panels[NC / NR + 1];
     if (exact.on)
@@ -127,7 +127,7 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             if (a_packed) {
                 panel_row(PackedA{a_packed + (ir / MR) * MR * K + pc * MR}, c, mv, ir);
             } else if (pack) {
-                alignas(64) float a[MR * KC];
+                alignas(64) float a[MR * kKcDirect];
                 pack_a(A + ir * K + pc, K, mv, kc, a);
                 panel_row(PackedA{a}, c, mv, ir);
             } else {
@@ -170,7 +170,7 @@ void compact_block(const Conv2dShape& s, const PhaseGeometry& g, index_t m0, ind
 void rows_block(index_t M, index_t m0, index_t m1, index_t oh0, index_t oh1, index_t OW, index_t Wph, index_t K,
                 const float* A, const float* a_packed, const float* const* rows, float* y, index_t P,
                 const Epilogue& ep) {
-    const index_t kblocks = ceil_div(K, KC), kstep = ceil_div(K, kblocks);
+    const index_t kblocks = ceil_div(K, kKcDirect), kstep = ceil_div(K, kblocks);
     const bool pack = !a_packed && (oh1 - oh0) * ceil_div(OW, NR) > 2;
     for (index_t pc = 0; pc < K; pc += kstep) {
         const index_t kc = imin(kstep, K - pc);
@@ -186,7 +186,7 @@ void rows_block(index_t M, index_t m0, index_t m1, index_t oh0, index_t oh1, ind
             if (a_packed) {
                 run(PackedA{a_packed + (ir / MR) * MR * K + pc * MR});
             } else if (pack) {
-                alignas(64) float a[MR * KC];
+                alignas(64) float a[MR * kKcDirect];
                 pack_a(A + ir * K + pc, K, mv, kc, a);
                 run(PackedA{a});
             } else {
@@ -236,7 +236,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     }
 
     PerThread<float> cblks(threads, !compact ? 0 : static_cast<std::size_t>(split.m_chunk_rows * NC));
-    PerThread<float> tails(threads, by_rows || !in_place ? 0 : static_cast<std::size_t>(KC * NR));
+    PerThread<float> tails(threads, by_rows || !in_place ? 0 : static_cast<std::size_t>(kKcDirect * NR));
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
 #pragma omp parallel num_threads(threads)
     {

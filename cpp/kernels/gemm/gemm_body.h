@@ -22,6 +22,10 @@ constexpr int MR = 4, NV = 2;  // 8 xmm accumulators
 constexpr int NR = NV * VL;
 constexpr index_t KC = 256;     // K block: MR rows of A (MR x KC) stay in L1
 constexpr index_t NC = 8 * NR;  // N block: the packed B block (KC x NC) stays in L2
+// K block of the direct convolutions, which read B in place rather than from a packed block: up to 1.5 KC,
+// so that K = 363 (AlexNet's first layer) runs as one block instead of two that each store and reload C
+// (MR x 1.5 KC of A, 12 KiB, still stays in L1).
+constexpr index_t kKcDirect = KC * 3 / 2;
 
 struct Epilogue {
     const float* bias_row = nullptr;  // indexed by the row of C (conv: output channel)
