@@ -86,7 +86,8 @@ def _align(table: List[List[str]], right: List[bool]) -> List[str]:
 
 LEGEND = ("Times are medians in ms per call (each call returns a new output); a peer's (Nx) is its time "
           "over cnnfast's, above 1 when cnnfast is faster. cnnfast and the peers are timed in turns (five "
-          "rounds, each a fifth of the sampling time, so that other work on the machine slows them alike), "
+          "rounds, each a fifth of the sampling time, so that other work on the machine slows them alike; at 2+ "
+          "threads 0.15 s idle after each turn, for the threads a peer leaves spinning to stop), "
           "NumPy alone after them. Convolutions and fully connected layers run with their weights prepared once, "
           "outside the timing, as the layers do in eval mode and as the peers' sessions prepack theirs; "
           "networks run in eval mode. Workspace: peak scratch memory of the cnnfast "
