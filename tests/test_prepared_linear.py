@@ -15,9 +15,10 @@ def exact(x, w, b, relu):
     return np.maximum(y, 0) if relu else y
 
 
-# batch: below 4 the kernel reads the weight as it is; from 4 the prepared panels, x in MR-row panels and,
-# past one panel of x, in K blocks. out: around the panel width of every ISA (12, 24, 48 floats).
-@pytest.mark.parametrize("batch", [1, 3, 4, 8, 9, 17, 40])
+# batch: below 4 the prepared panels streamed a few at a time (a matrix-vector product per row of x); from 4
+# the prepared panels, x in MR-row panels and, past one panel of x, in K blocks. out: around the panel width
+# of every ISA (12, 24, 48 floats).
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 8, 9, 17, 40])
 @pytest.mark.parametrize("in_f,out_f", [(1, 1), (5, 47), (300, 48), (64, 49), (257, 100), (600, 13)])
 def test_prepared_matches_unprepared(isa, batch, in_f, out_f, rng):
     x, w, b = rand(rng, batch, in_f), rand(rng, out_f, in_f), rand(rng, out_f)
@@ -29,6 +30,21 @@ def test_prepared_matches_unprepared(isa, batch, in_f, out_f, rng):
         expected = exact(x, w, bias, act == "relu")
         np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.sqrt(in_f))
         np.testing.assert_allclose(y, _core.linear(x, w, bias, act), rtol=1e-5, atol=1e-5 * np.sqrt(in_f))
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_prepared_few_rows_on_threads(isa, batch, rng, threads_restored):
+    # large enough for several threads: each takes a run of panels, a few streams at a time, its last group
+    # short (21 or 22 panels of 48 split in two); an odd K leaves one k after the alternating accumulators
+    import cnnfast
+
+    for in_f, out_f in [(1101, 1000), (1024, 1030)]:
+        x, w, b = rand(rng, batch, in_f), rand(rng, out_f, in_f), rand(rng, out_f)
+        prepared = _core.linear_prepare(w)
+        for threads in (1, 2, 3):
+            cnnfast.set_num_threads(threads)
+            y = _core.linear(x, w, b, "relu", prepared)
+            np.testing.assert_allclose(y, exact(x, w, b, True), rtol=1e-5, atol=1e-5 * np.sqrt(in_f))
 
 
 def test_prepared_takes_leading_dimensions_and_threads(rng, threads_restored):

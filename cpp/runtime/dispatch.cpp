@@ -135,9 +135,7 @@ ConvPrepared conv2d_prepare_f32(const Conv2dShape& s, const float* w, ConvAlgori
         p.kind = kPrepackNone;
         return p;
     }
-    const std::size_t bytes = (static_cast<std::size_t>(p.floats) * sizeof(float) + 63) / 64 * 64;
-    float* data = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!data) throw std::bad_alloc();
+    float* data = static_cast<float*>(aligned_fresh(static_cast<std::size_t>(p.floats) * sizeof(float)));
     p.data = std::shared_ptr<float>(data, [](float* q) { std::free(q); });
     k.conv2d_prepack(s, p.kind, w, data);
     return p;
@@ -172,9 +170,7 @@ LinearPrepared linear_prepare_f32(index_t in, index_t out, const float* w) {
     p.out = out;
     p.floats = k.linear_prepack_floats(in, out);
     if (p.floats == 0) return p;
-    const std::size_t bytes = (static_cast<std::size_t>(p.floats) * sizeof(float) + 63) / 64 * 64;
-    float* data = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!data) throw std::bad_alloc();
+    float* data = static_cast<float*>(aligned_fresh(static_cast<std::size_t>(p.floats) * sizeof(float)));
     p.data = std::shared_ptr<float>(data, [](float* q) { std::free(q); });
     k.linear_prepack(in, out, w, data);
     return p;

@@ -21,6 +21,9 @@
 #include <vector>
 
 #include <pthread.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace cnnfast {
 
@@ -104,13 +107,27 @@ bool give_back(void* p, std::size_t capacity) {
 
 }  // namespace
 
+void* aligned_fresh(std::size_t bytes) {
+    constexpr std::size_t kHuge = std::size_t(2) << 20, kHugeFrom = std::size_t(4) << 20;
+    void* p = nullptr;
+    if (bytes < kHugeFrom) {
+        p = std::aligned_alloc(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
+    } else if (posix_memalign(&p, kHuge, bytes) != 0) {
+        p = nullptr;
+    }
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    // whole huge pages only; advice is a hint (a kernel without THP refuses it, and that is fine)
+    if (p && bytes >= kHugeFrom) madvise(p, bytes / kHuge * kHuge, MADV_HUGEPAGE);
+#endif
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+
 void* buffer_alloc(std::size_t bytes) {
     if (bytes == 0) return nullptr;
     const std::size_t capacity = capacity_for(bytes);
     void* p = capacity >= kCachedMinBytes ? take_cached(capacity) : nullptr;
-    if (!p) p = std::aligned_alloc(kAlign, capacity);
-    if (!p) throw std::bad_alloc();
-    return p;
+    return p ? p : aligned_fresh(capacity);
 }
 
 void buffer_free(void* p, std::size_t bytes) {

@@ -52,6 +52,11 @@ void* buffer_alloc(std::size_t bytes);
 constexpr std::size_t kCachedMinBytes = std::size_t(4) << 10;  // smaller blocks come cheaply from malloc
 void buffer_free(void* p, std::size_t bytes);
 
+// Fresh memory, 64-byte aligned, for buffers and prepared weights; from 4 MiB up, aligned to 2 MiB and marked
+// for transparent huge pages (as NumPy marks its large arrays), so that streaming it does not miss the TLB
+// every 4 KiB. Free with std::free.
+void* aligned_fresh(std::size_t bytes);
+
 // Freed blocks of kCachedMinBytes and more are kept for reuse up to a limit, 256 MiB unless set; 0 keeps none.
 // Lowering the limit frees the oldest blocks at once.
 std::size_t cached_bytes();

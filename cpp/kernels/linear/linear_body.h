@@ -1,7 +1,7 @@
 // Internal: the fully connected layer y = x @ W.T + b, float32, compiled once per ISA. With W^T prepared
-// (linear_prepack) and 4 rows or more: one GEMM streaming the prepared panels. Otherwise, up to 32 rows:
-// passes over W, each serving up to 8 rows of x (bandwidth-bound on W); more: the packed GEMM with W.T
-// packed block by block.
+// (linear_prepack): up to 3 rows, one pass streaming the prepared panels; 4 rows or more, one GEMM
+// streaming them. Otherwise, up to 32 rows: passes over W, each serving up to 8 rows of x (bandwidth-bound
+// on W); more: the packed GEMM with W.T packed block by block.
 #pragma once
 
 #include <omp.h>
@@ -142,6 +142,66 @@ void linear_packed(index_t batch, index_t in, index_t out, const float* x, const
     }
 }
 
+// y (B x out) = x @ W.T + b for a few rows (B <= 3) with W^T prepared: each thread walks its run of panels S
+// at a time, each panel one sequential stream, every k of a panel (NR floats) multiplied by x[b][k]
+// broadcast. Fewer, longer streams than passes over W itself, whose R rows of W are R streams of a few KiB
+// (ResNet-50's 2048 -> 1000 on one thread, the weights in L3: 8.2 MB in 118 us as 8 row streams, 88 us
+// as 3 panel streams; 4096 -> 4096 from DRAM: 2.39 -> 1.76 ms).
+constexpr int panel_streams(int B) { return kVecRegs == 32 ? (B == 1 ? 3 : 2) : (B == 3 ? 1 : 2); }
+constexpr int panel_k_sets(int B) { return B == 1 ? 2 : 1; }  // accumulator sets over alternate k
+
+template <int B>
+void panel_gemv(index_t in, index_t out, const float* __restrict x, const float* __restrict wp, const float* bias,
+                float* __restrict y, bool relu, int threads) {
+    constexpr int S = panel_streams(B), U = panel_k_sets(B);
+    const index_t panels = ceil_div(out, NR);
+    // as in linear_packed: a layer as small as LeNet-5's is over before a second thread has started
+    threads = B * in * out < (index_t(1) << 20) ? 1 : static_cast<int>(imin(threads, panels));
+#pragma omp parallel num_threads(threads)
+    {
+        DenormalsOff ftz;
+        const int t = omp_get_thread_num();
+        const index_t p0 = t * panels / threads, p1 = (t + 1) * panels / threads;
+        for (index_t p = p0; p < p1; p += S) {
+            const float* panel[S];  // past p1, the last panel again: computed, not stored
+            for (int s = 0; s < S; ++s) panel[s] = wp + imin(p + s, p1 - 1) * in * NR;
+            vf acc[U][S][B][NV];
+            for (int u = 0; u < U; ++u)
+                for (int s = 0; s < S; ++s)
+                    for (int b = 0; b < B; ++b)
+                        for (int v = 0; v < NV; ++v) acc[u][s][b][v] = vf{};
+            auto step = [&](index_t k, int u) {
+                vf xb[B];
+                for (int b = 0; b < B; ++b) xb[b] = vbroadcast(x[b * in + k]);
+                for (int s = 0; s < S; ++s)
+                    for (int v = 0; v < NV; ++v) {
+                        const vf wv = vload(panel[s] + k * NR + v * VL);
+                        for (int b = 0; b < B; ++b) acc[u][s][b][v] += xb[b] * wv;
+                    }
+            };
+            index_t k = 0;
+            for (; k + U <= in; k += U)
+                for (int u = 0; u < U; ++u) step(k + u, u);
+            for (; k < in; ++k) step(k, 0);
+            for (int s = 0; s < S && p + s < p1; ++s) {
+                const index_t j0 = (p + s) * NR, count = imin(NR, out - j0);
+                for (int b = 0; b < B; ++b) {
+                    alignas(64) float tile[NR];
+                    for (int v = 0; v < NV; ++v) {
+                        vf sum = acc[0][s][b][v];
+                        for (int u = 1; u < U; ++u) sum += acc[u][s][b][v];
+                        vstore(tile + v * VL, sum);
+                    }
+                    for (index_t j = 0; j < count; ++j) {
+                        const float e = tile[j] + (bias ? bias[j0 + j] : 0.f);
+                        y[b * out + j0 + j] = relu ? relu1(e) : e;
+                    }
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 index_t linear_prepack_floats(index_t in, index_t out) { return ceil_div(out, NR) * NR * in; }
@@ -162,10 +222,17 @@ void linear(index_t batch, index_t in, index_t out, const float* x, const float*
             }
         return;
     }
-    // NOTE: up to 3 rows, passes over W as it is are as fast (bandwidth-bound either way); from 4 up the
-    // prepared panels let the GEMM stream W^T once, against x packed once, instead of passes that each
-    // re-read the rows of x for every few rows of W (AlexNet's 9216 -> 4096 at batch 8: 12 -> 8 ms).
+    // NOTE: with the prepared panels, up to 3 rows stream them once as a matrix-vector product; from 4 up
+    // the GEMM streams them once, against x packed once, instead of passes that each re-read the rows of x
+    // for every few rows of W (AlexNet's 9216 -> 4096 at batch 8: 12 -> 8 ms).
     if (prepacked && batch >= 4) return linear_packed(batch, in, out, x, prepacked, bias, y, relu);
+    if (prepacked) {
+        switch (batch) {
+            case 1: return panel_gemv<1>(in, out, x, prepacked, bias, y, relu, threads);
+            case 2: return panel_gemv<2>(in, out, x, prepacked, bias, y, relu, threads);
+            default: return panel_gemv<3>(in, out, x, prepacked, bias, y, relu, threads);
+        }
+    }
     if (batch <= kGemvMaxBatch) {
         for (index_t b0 = 0; b0 < batch; b0 += kGemvBatch) {
             const float* xb = x + b0 * in;
