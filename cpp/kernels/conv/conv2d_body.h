@@ -79,8 +79,8 @@ struct Im2colPacker {
 // C rows [m0, m1) x columns [n0, n0 + nc) of the indirect GEMM for one (image, group). C is y itself when the
 // columns are y's pixels (ldc = P), else a scratch block (ldc = NC) that compact_block() copies into y.
 // a_packed: A packed whole (micro-panels of MR x K, see pack_a), or null to pack or read A block by block.
-// tail: scratch for the last, partial panel of B (kKcDirect x NR), or null when the rows may be read up to a vector
-// past the block (the phase buffer's slack), in which case that panel is read in place.
+// tail: scratch for the last, partial panel of B (kKcDirect x NR), or null when the rows may be read up to a
+// vector past the block (the phase buffer's slack), in which case that panel is read in place.
 // exact: the columns are exact (Columns::exact; OW and E = Wph - OW given), else grid columns q' of rows[k].
 struct ExactColumns {
     bool on;
