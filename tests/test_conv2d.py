@@ -394,7 +394,8 @@ def test_conv2d_wide_strided_rows(isa, rng, stride):
 def test_conv2d_exact_columns(isa, rng, threads_restored, threads):
     # output rows of at least a vector but not a whole number of them: the GEMM's columns are y's pixels, and
     # the vectors that cross the end of a row take their last lanes from the next row of the padded copy;
-    # widths around 4, 8 and 16 lanes, K = 288 in two K blocks, 20 channels (a partial tile of rows)
+    # widths around 4, 8 and 16 lanes, K = 288 in two K blocks, 20 channels (a partial tile of rows); strides
+    # 2 and 4 (AlexNet's 11x11) with 40 channels, too many for the channels-as-lanes path
     cnnfast.set_num_threads(threads)
     for ow in (4, 5, 7, 9, 12, 15, 16, 17, 20, 27, 33, 47, 55):
         x = rand(rng, 2, 32, 6, ow)
@@ -402,8 +403,8 @@ def test_conv2d_exact_columns(isa, rng, threads_restored, threads):
         check_conv(x, w, rand(rng, 20), padding=1, algorithm="direct")
         check_conv(x, w, None, padding=(0, 1), algorithm="direct", activation="relu")
         xs = rand(rng, 1, 3, 9, 2 * ow + 1)
-        check_conv(xs, rand(rng, 8, 3, 3, 3), rand(rng, 8), stride=2, padding=1)
-        check_conv(rand(rng, 1, 3, 11, 4 * ow + 7), rand(rng, 8, 3, 11, 11), rand(rng, 8), stride=4)
+        check_conv(xs, rand(rng, 40, 3, 3, 3), rand(rng, 40), stride=2, padding=1)
+        check_conv(rand(rng, 1, 3, 11, 4 * ow + 7), rand(rng, 40, 3, 11, 11), rand(rng, 40), stride=4)
 
 
 def test_conv2d_asymmetric_parameters(isa, rng):

@@ -246,6 +246,7 @@ def test_kernels_work_in_a_forked_child():
     assert out == "0"
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_fork_while_other_threads_allocate():
     # other threads run kernels (taking and giving back scratch and result blocks) while the main thread forks:
     # each child must still allocate, compute and exit
