@@ -407,6 +407,29 @@ def test_conv2d_exact_columns(isa, rng, threads_restored, threads):
         check_conv(rand(rng, 1, 3, 11, 4 * ow + 7), rand(rng, 40, 3, 11, 11), rand(rng, 40), stride=4)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_lane_tail(isa, rng, threads_restored, threads):
+    # 1x1 convolutions whose pixels leave a last GEMM panel of 1 to 8 columns (14x14: 196 = 4 x 48 + 4). On
+    # AVX-512 that panel is computed with the output channels as lanes, four micro-panels of them at a time
+    # when the weights are prepared, one at a time otherwise: channel counts that leave partial groups and
+    # partial micro-panels, K in one and in two blocks, and the same bits prepared or not
+    cnnfast.set_num_threads(threads)
+    for h, w_ in ((14, 14), (13, 8), (97, 1), (11, 9), (6, 17)):
+        for c in (24, 400):
+            x = rand(rng, 2, c, h, w_)
+            for o in (8, 20, 40, 72):
+                w, b = rand(rng, o, c, 1, 1), rand(rng, o)
+                y = check_conv(x, w, b)
+                prepared = _core.conv2d_prepare(x, w, 1, 0, 1, 1, "auto")
+                y_prepared = cnnfast.conv2d(x, w, b, prepared=prepared)
+                if prepared.kind == "panels":
+                    np.testing.assert_array_equal(y_prepared, y)
+                else:
+                    assert_close(y_prepared, y, atol=ref.conv2d_tolerance(x, w, b), what=f"{x.shape} * {w.shape}")
+                relu = cnnfast.conv2d(x, w, b, activation="relu", prepared=prepared)
+                np.testing.assert_array_equal(relu, np.maximum(y_prepared, 0))
+
+
 def test_conv2d_asymmetric_parameters(isa, rng):
     x = rand(rng, 1, 5, 25, 33)
     check_conv(x, rand(rng, 9, 5, 3, 5), rand(rng, 9), stride=(1, 2), padding=(0, 2), dilation=(2, 1))

@@ -51,12 +51,14 @@ def check_residual(x, w, b, rng, activation=None, prepare=False, **kw):
     return prepared.kind if prepared is not None else None
 
 
-# The direct GEMM (into y: input in place, exact columns or by rows; or through a scratch block that is then
-# compacted), the pixel-major and channels-as-lanes paths, Winograd, and the paths without anything to prepare
-# (depthwise, a kernel covering the image, padding far larger than the image: im2col). The last item is the
-# kind prepared on AVX-512 (other ISAs' tiles send some shapes elsewhere).
+# The direct GEMM (into y: input in place, with or without a last panel by channels as lanes, exact columns or
+# by rows; or through a scratch block that is then compacted), the pixel-major and channels-as-lanes paths,
+# Winograd, and the paths without anything to prepare (depthwise, a kernel covering the image, padding far
+# larger than the image: im2col). The last item is the kind prepared on AVX-512 (other ISAs' tiles send some
+# shapes elsewhere).
 PATH_CASES = [
     pytest.param(dict(n=1, c=24, hw=20, o=40, k=1), {}, "panels", id="1x1-into-y"),
+    pytest.param(dict(n=1, c=400, hw=14, o=40, k=1), {}, "panels", id="1x1-lane-tail"),
     pytest.param(dict(n=2, c=6, hw=30, o=20, k=3), dict(padding=1, algorithm="direct"), "panels", id="3x3-exact"),
     pytest.param(dict(n=2, c=6, hw=7, o=20, k=3), dict(padding=1, algorithm="direct"), "panels", id="3x3-compacted"),
     pytest.param(dict(n=1, c=5, hw=120, o=9, k=3), dict(padding=1, algorithm="direct"), "panels", id="3x3-rows"),

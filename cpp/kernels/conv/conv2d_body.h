@@ -6,6 +6,7 @@
 #pragma once
 
 #include <omp.h>
+#include <type_traits>
 
 #include "../gemm/gemm_body.h"
 #include "phases.h"
@@ -115,9 +116,18 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             else
                 ukernel_any(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, nv, accumulate, last, ep, ir, 0);
         };
+        // A last panel of up to kLaneTailCols columns (packed in `tail`) against packed A goes the other way
+        // round (lane_tail): four micro-panels at a time after the others when A is packed whole, else one.
+        const bool lane_tail_on = tail && nt > 0 && nt <= kLaneTailCols;
+        const float* const a_block = a_packed ? a_packed + pc * MR : nullptr;
         auto panel_row = [&](const auto& a, float* c, int mv, index_t ir) {
             for (index_t jr = 0; jr < full; jr += NR) tile(a, c, mv, ir, jr, NR);
-            if (nt > 0) tile(a, c, mv, ir, full, static_cast<int>(nt));
+            if (nt == 0 || (lane_tail_on && a_block)) return;
+            if constexpr (std::is_same_v<std::decay_t<decltype(a)>, PackedA>)
+                if (lane_tail_on)
+                    return lane_tail<1>(static_cast<int>(nt), kc, a.p, 0, tail, c + full, ldc, mv, accumulate, last,
+                                        ep, ir);
+            tile(a, c, mv, ir, full, static_cast<int>(nt));
         };
         // NOTE: packing A costs MR x kc copies per micro-panel: worth it only when several B panels reuse it.
         const bool pack = full / NR + (nt > 0 ? 1 : 0) > 2;
@@ -132,6 +142,20 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
                 panel_row(PackedA{a}, c, mv, ir);
             } else {
                 panel_row(RowsA(A + ir * K + pc, K, mv), c, mv, ir);
+            }
+        }
+        if (lane_tail_on && a_block) {
+            constexpr index_t kGroup = 4 * MR;
+            for (index_t ir = m0; ir < m1; ir += kGroup) {
+                const int mv = static_cast<int>(imin(kGroup, m1 - ir));
+                float* c = C + (ir - m0) * ldc + full;
+                const float* a = a_block + (ir / MR) * MR * K;
+                if (mv > 3 * MR)
+                    lane_tail<4>(static_cast<int>(nt), kc, a, MR * K, tail, c, ldc, mv, accumulate, last, ep, ir);
+                else
+                    for (index_t i = 0; i < mv; i += MR)
+                        lane_tail<1>(static_cast<int>(nt), kc, a + i * K, 0, tail, c + i * ldc, ldc,
+                                     static_cast<int>(imin(MR, mv - i)), accumulate, last, ep, ir + i);
             }
         }
     }

@@ -186,6 +186,83 @@ inline void ukernel_any(index_t kc, const ASrc A, const BSrc B, float* C, index_
         ukernel<1>(kc, A, B, C, ldc, mv, nv, accumulate, last, ep, row0, col0);
 }
 
+// A last panel of a few columns (at most kLaneTailCols, packed kc x NR) against P packed micro-panels of A, the
+// other way round: a panel's MR = 8 rows of A at one k are the lanes of a 256-bit vector, and each column of B
+// is broadcast. ukernel<1> computes such a tile as MR broadcasts times a whole vector of which a quarter is
+// used (a 14x14 image: 196 = 4 x 48 + 4); here it costs NT half-width FMAs per panel and k, which a core with
+// 256-bit FMA units (Zen 4) issues at twice the rate of full ones. Every element sums its products in k order,
+// one FMA each, as ukernel does: the results are the same bits.
+#if CNNFAST_VEC_BYTES == 64
+constexpr int kLaneTailCols = 8;
+typedef float vh __attribute__((vector_size(32)));
+typedef float vh_u __attribute__((vector_size(32), aligned(4), may_alias));
+static_assert(MR == 8, "the lane tail holds one micro-panel's rows in a 256-bit vector");
+
+// Rows [0, mv) (up to P * MR, panel p's rows at a + p * a_step) and columns [0, NT) of C.
+template <int P, int NT>
+inline void ukernel_lane_tail(index_t kc, const float* a, index_t a_step, const float* b, float* __restrict C,
+                              index_t ldc, int mv, bool accumulate, bool last, const Epilogue& ep, index_t row0) {
+    vh acc[P][NT];
+#pragma GCC unroll 4
+    for (int p = 0; p < P; ++p)
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; ++t) acc[p][t] = vh{};
+    for (index_t k = 0; k < kc; ++k) {
+        vh av[P];
+#pragma GCC unroll 4
+        for (int p = 0; p < P; ++p) av[p] = *reinterpret_cast<const vh_u*>(a + p * a_step + k * MR);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; ++t) {
+            const vh bv = (vh)_mm256_set1_ps(b[k * NR + t]);
+#pragma GCC unroll 4
+            for (int p = 0; p < P; ++p) acc[p][t] += av[p] * bv;
+        }
+    }
+    for (int p = 0; p < P; ++p)
+        for (int t = 0; t < NT; ++t) {
+            alignas(32) float lanes[MR];
+            *reinterpret_cast<vh*>(lanes) = acc[p][t];
+            for (int i = 0; i < MR && p * MR + i < mv; ++i) {
+                const index_t row = p * MR + i;
+                float* c = C + row * ldc + t;
+                float e = lanes[i];
+                if (accumulate) e += *c;
+                if (last) {
+                    if (ep.bias_row) e += ep.bias_row[row0 + row];
+                    if (ep.residual) e += ep.residual[c - ep.c_origin];
+                    if (ep.relu) e = relu1(e);
+                }
+                *c = e;
+            }
+        }
+}
+
+// ukernel_lane_tail for nt (1..kLaneTailCols) columns; P is 1 or 4.
+template <int P>
+inline void lane_tail(int nt, index_t kc, const float* a, index_t a_step, const float* b, float* C, index_t ldc, int mv,
+                      bool accumulate, bool last, const Epilogue& ep, index_t row0) {
+    switch (nt) {
+#define CNNFAST_LANE_TAIL(NT) \
+    case NT: return ukernel_lane_tail<P, NT>(kc, a, a_step, b, C, ldc, mv, accumulate, last, ep, row0);
+        CNNFAST_LANE_TAIL(1)
+        CNNFAST_LANE_TAIL(2)
+        CNNFAST_LANE_TAIL(3)
+        CNNFAST_LANE_TAIL(4)
+        CNNFAST_LANE_TAIL(5)
+        CNNFAST_LANE_TAIL(6)
+        CNNFAST_LANE_TAIL(7)
+        CNNFAST_LANE_TAIL(8)
+#undef CNNFAST_LANE_TAIL
+        default: break;
+    }
+}
+#else
+constexpr int kLaneTailCols = 0;  // a micro-panel's rows are not a half vector: ukernel_any serves
+template <int P>
+inline void lane_tail(int, index_t, const float*, index_t, const float*, float*, index_t, int, bool, bool,
+                      const Epilogue&, index_t) {}
+#endif
+
 // Rows [m_begin, m_end) and columns [n0, n0 + nc) of C (+)= A (M x K, row stride lda) * B; C is added to when
 // accumulate_into_c. pack_b(dst, pc, kc, n0, nc) must fill ceil(nc / NR) panels of kc x NR floats (panel p at
 // dst + p * kc * NR), zero beyond nc.
