@@ -135,7 +135,8 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             const int mv = static_cast<int>(imin(MR, M - ir));
             float* c = C + (ir - m0) * ldc;
             if (a_packed) {
-                panel_row(PackedA{a_packed + (ir / MR) * MR * K + pc * MR}, c, mv, ir);
+                const float* a = a_packed + (ir / MR) * MR * K + pc * MR;
+                panel_row(StreamedA{a, ir + MR < m1 ? a + MR * K : a}, c, mv, ir);
             } else if (pack) {
                 alignas(64) float a[MR * kKcDirect];
                 pack_a(A + ir * K + pc, K, mv, kc, a);
@@ -208,7 +209,8 @@ void rows_block(index_t M, index_t m0, index_t m1, index_t oh0, index_t oh1, ind
                                     static_cast<int>(imin(NR, OW - jr)), accumulate, last, ep, ir, 0);
             };
             if (a_packed) {
-                run(PackedA{a_packed + (ir / MR) * MR * K + pc * MR});
+                const float* a = a_packed + (ir / MR) * MR * K + pc * MR;
+                run(StreamedA{a, ir + MR < m1 ? a + MR * K : a});
             } else if (pack) {
                 alignas(64) float a[MR * kKcDirect];
                 pack_a(A + ir * K + pc, K, mv, kc, a);
