@@ -65,6 +65,7 @@ PATH_CASES = [
     pytest.param(dict(n=2, c=16, hw=17, o=24, k=3), dict(padding=(1, 2), stride=2, algorithm="direct"), "panels",
                  id="3x3-strided"),
     pytest.param(dict(n=1, c=64, hw=7, o=96, k=1), {}, "transposed", id="7x7-pixel-major"),
+    pytest.param(dict(n=2, c=48, hw=17, o=96, k=3), dict(padding=1, stride=2), "transposed", id="strided-pixel-major"),
     pytest.param(dict(n=2, c=3, hw=11, o=16, k=3), dict(padding=1), "transposed", id="few-output-channels"),
     pytest.param(dict(n=2, c=32, hw=14, o=40, k=3), dict(padding=1, algorithm="winograd"), "winograd", id="winograd"),
     pytest.param(dict(n=2, c=8, hw=9, o=8, k=3, groups=8), dict(padding=1, groups=8), "none", id="depthwise"),

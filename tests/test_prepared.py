@@ -32,6 +32,8 @@ CASES = [
     (1, 512, 7, 96, 1, 1),    # 1x1 on 7x7: transposed (pixels by channels) where the tiles make it pay
     (3, 64, 14, 80, 3, 2),    # strided 3x3 to 7x7, a batch: the same
     (2, 40, 5, 130, 1, 1),    # output channels past two NR panels and a partial vector
+    (1, 48, 17, 96, 3, 2),    # strided 3x3 to 9x9: transposed, panels of pixels across output rows
+    (2, 32, 28, 64, 3, 2),    # strided 3x3 to 14x14 (ResNet-50's, fewer channels): 7-pixel half rows
 ]
 
 
@@ -44,6 +46,8 @@ def test_prepared_matches_unprepared(isa, case, rng):
     assert prepared.isa == isa and prepared.kind in ("none", "panels", "transposed", "winograd")
     if (k, h) == (1, 7) or (stride, c) == (2, 64):  # 8-pixel rows fill 49 pixels better than 16-lane vectors
         assert prepared.kind == ("transposed" if isa == "avx512" else "panels")
+    if (stride, h) in ((2, 17), (2, 28)) and isa != "generic":  # pixel rows leave the grid's padding columns out
+        assert prepared.kind == "transposed"
     # Winograd's transformed filters: 6x6 points per 3x3 filter (F(4x4, 3x3)), or 4x4 (F(2x2, 3x3), for few
     # tiles and large filters); 6x6 per 5x5 filter (F(2x2, 5x5))
     wino_growth = 36 / 25 if k == 5 else 16 / 9 if c * o * 36 * 4 > 16 << 20 else 4

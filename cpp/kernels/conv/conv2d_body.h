@@ -262,13 +262,16 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     }
 
     PerThread<float> cblks(threads, !compact ? 0 : static_cast<std::size_t>(split.m_chunk_rows * NC));
-    PerThread<float> tails(threads, by_rows || !in_place ? 0 : static_cast<std::size_t>(kKcDirect * NR));
+    // The last, partial panel of an N block is packed (indirect_block's `tail`) where the input is read in
+    // place, and where grid columns may take lane_tail (phase copies have slack to read it in place otherwise).
+    const bool pack_tail = !by_rows && (in_place || (!exact && kLaneTailCols > 0));
+    PerThread<float> tails(threads, pack_tail ? static_cast<std::size_t>(kKcDirect * NR) : 0);
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
         float* const cblk = cblks.get();
-        float* const tail = in_place ? tails.get() : nullptr;  // phase copies have slack to read past
+        float* const tail = pack_tail ? tails.get() : nullptr;
         const float** const rows = row_tables.get();
         if (prepack) {
 #pragma omp for schedule(static)

@@ -20,18 +20,21 @@ inline index_t pixel_panel_rows(index_t pixels) {
 }
 
 // Whether this layout computes markedly fewer wasted lanes than the channels-by-pixels one (one group only;
-// outputs of at most 256 pixels per image, so C' stays small).
+// outputs of at most 256 pixels per image, so C' stays small). Its rows are the output's own pixels, so the
+// Wph - OW padding columns of the phase grid cost nothing here (ResNet-50's 3x3 stride-2 layers: 196 pixels
+// in 196 rows, against 224 lanes of columns over 210 grid columns).
 inline bool pixel_major_pays(const Conv2dShape& s) {
     if (s.groups != 1) return false;
     const PhaseGeometry g = phase_geometry(s);
-    if (g.N > 256) return false;
+    const index_t P = s.oh * s.ow;
+    if (P > 256) return false;
     const double useful = double(s.oh * s.ow) * double(s.oc);
     // channels by pixels: rows of MR channels
     const double now = useful / (double(gemm_lanes(s, g)) * double(ceil_div(s.oc, MR) * MR));
     // pixels by channels
     const index_t cols = s.oc / NR * NR + ceil_div(s.oc % NR, VL) * VL;
-    const index_t rp = pixel_panel_rows(g.N);
-    const double then = useful / (double(ceil_div(g.N, rp) * rp) * double(cols));
+    const index_t rp = pixel_panel_rows(P);
+    const double then = useful / (double(ceil_div(P, rp) * rp) * double(cols));
     return then > 1.1 * now;
 }
 
@@ -59,7 +62,7 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
     const PhaseGeometry g = phase_geometry(s);
     const bool in_place = phases_are_input(s);
     const int threads = get_num_threads();
-    const index_t rp = pixel_panel_rows(g.N), ipanels = ceil_div(g.N, rp), rows_pad = ipanels * rp;
+    const index_t rp = pixel_panel_rows(P), ipanels = ceil_div(P, rp), rows_pad = ipanels * rp;
     const index_t jpanels = ceil_div(s.oc, NR), ldc = jpanels * NR;
     // Images per chunk: phase copies up to ~8 MiB and C' up to ~4 MiB, at least one image.
     const index_t per_image = s.c * g.per_channel;
@@ -97,13 +100,16 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                 float* const C = cbuf.p + ni * rows_pad * ldc;
                 for (index_t pc = 0; pc < K; pc += kstep) {
                     const index_t kc = imin(kstep, K - pc);
-                    // A': every rp-pixel panel of this K block, k-major with MR floats per k
+                    // A': every rp-pixel panel of this K block, k-major with MR floats per k; pixel p of the
+                    // output is column (p / OW) * Wph + p % OW of the phase rows
                     for (index_t ip = 0; ip < ipanels; ++ip) {
                         float* d = abuf + ip * MR * kc;
-                        const index_t ir = ip * rp, mv = imin(rp, g.N - ir);
-                        if (ir + MR <= g.N) {  // MR floats readable: a fixed-length copy, lanes past mv zeroed
+                        const index_t ir = ip * rp, mv = imin(rp, P - ir), q0 = (ir / s.ow) * g.Wph + ir % s.ow;
+                        // contiguous columns (in place, or within one output row) and MR floats readable: a
+                        // fixed-length copy, lanes past mv zeroed
+                        if ((g.Wph == s.ow || ir % s.ow + mv <= s.ow) && q0 + MR <= g.N) {
                             for (index_t k = 0; k < kc; ++k) {
-                                const float* src = rows[pc + k] + ir;
+                                const float* src = rows[pc + k] + q0;
 #pragma GCC unroll 8
                                 for (int i = 0; i < MR; ++i) {
                                     const float v = src[i];
@@ -112,9 +118,11 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                             }
                             continue;
                         }
+                        index_t q[MR];
+                        for (index_t i = 0; i < mv; ++i) q[i] = ((ir + i) / s.ow) * g.Wph + (ir + i) % s.ow;
                         for (index_t k = 0; k < kc; ++k) {
-                            const float* src = rows[pc + k] + ir;
-                            for (index_t i = 0; i < mv; ++i) d[k * MR + i] = src[i];
+                            const float* src = rows[pc + k];
+                            for (index_t i = 0; i < mv; ++i) d[k * MR + i] = src[q[i]];
                             for (index_t i = mv; i < MR; ++i) d[k * MR + i] = 0.f;
                         }
                     }
@@ -127,19 +135,18 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                         for (index_t ip = 0; ip < ipanels; ++ip) {
                             const index_t ir = ip * rp;
                             ukernel_any(kc, PackedA{abuf + ip * MR * kc}, StreamedB{b, next}, C + ir * ldc + jn * NR, ldc,
-                                        static_cast<int>(imin(rp, g.N - ir)), nv, pc > 0, pc + kc == K, ep, 0, jn * NR);
+                                        static_cast<int>(imin(rp, P - ir)), nv, pc > 0, pc + kc == K, ep, 0, jn * NR);
                         }
                     }
                 }
             }
-            // y[n][o][oh][ow] = C'[oh * Wph + ow][o]
+            // y[n][o][p] = C'[p][o]
 #pragma omp for schedule(static)
             for (index_t t = 0; t < n_count * s.oc; ++t) {
                 const index_t ni = t / s.oc, o = t % s.oc;
                 const float* src = cbuf.p + ni * rows_pad * ldc + o;
                 float* dst = y + ((n_begin + ni) * s.oc + o) * P;
-                for (index_t oh = 0; oh < s.oh; ++oh)
-                    for (index_t ow = 0; ow < s.ow; ++ow) dst[oh * s.ow + ow] = src[(oh * g.Wph + ow) * ldc];
+                for (index_t p = 0; p < P; ++p) dst[p] = src[p * ldc];
             }
         }
     }
