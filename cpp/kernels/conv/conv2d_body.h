@@ -90,7 +90,7 @@ struct ExactColumns {
 void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, index_t K, const float* A,
                     const float* a_packed, const float* const* rows, float* tail, float* C, index_t ldc,
                     const Epilogue& ep, ExactColumns exact = {false, 0, 0}) {
-    const index_t kblocks = ceil_div(K, kKcDirect), kstep = ceil_div(K, kblocks);
+    const index_t kstep = direct_k_step(K);
     const index_t full = nc / NR * NR, nt = nc - full;
     ExactPanel panels[NC / NR + 1];
     if (exact.on)
@@ -195,7 +195,7 @@ void compact_block(const Conv2dShape& s, const PhaseGeometry& g, index_t m0, ind
 void rows_block(index_t M, index_t m0, index_t m1, index_t oh0, index_t oh1, index_t OW, index_t Wph, index_t K,
                 const float* A, const float* a_packed, const float* const* rows, float* y, index_t P,
                 const Epilogue& ep) {
-    const index_t kblocks = ceil_div(K, kKcDirect), kstep = ceil_div(K, kblocks);
+    const index_t kstep = direct_k_step(K);
     const bool pack = !a_packed && (oh1 - oh0) * ceil_div(OW, NR) > 2;
     for (index_t pc = 0; pc < K; pc += kstep) {
         const index_t kc = imin(kstep, K - pc);

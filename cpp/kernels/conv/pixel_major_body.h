@@ -71,7 +71,7 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
     // Tasks: (image, run of channel panels), as many runs per image as it takes to give every thread one, with
     // panel counts differing by one at most (each run packs A' for itself).
     const index_t runs = imin(jpanels, imax(1, ceil_div(threads, imin(chunk, s.n))));
-    const index_t kblocks = ceil_div(K, kKcDirect), kstep = ceil_div(K, kblocks);  // as the GEMM path's
+    const index_t kstep = direct_k_step(K);  // as the GEMM path's
 
     Scratch phases(in_place ? 0 : static_cast<std::size_t>(chunk * per_image + g.Wph + NR));
     Scratch packed_b(b_prepared ? 0 : static_cast<std::size_t>(pixel_major_b_floats(s)));
