@@ -394,12 +394,12 @@ def test_conv2d_wide_strided_rows(isa, rng, stride):
 def test_conv2d_exact_columns(isa, rng, threads_restored, threads):
     # output rows of at least a vector but not a whole number of them: the GEMM's columns are y's pixels, and
     # the vectors that cross the end of a row take their last lanes from the next row of the padded copy;
-    # widths around 4, 8 and 16 lanes, K = 288 in two K blocks, 20 channels (a partial tile of rows); strides
+    # widths around 4, 8 and 16 lanes, K = 576 in two K blocks, 20 channels (a partial tile of rows); strides
     # 2 and 4 (AlexNet's 11x11) with 40 channels, too many for the channels-as-lanes path
     cnnfast.set_num_threads(threads)
     for ow in (4, 5, 7, 9, 12, 15, 16, 17, 20, 27, 33, 47, 55):
-        x = rand(rng, 2, 32, 6, ow)
-        w = rand(rng, 20, 32, 3, 3)
+        x = rand(rng, 2, 64, 6, ow)
+        w = rand(rng, 20, 64, 3, 3)
         check_conv(x, w, rand(rng, 20), padding=1, algorithm="direct")
         check_conv(x, w, None, padding=(0, 1), algorithm="direct", activation="relu")
         xs = rand(rng, 1, 3, 9, 2 * ow + 1)
@@ -415,7 +415,7 @@ def test_conv2d_lane_tail(isa, rng, threads_restored, threads):
     # partial micro-panels, K in one and in two blocks, and the same bits prepared or not
     cnnfast.set_num_threads(threads)
     for h, w_ in ((14, 14), (13, 8), (97, 1), (11, 9), (6, 17)):
-        for c in (24, 400):
+        for c in (24, 600):
             x = rand(rng, 2, c, h, w_)
             for o in (8, 20, 40, 72):
                 w, b = rand(rng, o, c, 1, 1), rand(rng, o)

@@ -58,7 +58,7 @@ def check_residual(x, w, b, rng, activation=None, prepare=False, **kw):
 # shapes elsewhere).
 PATH_CASES = [
     pytest.param(dict(n=1, c=24, hw=20, o=40, k=1), {}, "panels", id="1x1-into-y"),
-    pytest.param(dict(n=1, c=400, hw=14, o=40, k=1), {}, "panels", id="1x1-lane-tail"),
+    pytest.param(dict(n=1, c=600, hw=14, o=40, k=1), {}, "panels", id="1x1-lane-tail"),
     pytest.param(dict(n=2, c=6, hw=30, o=20, k=3), dict(padding=1, algorithm="direct"), "panels", id="3x3-exact"),
     pytest.param(dict(n=2, c=6, hw=7, o=20, k=3), dict(padding=1, algorithm="direct"), "panels", id="3x3-compacted"),
     pytest.param(dict(n=1, c=5, hw=120, o=9, k=3), dict(padding=1, algorithm="direct"), "panels", id="3x3-rows"),
