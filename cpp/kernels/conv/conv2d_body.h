@@ -401,9 +401,11 @@ ConvPath conv_path(const Conv2dShape& s, ConvAlgorithm algo, bool prepared) {
     if (G == 1 && s.oh == 1 && s.ow == 1 && s.kh == s.h && s.kw == s.w && s.pad_t == 0 && s.pad_l == 0)
         return ConvPath::linear;
     if (!phases_fit(s)) return ConvPath::im2col;
+    // Channels as lanes first: where both pay, it reads the input in place, with neither A' to pack nor C'
+    // to transpose (LeNet-5's 6 -> 16 5x5 at batch 64: 0.30 ms, 0.74 pixel-major).
+    if (oc_vectors_pays(s)) return ConvPath::oc_vectors;
     // NOTE: packing B' is a transpose of the weights, which costs more than the layout saves unless prepared.
     if (prepared && pixel_major_pays(s)) return ConvPath::pixel_major;
-    if (oc_vectors_pays(s)) return ConvPath::oc_vectors;
     return ConvPath::indirect;
 }
 
