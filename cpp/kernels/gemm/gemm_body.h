@@ -212,7 +212,8 @@ typedef float vh __attribute__((vector_size(32)));
 typedef float vh_u __attribute__((vector_size(32), aligned(4), may_alias));
 static_assert(MR == 8, "the lane tail holds one micro-panel's rows in a 256-bit vector");
 
-// Rows [0, mv) (up to P * MR, panel p's rows at a + p * a_step) and columns [0, NT) of C.
+// Rows [0, mv) (up to P * MR, panel p's rows at a + p * a_step) and columns [0, NT) of C. The epilogue's row
+// bias, residual and ReLU apply; a column bias does not (the direct convolutions alone call this).
 template <int P, int NT>
 inline void ukernel_lane_tail(index_t kc, const float* a, index_t a_step, const float* b, float* __restrict C,
                               index_t ldc, int mv, bool accumulate, bool last, const Epilogue& ep, index_t row0) {
