@@ -139,6 +139,9 @@ inline index_t gemm_lanes(const Conv2dShape& s, const PhaseGeometry& g) {
     }
 }
 
+// The column of the phase grid (rows of Wph columns) where output pixel p (rows of OW pixels) lies.
+inline index_t grid_column(index_t p, index_t OW, index_t Wph) { return (p / OW) * Wph + p % OW; }
+
 // Where the vectors of a panel of exact columns (first pixel q0) start, relative to a tap's row pointer,
 // and which of their lanes lie in the next output row.
 struct ExactPanel {
@@ -149,8 +152,8 @@ struct ExactPanel {
 inline ExactPanel exact_panel(index_t q0, index_t OW, index_t E) {
     ExactPanel p;
     for (int j = 0; j < NV; ++j) {
-        const index_t q = q0 + j * VL, oh = q / OW, left = OW - q % OW;  // lanes left in the row
-        p.off[j] = q + oh * E;
+        const index_t q = q0 + j * VL, left = OW - q % OW;  // lanes left in the row
+        p.off[j] = grid_column(q, OW, OW + E);
         p.next[j] = left >= VL ? 0u : ~((1u << left) - 1u) & ((1u << VL) - 1u);
     }
     return p;

@@ -100,11 +100,11 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                 float* const C = cbuf.p + ni * rows_pad * ldc;
                 for (index_t pc = 0; pc < K; pc += kstep) {
                     const index_t kc = imin(kstep, K - pc);
-                    // A': every rp-pixel panel of this K block, k-major with MR floats per k; pixel p of the
-                    // output is column (p / OW) * Wph + p % OW of the phase rows
+                    // A': every rp-pixel panel of this K block, k-major with MR floats per k, read at the
+                    // pixels' columns of the phase rows
                     for (index_t ip = 0; ip < ipanels; ++ip) {
                         float* d = abuf + ip * MR * kc;
-                        const index_t ir = ip * rp, mv = imin(rp, P - ir), q0 = (ir / s.ow) * g.Wph + ir % s.ow;
+                        const index_t ir = ip * rp, mv = imin(rp, P - ir), q0 = grid_column(ir, s.ow, g.Wph);
                         // contiguous columns (in place, or within one output row) and MR floats readable: a
                         // fixed-length copy, lanes past mv zeroed
                         if ((g.Wph == s.ow || ir % s.ow + mv <= s.ow) && q0 + MR <= g.N) {
@@ -119,7 +119,7 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                             continue;
                         }
                         index_t q[MR];
-                        for (index_t i = 0; i < mv; ++i) q[i] = ((ir + i) / s.ow) * g.Wph + (ir + i) % s.ow;
+                        for (index_t i = 0; i < mv; ++i) q[i] = grid_column(ir + i, s.ow, g.Wph);
                         for (index_t k = 0; k < kc; ++k) {
                             const float* src = rows[pc + k];
                             for (index_t i = 0; i < mv; ++i) d[k * MR + i] = src[q[i]];
