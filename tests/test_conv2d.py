@@ -297,6 +297,20 @@ def test_conv2d_output_channels_split_across_threads(isa, threads, rng, threads_
         check_conv(rand(rng, 1, 64, 7, 7), rand(rng, 96, 16, 3, 3), rand(rng, 96), groups=4, padding=1)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_conv2d_few_tasks_either_order(isa, threads, rng, threads_restored):
+    # 28x28 outputs (784 pixels: N blocks of unequal size) with two or more M chunks: at two threads the tasks
+    # are numbered N block fastest, which evens out the threads' shares (split_gemm); the same bits as one
+    # thread either way
+    for c, o, k in ((16, 32, 5), (192, 96, 1), (128, 200, 1), (16, 8, 3)):
+        x, w, b = rand(rng, 1, c, 28, 28), rand(rng, o, c, k, k), rand(rng, o)
+        with cnnfast.num_threads(1):
+            one = cnnfast.conv2d(x, w, b, padding=k // 2, algorithm="direct")
+        with cnnfast.num_threads(threads):
+            y = check_conv(x, w, b, padding=k // 2, algorithm="direct")
+        np.testing.assert_array_equal(y, one)
+
+
 @pytest.mark.parametrize("c", [1, 3, 4, 8, 13, 16, 17, 33, 64])
 @pytest.mark.parametrize("mult", [1, 2])
 def test_conv2d_depthwise(isa, c, mult, rng):

@@ -335,17 +335,43 @@ struct DensePacker {
 // panels when there are too few N blocks to keep every thread busy.
 struct GemmSplit {
     index_t n, n_blocks, n_panels, m_chunks, m_chunk_rows;
+    bool m_outer = false;  // tasks numbered with the N block fastest (see gemm_task)
     // Columns [n_begin(b), n_begin(b + 1)) form N block b.
     index_t n_begin(index_t b) const { return imin(n, (b * n_panels / n_blocks) * NR); }
 };
 
-// Task t of outer * n_blocks * m_chunks: M chunk fastest, then N block, then the outer index.
+// Task t of outer * n_blocks * m_chunks: M chunk fastest, then N block, then the outer index; or, with
+// m_outer, N block fastest, then M chunk.
 struct GemmTask {
     index_t m_chunk, n_block, outer;
 };
 inline GemmTask gemm_task(index_t t, const GemmSplit& split) {
+    if (split.m_outer) {
+        const index_t per = split.n_blocks * split.m_chunks, r = t % per;
+        return {r / split.n_blocks, r % split.n_blocks, t / per};
+    }
     const index_t r = t / split.m_chunks;
     return {t % split.m_chunks, r % split.n_blocks, r / split.n_blocks};
+}
+
+// The busiest thread's work when `threads` threads take the tasks of `split` (outer repeats) as
+// schedule(static) deals them out, in contiguous runs of equal length (the first runs one longer), a task
+// costing (micro-panels + 1/2) x NR panels, in halves.
+inline index_t busiest_thread_work(const GemmSplit& split, index_t outer, index_t m_panels, int threads) {
+    const index_t ppc = split.m_chunk_rows / MR, tasks = outer * split.n_blocks * split.m_chunks;
+    const index_t q = tasks / threads, extra = tasks % threads;
+    index_t busiest = 0, t = 0;
+    for (int i = 0; i < threads; ++i) {
+        index_t work = 0;
+        for (const index_t end = t + q + (i < extra ? 1 : 0); t < end; ++t) {
+            const GemmTask task = gemm_task(t, split);
+            const index_t mp = imin(ppc, m_panels - task.m_chunk * ppc);
+            const index_t np = ceil_div(split.n_begin(task.n_block + 1) - split.n_begin(task.n_block), NR);
+            work += (2 * mp + 1) * np;
+        }
+        busiest = imax(busiest, work);
+    }
+    return busiest;
 }
 
 // NOTE: tasks are dealt out in order (schedule(static)), so a call lasts as long as its busiest thread's
@@ -365,6 +391,17 @@ inline GemmSplit split_gemm(index_t outer, index_t M, index_t N, int threads) {
     }
     s.m_chunk_rows = best_ppc * MR;
     s.m_chunks = ceil_div(panels, best_ppc);
+    // NOTE: N blocks differ by a panel, and the M chunk last in a run may be short: with few tasks, the order
+    // in which they are numbered decides how even the threads' shares are. Inception's 5x5 16 -> 32 on 28x28
+    // at two threads: N blocks of 5, 6 and 6 panels, two M chunks; M fastest gives the threads 16 and 18
+    // panels' work, N fastest 17 and 17.
+    if (t > 1 && units * s.m_chunks <= 16 * t) {  // (with more tasks per thread, either order is about even)
+        GemmSplit n_fastest = s;
+        n_fastest.m_outer = true;
+        if (busiest_thread_work(n_fastest, outer, panels, static_cast<int>(t)) <
+            busiest_thread_work(s, outer, panels, static_cast<int>(t)))
+            s = n_fastest;
+    }
     return s;
 }
 
