@@ -311,6 +311,21 @@ def test_conv2d_few_tasks_either_order(isa, threads, rng, threads_restored):
         np.testing.assert_array_equal(y, one)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_row_blocks(isa, threads, rng, threads_restored):
+    # outputs whose rows are a whole number of vectors, read from a wider phase copy, go in blocks of whole
+    # rows, several blocks of unequal size: 7x7/2 on 64x64 (the stem's shape: 32 rows of 32 in blocks of 10
+    # and 11) and on 64x50, 5x5/2 with 29 rows
+    for h, w_, k in ((64, 64, 7), (64, 50, 7), (58, 64, 5)):
+        x, w, b = rand(rng, 1, 3, h, w_), rand(rng, 24, 3, k, k), rand(rng, 24)
+        with cnnfast.num_threads(1):
+            one = cnnfast.conv2d(x, w, b, stride=2, padding=k // 2)
+        with cnnfast.num_threads(threads):
+            y = check_conv(x, w, b, stride=2, padding=k // 2, activation="relu")
+            np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, stride=2, padding=k // 2), one)
+        np.testing.assert_array_equal(y, np.maximum(one, 0))
+
+
 @pytest.mark.parametrize("c", [1, 3, 4, 8, 13, 16, 17, 33, 64])
 @pytest.mark.parametrize("mult", [1, 2])
 def test_conv2d_depthwise(isa, c, mult, rng):
