@@ -28,7 +28,7 @@ inline bool pixel_major_pays(const Conv2dShape& s) {
     const PhaseGeometry g = phase_geometry(s);
     const index_t P = s.oh * s.ow;
     if (P > 256) return false;
-    const double useful = double(s.oh * s.ow) * double(s.oc);
+    const double useful = double(P) * double(s.oc);
     // channels by pixels: rows of MR channels
     const double now = useful / (double(gemm_lanes(s, g)) * double(ceil_div(s.oc, MR) * MR));
     // pixels by channels
