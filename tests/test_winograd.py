@@ -97,6 +97,36 @@ def test_winograd_fused_relu_and_same_padding(isa):
     assert np.abs(y - ref).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 32 * 9
 
 
+# (n, c, h, o, k): tile counts just above and below 32 tiles a thread, where each thread takes whole tile
+# blocks of its own instead of the team sharing each block; 600 input channels without prepared filters
+# split the output channels into blocks, each thread's tile blocks then done once per output block
+OWN_BLOCK_CASES = [(1, 32, 32, 40, 3), (1, 32, 28, 40, 3), (2, 24, 30, 50, 3), (1, 600, 40, 100, 3),
+                   (3, 40, 17, 30, 5), (1, 64, 25, 20, 3)]
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("case", OWN_BLOCK_CASES)
+def test_winograd_same_bits_on_any_thread_count(isa, threads_restored, threads, case):
+    # however the tiles are split into blocks and the blocks between threads, each output comes from the
+    # same sums in the same order: the bits of one thread
+    n, c, h, o, k = case
+    rng = np.random.default_rng(sum(case))
+    x = rng.standard_normal((n, c, h, h + 3), dtype=np.float32)
+    wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    p = k // 2
+    cnnfast.set_num_threads(1)
+    one = cnnfast.conv2d(x, wt, b, padding=p, algorithm="winograd")
+    cnnfast.set_num_threads(threads)
+    many = cnnfast.conv2d(x, wt, b, padding=p, algorithm="winograd")
+    prepared = _core.conv2d_prepare(x, wt, 1, p, 1, 1, "winograd")
+    many_prepared = _core.conv2d(x, wt, b, 1, p, 1, 1, None, None, "winograd", prepared)
+    np.testing.assert_array_equal(many, one)
+    np.testing.assert_array_equal(many_prepared, one)
+    if threads == 2 and c * o < 10_000:  # (the float64 reference is slow on the 600-channel case)
+        assert np.abs(one - exact(x, wt, b, p)).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * c * k * k
+
+
 @pytest.mark.parametrize("k", [3, 5])
 def test_auto_picks_a_path_that_agrees_with_direct(k):
     rng = np.random.default_rng(1)

@@ -138,6 +138,7 @@ struct PerThread {
     PerThread(const PerThread&) = delete;
     PerThread& operator=(const PerThread&) = delete;
     T* get() const { return reinterpret_cast<T*>(base + each * static_cast<std::size_t>(omp_get_thread_num())); }
+    T* first() const { return reinterpret_cast<T*>(base); }  // the only one, when made for one thread
     std::size_t each, bytes;
     char* base;
 };

@@ -100,18 +100,30 @@ struct WinoPlan {
     index_t tiles_h, tiles_w, tiles;  // per image
     index_t c_pad;                    // V row length (channels rounded up to a vector)
     index_t ob, ob_pad, panels;       // output channels per block (and rounded up to NR), NR panels per block
-    index_t tb;                       // tiles per block (a multiple of MR)
+    index_t tb;                       // tiles per block (a multiple of MR): V's and M's rows
+    int owners;                       // 1: the team shares each block; else each thread takes whole blocks
+    index_t blocks;                   // tile blocks (with owners, a multiple of them, of equal size)
 };
+
+// NOTE: with the team sharing each tile block, each block costs three barriers, and V and M written by one
+// core are read by the other. On this VM's two vCPUs a barrier's round trip varies with the host from about
+// 60 to 400 ns, and with it ResNet-50's 64 -> 64 on 56x56 on two threads from 0.56 to 1.2 ms (one thread:
+// 1.2). So where there are enough tiles, each thread takes whole tile blocks of its own instead, end to end
+// (its own V and M, U read-only): no barrier inside a call with prepared filters (64 -> 64 on 56x56, two
+// threads, alternated in one process: 0.73 -> 0.59 ms; at batch 8 7.7 -> 6.3). At least kWinoOwnTiles tiles
+// a thread, so the GEMMs keep full panels; the team shares the blocks of images of few tiles (512 channels
+// on 7x7 or 14x14), where each thread then streams only half of U.
+constexpr index_t kWinoOwnTiles = 4 * MR;
 
 // NOTE: U, V and M together stay under 14 MiB (calls keep their workspace under 16 MiB) for inputs of up
 // to 1,024 channels: U, the transformed filters of one block of output channels, takes at most half; the
-// tile block gets what is left, shared by its transformed inputs V and products M. 'auto' takes Winograd
-// only there; a forced Winograd on more channels needs 36 x in_channels x NR floats for U. Prepared filters
-// (u_prepared) are not workspace: then one block takes all output channels (up to M for MR tiles in half
-// the budget), so each input tile is transformed once, not once per block (VGG-16's 512-channel layers: 6
-// blocks otherwise).
+// tile blocks get what is left, shared by their transformed inputs V and products M (with owners, one block
+// per thread at a time). 'auto' takes Winograd only there; a forced Winograd on more channels needs 36 x
+// in_channels x NR floats for U. Prepared filters (u_prepared) are not workspace: then one block takes all
+// output channels (up to M for MR tiles in half the budget), so each input tile is transformed once, not
+// once per block (VGG-16's 512-channel layers: 6 blocks otherwise).
 template <int TM, int R>
-inline WinoPlan wino_plan(const Conv2dShape& s, bool u_prepared) {
+inline WinoPlan wino_plan(const Conv2dShape& s, bool u_prepared, int threads = 1) {
     constexpr index_t kBudget = index_t(14) << 18;  // floats: 14 MiB in all
     constexpr index_t PTS = (TM + R - 1) * (TM + R - 1);
     WinoPlan p;
@@ -124,15 +136,22 @@ inline WinoPlan wino_plan(const Conv2dShape& s, bool u_prepared) {
     p.ob = ceil_div(ceil_div(s.oc, ceil_div(s.oc, ob_max)), NR) * NR;  // blocks of about equal size
     p.ob_pad = ceil_div(imin(p.ob, s.oc), NR) * NR;
     p.panels = p.ob_pad / NR;
-    const index_t total = s.n * p.tiles, left = kBudget - (u_prepared ? 0 : PTS * p.panels * NR * s.c);
-    p.tb = imax(MR, imin(ceil_div(total, MR) * MR, left / (PTS * (p.c_pad + p.ob_pad)) / MR * MR));
-    // NOTE: a block's V and M are written, then read back, so smaller blocks keep them in cache (about 2 MiB:
-    // VGG-16's 64 -> 64 on 224x224 22.4 -> 19.5 ms, 128 -> 128 on 112x112 16.8 -> 13.7 ms); but each block
-    // streams all of U again, so blocks stay large where U is (512 channels: 36 MiB of U, 16 tiles a block
-    // took 18.5 ms instead of 12.8 on 28x28): at least 96 tiles when U is above 16 MiB, 32 otherwise.
-    const index_t u_floats = PTS * p.panels * NR * s.c, cached = (index_t(2) << 18) / (PTS * (p.c_pad + p.ob_pad));
+    const index_t total = s.n * p.tiles, u_floats = PTS * p.panels * NR * s.c;
+    p.owners = threads > 1 && total >= kWinoOwnTiles * threads ? threads : 1;
+    const index_t per_tile = PTS * (p.c_pad + p.ob_pad), left = (kBudget - (u_prepared ? 0 : u_floats)) / p.owners;
+    p.tb = imax(MR, imin(ceil_div(total, MR) * MR, left / per_tile / MR * MR));
+    // NOTE: a block's V and M are written, then read back, so smaller blocks keep them in cache (about 2 MiB
+    // in all: VGG-16's 64 -> 64 on 224x224 22.4 -> 19.5 ms, 128 -> 128 on 112x112 16.8 -> 13.7 ms); but each
+    // block streams all of U again, so blocks stay large where U is (512 channels: 36 MiB of U, 16 tiles a
+    // block took 18.5 ms instead of 12.8 on 28x28): at least 96 tiles when U is above 16 MiB, 32 otherwise.
+    const index_t cached = (index_t(2) << 18) / p.owners / per_tile;
     const index_t want = imax(cached, u_floats > (index_t(16) << 18) ? 96 : 32);
     p.tb = imax(MR, imin(p.tb, ceil_div(want, MR) * MR));
+    p.blocks = ceil_div(total, p.tb);
+    if (p.owners > 1) {  // equal blocks, as many as a multiple of the threads
+        p.blocks = ceil_div(p.blocks, p.owners) * p.owners;
+        p.tb = ceil_div(ceil_div(total, p.blocks), MR) * MR;
+    }
     return p;
 }
 
@@ -331,38 +350,115 @@ void wino_prepack(const Conv2dShape& s, const float* w, float* dst) {
     }
 }
 
-// U_prepared: wino_prepack()'s transformed filters, or null to transform them here block by block.
+// What every tile block of a call shares.
+struct WinoCall {
+    const Conv2dShape& s;
+    const WinoPlan& p;
+    const WinoSegments& g;
+    const float* x;
+    const float* bias;
+    float* y;
+    bool relu, stream_u;
+    index_t group, kstep, cvecs, ovecs;
+};
 
+constexpr index_t kWinoMaxGroup = 4;
+
+// i = 0 .. n - 1 split over the team (an orphaned `omp for`, with its barrier) or run by the calling thread.
+template <bool Shared, class F>
+inline void wino_loop(index_t n, F&& f) {
+    if constexpr (Shared) {
+#pragma omp for schedule(static)
+        for (index_t i = 0; i < n; ++i) f(i);
+    } else {
+        for (index_t i = 0; i < n; ++i) f(i);
+    }
+}
+
+// Tiles [t0, t0 + tcount) for output channels [o0, o0 + ob): input transform into V, the PTS GEMMs into M,
+// output transform into y. Shared: the team splits each stage, V and M shared; else the calling thread does
+// all of it with its own V, M (p.tb tiles each) and staging buffer S.
+template <bool Shared, int TM, int R>
+void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index_t t0, index_t tcount, float* V,
+                float* M, float* S, float* abuf) {
+    constexpr index_t PTS = (TM + R - 1) * (TM + R - 1);
+    const Conv2dShape& s = c.s;
+    const WinoPlan& p = c.p;
+    const WinoSegments& g = c.g;
+    const index_t q0 = (t0 / p.tiles_w) * g.per_row + (t0 % p.tiles_w) / g.seg;
+    const index_t q1 = ((t0 + tcount - 1) / p.tiles_w) * g.per_row + ((t0 + tcount - 1) % p.tiles_w) / g.seg;
+    wino_loop<Shared>((q1 - q0 + 1) * c.cvecs, [&](index_t i) {
+        wino_input_segment<TM, R>(s, p, g, c.x, q0 + i / c.cvecs, (i % c.cvecs) * VL, t0, tcount, S, V);
+    });
+    // PTS GEMMs: M[xi] (tiles x ob) = V[xi] (tiles x c) * U[xi] (c x ob). A task takes up to `group` MR-tile
+    // panels of one point, each panel of U (kc x NR) coming from memory once for all of them.
+    const index_t tpanels = ceil_div(tcount, MR), groups = ceil_div(tpanels, c.group);
+    const Epilogue none;
+    wino_loop<Shared>(PTS * groups, [&](index_t task) {
+        const index_t xi = task / groups, g0 = (task % groups) * c.group, gn = imin(c.group, tpanels - g0);
+        for (index_t pc = 0; pc < s.c; pc += c.kstep) {
+            const index_t kc = imin(c.kstep, s.c - pc);
+            for (index_t gi = 0; gi < gn; ++gi) {
+                const index_t ir = (g0 + gi) * MR;
+                pack_a(V + (xi * p.tb + ir) * p.c_pad + pc, p.c_pad, static_cast<int>(imin(MR, tcount - ir)), kc,
+                       abuf + gi * MR * KC);
+            }
+            for (index_t pn = 0; pn < p.panels; ++pn) {
+                const int nv = static_cast<int>(imin(NR, ob - pn * NR));
+                if (nv <= 0) break;
+                const float* u = U + ((xi * p.panels + pn) * s.c + pc) * NR;
+                // the panel read next, prefetched while this one is used when U streams: this K block's next
+                // panel, the next K block's first, or the next point's first (the next task's, when a task
+                // takes all tiles); else this panel (its own lines, a no-op)
+                const float* next = !c.stream_u                                ? u
+                                    : pn + 1 < p.panels && (pn + 1) * NR < ob ? u + s.c * NR
+                                    : pc + kc < s.c                           ? U + (xi * p.panels * s.c + pc + kc) * NR
+                                    : xi + 1 < PTS                            ? U + (xi + 1) * p.panels * s.c * NR
+                                                                              : u;
+                for (index_t gi = 0; gi < gn; ++gi) {
+                    const index_t ir = (g0 + gi) * MR;
+                    ukernel_any(kc, PackedA{abuf + gi * MR * KC}, StreamedB{u, next}, M + (xi * p.tb + ir) * p.ob_pad + pn * NR,
+                                p.ob_pad, static_cast<int>(imin(MR, tcount - ir)), nv, pc > 0, pc + kc == s.c, none, 0, 0);
+                }
+            }
+        }
+    });
+    wino_loop<Shared>(tcount * c.ovecs, [&](index_t i) {
+        const index_t o = (i % c.ovecs) * VL;
+        if (o < ob) wino_output<TM, R>(s, p, M, t0 + i / c.ovecs, i / c.ovecs, o0, ob, o, c.bias, c.relu, c.y);
+    });
+}
+
+// U_prepared: wino_prepack()'s transformed filters, or null to transform them here block by block.
 template <int TM, int R>
 void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
                const float* U_prepared) {
     constexpr index_t PTS = (TM + R - 1) * (TM + R - 1);
-    constexpr index_t kMaxGroup = 4;
-    const WinoPlan p = wino_plan<TM, R>(s, U_prepared != nullptr);
     const int threads = get_num_threads();
-    const index_t total = s.n * p.tiles, cvecs = ceil_div(s.c, VL), ovecs = p.ob_pad / VL;
+    const WinoPlan p = wino_plan<TM, R>(s, U_prepared != nullptr, threads);
+    const index_t total = s.n * p.tiles;
     const index_t per_block = PTS * p.panels * s.c * NR;
+    const bool own = p.owners > 1;
     Scratch U_block(U_prepared ? 0 : static_cast<std::size_t>(per_block));
-    Scratch V(static_cast<std::size_t>(PTS * p.tb * p.c_pad));
-    Scratch M(static_cast<std::size_t>(PTS * p.tb * p.ob_pad));
+    const std::size_t v_floats = static_cast<std::size_t>(PTS * p.tb * p.c_pad), m_floats = static_cast<std::size_t>(PTS * p.tb * p.ob_pad);
+    PerThread<float> V(p.owners, v_floats), M(p.owners, m_floats);
     const WinoSegments g = wino_segments<TM, R>(p);
     PerThread<float> S(threads, static_cast<std::size_t>(g.floats));
-    const bool relu = act == Activation::relu;
-    const index_t kblocks = ceil_div(s.c, KC), kstep = ceil_div(s.c, kblocks);
+    const index_t kblocks = ceil_div(s.c, KC);
     // NOTE: U beyond what L2 holds comes from L3 or memory on every call (inside a network, from memory: the
     // other layers evicted it); the GEMM then prefetches it a panel ahead. Measured on one thread: 512 -> 512
     // on 14x14 F(4x4) 5.0 -> 4.2 ms (38 MB of U), on 7x7 F(2x2) 1.7 -> 1.5 ms.
-    const bool stream_u = PTS * p.panels * s.c * NR * index_t(sizeof(float)) * ceil_div(s.oc, p.ob) > (index_t(2) << 20);
+    const bool stream_u = per_block * index_t(sizeof(float)) * ceil_div(s.oc, p.ob) > (index_t(2) << 20);
     // Tile panels per GEMM task: where U streams (and for F(2x2, 3x3), which runs on few tiles), a task takes
     // up to 4 panels per panel of U, so each comes from memory once for all of them; otherwise one (U stays in
     // L2; grouping cost F(4x4, 3x3) 2-3% there).
-    const index_t group = TM == 2 || stream_u ? kMaxGroup : 1;
+    const WinoCall c{s, p, g, x, bias, y, act == Activation::relu, stream_u,
+                     TM == 2 || stream_u ? kWinoMaxGroup : 1, ceil_div(s.c, kblocks), ceil_div(s.c, VL), p.ob_pad / VL};
 
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-        alignas(64) float abuf[kMaxGroup * MR * KC];
-        const Epilogue none;
+        alignas(64) float abuf[kWinoMaxGroup * MR * KC];
         for (index_t o0 = 0; o0 < s.oc; o0 += p.ob) {
             const index_t ob = imin(p.ob, s.oc - o0);
             const float* const U = U_prepared ? U_prepared + (o0 / p.ob) * per_block : U_block.p;
@@ -371,53 +467,16 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
                 for (index_t cp = 0; cp < s.c * p.panels; ++cp)
                     wino_filters<TM, R>(s, p, w, o0, ob, U_block.p, cp / p.panels, cp % p.panels);
             }
-            for (index_t t0 = 0; t0 < total; t0 += p.tb) {
-                const index_t tcount = imin(p.tb, total - t0);
-                const index_t q0 = (t0 / p.tiles_w) * g.per_row + (t0 % p.tiles_w) / g.seg;
-                const index_t q1 = ((t0 + tcount - 1) / p.tiles_w) * g.per_row + ((t0 + tcount - 1) % p.tiles_w) / g.seg;
+            if (own) {
+                // the implicit barrier keeps U_block until every thread is done with it
 #pragma omp for schedule(static)
-                for (index_t i = 0; i < (q1 - q0 + 1) * cvecs; ++i)
-                    wino_input_segment<TM, R>(s, p, g, x, q0 + i / cvecs, (i % cvecs) * VL, t0, tcount, S.get(), V.p);
-                // PTS GEMMs: M[xi] (tiles x ob) = V[xi] (tiles x c) * U[xi] (c x ob). A task takes up to `group`
-                // MR-tile panels of one point, each panel of U (kc x NR) coming from memory once for all of them.
-                const index_t tpanels = ceil_div(tcount, MR), groups = ceil_div(tpanels, group);
-#pragma omp for schedule(static)
-                for (index_t task = 0; task < PTS * groups; ++task) {
-                    const index_t xi = task / groups, g0 = (task % groups) * group, gn = imin(group, tpanels - g0);
-                    for (index_t pc = 0; pc < s.c; pc += kstep) {
-                        const index_t kc = imin(kstep, s.c - pc);
-                        for (index_t g = 0; g < gn; ++g) {
-                            const index_t ir = (g0 + g) * MR;
-                            pack_a(V.p + (xi * p.tb + ir) * p.c_pad + pc, p.c_pad, static_cast<int>(imin(MR, tcount - ir)),
-                                   kc, abuf + g * MR * KC);
-                        }
-                        for (index_t pn = 0; pn < p.panels; ++pn) {
-                            const int nv = static_cast<int>(imin(NR, ob - pn * NR));
-                            if (nv <= 0) break;
-                            const float* u = U + ((xi * p.panels + pn) * s.c + pc) * NR;
-                            // the panel read next, prefetched while this one is used when U streams: this K
-                            // block's next panel, the next K block's first, or the next point's first (the next
-                            // task's, when a task takes all tiles); else this panel (its own lines, a no-op)
-                            const float* next = !stream_u                                  ? u
-                                                : pn + 1 < p.panels && (pn + 1) * NR < ob ? u + s.c * NR
-                                                : pc + kc < s.c                           ? U + (xi * p.panels * s.c + pc + kc) * NR
-                                                : xi + 1 < PTS                            ? U + (xi + 1) * p.panels * s.c * NR
-                                                                                          : u;
-                            for (index_t g = 0; g < gn; ++g) {
-                                const index_t ir = (g0 + g) * MR;
-                                ukernel_any(kc, PackedA{abuf + g * MR * KC}, StreamedB{u, next},
-                                            M.p + (xi * p.tb + ir) * p.ob_pad + pn * NR, p.ob_pad,
-                                            static_cast<int>(imin(MR, tcount - ir)), nv, pc > 0, pc + kc == s.c, none, 0, 0);
-                            }
-                        }
-                    }
+                for (index_t b = 0; b < p.blocks; ++b) {
+                    const index_t t0 = b * total / p.blocks, t1 = (b + 1) * total / p.blocks;
+                    if (t1 > t0) wino_block<false, TM, R>(c, U, o0, ob, t0, t1 - t0, V.get(), M.get(), S.get(), abuf);
                 }
-#pragma omp for schedule(static)
-                for (index_t i = 0; i < tcount * ovecs; ++i) {
-                    const index_t o = (i % ovecs) * VL;
-                    if (o >= ob) continue;
-                    wino_output<TM, R>(s, p, M.p, t0 + i / ovecs, i / ovecs, o0, ob, o, bias, relu, y);
-                }
+            } else {
+                for (index_t t0 = 0; t0 < total; t0 += p.tb)
+                    wino_block<true, TM, R>(c, U, o0, ob, t0, imin(p.tb, total - t0), V.first(), M.first(), S.get(), abuf);
             }
         }
     }
