@@ -33,7 +33,8 @@ algorithm : 'auto', 'direct' or 'winograd'
     channels (by a cost model), or F(2x2, 5x5): about 2-4x fewer operations on layers with many channels, with a larger
     rounding error (at most 4e-6 * max|x| * max|w| * C * kh * kw on random data, typically 100x less).
     'auto' picks Winograd for 3x3 stride-1 layers with at least 32 input and output channels, and for 5x5
-    ones with at least 32 input channels and enough work.
+    ones with at least 32 input channels and enough work; with prepared weights, from 16 channels, and
+    for strided layers whose taps split into 3x3 ones over the stride phases (AlexNet's 11x11 stride 4).
 prepared : the result of conv2d_prepare() for these weights, optional
     Saves rearranging the weights on every call (layers of cnnfast.nn do this in eval mode).
 residual : array of the output's shape, optional
@@ -156,7 +157,8 @@ const char* prepared_kind_name(int kind) {
     switch (kind) {
         case 1: return "panels";
         case 2:
-        case 4: return "winograd";  // F(4x4, 3x3), or F(2x2, 3x3) by image size, or F(2x2, 5x5)
+        case 4:
+        case 5: return "winograd";  // F(4x4, 3x3), or F(2x2, 3x3) by image size, or F(2x2, 5x5), or on stride phases
         case 3: return "transposed";
         default: return "none";
     }

@@ -188,3 +188,52 @@ def test_winograd_matches_torch(k):
     y = cnnfast.conv2d(x, wt, b, padding=k // 2, algorithm="winograd")
     t = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b), padding=k // 2).numpy()
     assert np.abs(y - t).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 64 * k * k
+
+
+# n, c, h, o, k, stride, padding: strided layers whose taps split over the stride phases into 3x3 ones
+PHASE_CASES = [
+    (1, 3, 227, 96, 11, 4, 0),  # AlexNet's first layer
+    (2, 3, 64, 20, 11, 4, 2),
+    (1, 2, 45, 16, 12, 4, 0),
+    (1, 4, 40, 24, 6, 2, 1),
+    (3, 3, 50, 30, 9, 3, 1),
+    (3, 3, 287, 16, 11, 4, 0),  # one image's phase images at a time
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", PHASE_CASES)
+def test_strided_winograd_on_stride_phases(isa, threads_restored, threads, case):
+    # 'auto' with prepared weights runs these by Winograd on the input's stride phases: within the Winograd
+    # bound of the direct path's result, in the workspace bound, the same bits on any number of threads
+    n, c, h, o, k, s, p = case
+    rng = np.random.default_rng(sum(case))
+    x = rng.standard_normal((n, c, h, h + 5), dtype=np.float32)
+    wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    prepared = _core.conv2d_prepare(x, wt, s, p, 1, 1, "auto")
+    assert prepared.kind == "winograd"
+    cnnfast.set_num_threads(1)
+    one = _core.conv2d(x, wt, b, s, p, 1, 1, "relu", None, "auto", prepared)
+    cnnfast.set_num_threads(threads)
+    _core._workspace_reset_peak()
+    y = _core.conv2d(x, wt, b, s, p, 1, 1, "relu", None, "auto", prepared)
+    assert 0 < _core._workspace_peak() <= max(y.nbytes, 16 << 20)
+    direct = cnnfast.conv2d(x, wt, b, stride=s, padding=p, activation="relu", algorithm="direct")
+    assert y.shape == direct.shape
+    np.testing.assert_array_equal(y, one)
+    taps = c * (-(-k // s) * s) ** 2  # the phase convolution's channels x 3 x 3
+    assert np.abs(y - direct).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * taps
+
+
+@pytest.mark.parametrize("kwargs", [dict(k=7, s=2), dict(k=10, s=4), dict(dilation=2), dict(groups=3),
+                                    dict(algorithm="direct")])
+def test_strided_layers_that_stay_direct(kwargs):
+    # taps that would grow by more than 1.25x (7 -> 8x8 at stride 2, 10 -> 12x12 at 4), dilation, groups, a
+    # forced direct path: the exact products
+    k, s = kwargs.get("k", 11), kwargs.get("s", 4)
+    x = np.ones((1, 3, 67, 67), np.float32)
+    w = np.ones((18, 3 // kwargs.get("groups", 1), k, k), np.float32)
+    prepared = _core.conv2d_prepare(x, w, s, 0, kwargs.get("dilation", 1), kwargs.get("groups", 1),
+                                    kwargs.get("algorithm", "auto"))
+    assert prepared.kind != "winograd"

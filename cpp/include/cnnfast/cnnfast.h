@@ -28,7 +28,8 @@ struct Conv2dShape {
     index_t oh, ow;
 };
 
-// automatic picks Winograd F(4x4, 3x3) for 3x3 stride-1 layers where it is faster, direct GEMM otherwise.
+// automatic picks Winograd F(4x4, 3x3) for 3x3 stride-1 layers where it is faster (and, with prepared
+// weights, for strided layers whose taps split into 3x3 ones over the stride phases), direct GEMM otherwise.
 enum class ConvAlgorithm : int { automatic = 0, direct = 1, winograd = 2 };
 
 // Weights prepared once for a layer that runs many times: rearranged for the kernels of the ISA in use

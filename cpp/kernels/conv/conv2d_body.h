@@ -13,6 +13,7 @@
 #include "pixel_major_body.h"
 #include "oc_vectors_body.h"
 #include "winograd_body.h"
+#include "winograd_phases.h"
 
 namespace cnnfast {
 namespace CNNFAST_ISA_NS {
@@ -391,12 +392,13 @@ void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, cons
 
 namespace {
 
-enum class ConvPath { winograd, depthwise, linear, im2col, pixel_major, oc_vectors, indirect };
+enum class ConvPath { winograd, winograd_phases, depthwise, linear, im2col, pixel_major, oc_vectors, indirect };
 
 // prepared: whether the call has its weights prepared (conv2d_prepare), which makes Winograd pay sooner.
 ConvPath conv_path(const Conv2dShape& s, ConvAlgorithm algo, bool prepared) {
     if (algo == ConvAlgorithm::winograd || (algo == ConvAlgorithm::automatic && winograd_profitable(s, prepared)))
         return ConvPath::winograd;
+    if (algo == ConvAlgorithm::automatic && prepared && winograd_phases_pay(s)) return ConvPath::winograd_phases;
     const index_t G = s.groups, cg = s.c / G;
     if (cg == 1 && G > 1) return ConvPath::depthwise;
     // A kernel covering the whole unpadded image (LeNet's C5, a classifier written as a convolution) is a
@@ -423,6 +425,7 @@ index_t panels_floats(const Conv2dShape& s) {
 int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
     switch (conv_path(s, algo, true)) {
         case ConvPath::winograd: return wino_tile(s) == 2 ? kPrepackWinograd2x2 : kPrepackWinograd;
+        case ConvPath::winograd_phases: return kPrepackWinogradPhases;
         case ConvPath::indirect: return kPrepackPanels;
         case ConvPath::pixel_major:
         case ConvPath::oc_vectors: return kPrepackTransposed;
@@ -433,12 +436,14 @@ int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
 index_t conv2d_prepack_floats(const Conv2dShape& s, int kind) {
     if (kind == kPrepackPanels) return panels_floats(s);
     if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2) return winograd_filters_floats(s);
+    if (kind == kPrepackWinogradPhases) return winograd_phases_floats(s);
     if (kind == kPrepackTransposed) return pixel_major_b_floats(s);
     return 0;
 }
 
 void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) {
     if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2) return winograd_prepack(s, w, dst);
+    if (kind == kPrepackWinogradPhases) return winograd_phases_prepack(s, w, dst);
     if (kind == kPrepackTransposed) return pixel_major_pack_b(s, w, dst);
     if (kind != kPrepackPanels) return;
     const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw, panels = ceil_div(ocg, MR);
@@ -461,6 +466,7 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
     switch (path) {
         case ConvPath::pixel_major: conv2d_pixel_major(s, x, w, bias, y, first, prepacked); break;
         case ConvPath::winograd: conv2d_winograd(s, x, w, bias, y, first, prepacked); break;
+        case ConvPath::winograd_phases: conv2d_winograd_phases(s, x, bias, y, first, prepacked); break;
         case ConvPath::depthwise: conv2d_depthwise(s, x, w, bias, y, first); break;
         case ConvPath::linear: linear(s.n, s.c * s.h * s.w, s.oc, x, w, bias, y, first, nullptr); break;  // linear_<isa>.cpp
         case ConvPath::im2col: conv2d_packed(s, x, w, bias, y, first); break;
