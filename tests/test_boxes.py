@@ -178,6 +178,24 @@ def test_batched_nms_is_per_class_nms_merged_by_score(isa, case):
     check_keep(keep, per_class, "per-class nms merged")
 
 
+@pytest.mark.parametrize("n", [2, 3, 300, 5000])
+def test_nms_orders_any_float_scores(isa, n, rng):
+    # with a threshold nothing passes, every candidate is kept in the sort order: descending score (-0 and +0
+    # equal, infinities at the ends), ties by ascending index, NaN dropped; scores of every sign and exponent
+    pool = np.array([-np.inf, -3e38, -2.5, -1.0, -1e-30, -0.0, 0.0, 1e-30, 1e-3, 0.5, 1.0, 7.0, 3e38, np.inf,
+                     np.nan], np.float32)
+    scores = np.where(rng.random(n) < 0.5, rng.choice(pool, size=n),
+                      rng.standard_normal(n).astype(np.float32) * np.float32(10.0) ** rng.integers(-20, 20, n))
+    scores = scores.astype(np.float32)
+    boxes = grid_boxes(rng, n)
+    keep = cnnfast.nms(boxes, scores, 1.0)
+    finite = np.flatnonzero(~np.isnan(scores))
+    expected = finite[np.lexsort((finite, -scores[finite].astype(np.float64)))]
+    np.testing.assert_array_equal(keep, expected)
+    above = cnnfast.nms(boxes, scores, 1.0, score_threshold=0.0)
+    np.testing.assert_array_equal(above, expected[scores[expected] > 0])
+
+
 @pytest.mark.parametrize("n", [1000, 5000])
 def test_nms_large_inputs(isa, n, rng):
     boxes = grid_boxes(rng, n, cells=200, max_size=40)
