@@ -106,13 +106,13 @@ struct WinoPlan {
 };
 
 // NOTE: with the team sharing each tile block, each block costs three barriers, and V and M written by one
-// core are read by the other. On this VM's two vCPUs a barrier's round trip varies with the host from about
-// 60 to 400 ns, and with it ResNet-50's 64 -> 64 on 56x56 on two threads from 0.56 to 1.2 ms (one thread:
+// core are read by the other. On a 2-vCPU AMD EPYC (Zen 4) VM a barrier's round trip varied with the host from
+// about 60 to 400 ns, and with it ResNet-50's 64 -> 64 on 56x56 on two threads from 0.56 to 1.2 ms (one thread:
 // 1.2). So where there are enough tiles, each thread takes whole tile blocks of its own instead, end to end
 // (its own V and M, U read-only): no barrier inside a call with prepared filters (64 -> 64 on 56x56, two
-// threads, alternated in one process: 0.73 -> 0.59 ms; at batch 8 7.7 -> 6.3). At least kWinoOwnTiles tiles
-// a thread, so the GEMMs keep full panels; the team shares the blocks of images of few tiles (512 channels
-// on 7x7 or 14x14), where each thread then streams only half of U.
+// threads on an Intel Xeon VM, alternated in one process: 0.73 -> 0.59 ms; at batch 8 7.7 -> 6.3). At least
+// kWinoOwnTiles tiles a thread, so the GEMMs keep full panels; the team shares the blocks of images of few
+// tiles (512 channels on 7x7 or 14x14), where each thread then streams only half of U.
 constexpr index_t kWinoOwnTiles = 4 * MR;
 
 // NOTE: U, V and M together stay under 14 MiB (calls keep their workspace under 16 MiB) for inputs of up
