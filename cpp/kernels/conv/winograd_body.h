@@ -294,17 +294,30 @@ void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_
 }
 
 // NOTE: Winograd pays once the 36 GEMMs are big enough to hide the transforms: enough channels and tiles.
-// With the filters transformed beforehand (conv2d_prepare), the input and output transforms are all that is
-// left, and it wins from 16 channels and 4 tiles up (a 7x7 image) on one thread and on two.
+// Its GEMMs take the output channels as vector lanes (NR = 48 a panel), so with few of them the transforms
+// dominate. Measured against the direct path over 16-192 channels in, 16-128 out, 7x7 to 56x56 images, one
+// and two threads, prepared and not (Intel Xeon, AVX-512; in-process alternation, medians of the ratios):
 inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
     if (!conv2d_winograd_applies(s) || s.c > 1024) return false;
-    // F(2x2, 5x5), 2.8x fewer multiplies: measured to win from 32 channels in and about 200 K products of
-    // channels and tiles (48 -> 128 on 14x14: 2.1x; 32 -> 64 on 14x14 loses on two threads; 16 -> 32 on 28x28
-    // is even), prepared or not.
-    if (s.kh == 5) return s.c >= 32 && s.oc >= 16 && s.c * s.oc * s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2) >= 200000;
+    // F(2x2, 5x5), 2.8x fewer multiplies. Prepared: from 64 out it wins (0.43-0.94x the time, even on 7x7
+    // images of 16 channels); at 16 or 32 out it loses (up to 1.8x; 192 -> 32 on 28x28, Inception's 5x5 on
+    // the module's input: 1.02-1.11x) except where direct runs pixel-major (at most 256 pixels) on 128+
+    // channels (192 -> 16 on 14x14: 0.56-0.72x). Unprepared, a call also transforms the filters: that pays
+    // from 64 out and 49 tiles (14x14), 0.71-0.89x; 7x7 images lose (1.1-1.6x).
+    if (s.kh == 5) {
+        if (s.c < 16 || s.oc < 16) return false;
+        if (!filters_prepared) return s.oc >= 64 && s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2) >= 49;
+        return s.oc >= 64 || (s.c >= 128 && s.oh * s.ow <= 256);
+    }
+    // F(4x4, 3x3) (or F(2x2, 3x3), wino_tile). Prepared: from 48 out (a whole panel) it wins from 16
+    // channels and 4 tiles (a 7x7 image) up (0.37-0.93x; at worst 1.04-1.11x on one thread, 16 -> 48 on 56x56
+    // and 192 -> 64 on 7x7); 16 out loses everywhere (1.02-1.68x); 32 out wins from 32 channels on images of
+    // more than 256 pixels (28x28: 0.70-0.89x) and loses on smaller ones (7x7: 1.09-1.47x; 14x14 about even).
+    // Unprepared: 32 out loses or is even (0.88-1.34x), 48 and more pay from 32 channels and 16 tiles.
     const index_t tiles = s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
-    if (filters_prepared) return s.c >= 16 && s.oc >= 16 && tiles >= 4;
-    return s.c >= 32 && s.oc >= 32 && tiles >= 16;
+    if (filters_prepared)
+        return s.c >= 16 && tiles >= 4 && (s.oc >= 48 || (s.oc >= 32 && s.c >= 32 && s.oh * s.ow > 256));
+    return s.c >= 32 && s.oc >= 48 && tiles >= 16;
 }
 
 // The output tile size for 3x3 kernels (5x5 take 2). F(2x2, 3x3) makes 2.25x the multiplies of F(4x4, 3x3)
