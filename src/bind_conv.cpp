@@ -33,12 +33,13 @@ algorithm : 'auto', 'direct' or 'winograd'
     channels (by a cost model), or F(2x2, 5x5): about 2-4x fewer operations on layers with many channels, with a larger
     rounding error (at most 4e-6 * max|x| * max|w| * C * kh * kw on random data, typically 100x less).
     'auto' picks Winograd for 3x3 stride-1 layers with at least 32 input and 48 output channels, and for
-    5x5 ones with at least 16 input and 64 output channels on 14x14 images or larger; with prepared
-    weights, from 16 input channels on any image (3x3 with 32 output channels too, from 32 input
-    channels on images over 256 pixels; 5x5 with 16 or more output channels too, from 128 input
-    channels on images of at most 256 pixels), and for strided layers whose taps split into 3x3 ones
-    over the stride phases (AlexNet's 11x11 stride 4). Winograd's GEMMs take the output channels as
-    vector lanes: with few of them the direct path is faster.
+    5x5 ones with at least 16 input and 64 output channels, outputs of 7x7 or more and 49 2x2 tiles in
+    the batch (one 14x14 image). With prepared weights: from 16 input channels on any image (3x3 with 32
+    output channels too, from 32 input channels on images over 256 pixels; 5x5 on outputs of 7x7 or
+    more, with 16 or more output channels too from 128 input channels on images of at most 256 pixels),
+    and for strided layers whose taps split into 3x3 ones over the stride phases (AlexNet's 11x11
+    stride 4). Winograd's GEMMs take the output channels as vector lanes: with few of them the direct
+    path is faster.
 prepared : the result of conv2d_prepare() for these weights, optional
     Saves rearranging the weights on every call (layers of cnnfast.nn do this in eval mode).
 residual : array of the output's shape, optional

@@ -137,25 +137,27 @@ def test_auto_picks_a_path_that_agrees_with_direct(k):
     assert np.abs(auto - direct).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 64 * k * k
 
 
-# (c, h, o, k) -> whether 'auto' with prepared weights takes Winograd (see winograd_profitable): its GEMMs take
-# the output channels as vector lanes, so few output channels stay direct
+# (n, c, h, o, k, padding) -> whether 'auto' with prepared weights takes Winograd (see winograd_profitable): its
+# GEMMs take the output channels as vector lanes, so few output channels stay direct
 @pytest.mark.parametrize("case,winograd", [
-    ((192, 28, 32, 5), False),   # Inception's 5x5 on the module's input: direct
-    ((16, 28, 32, 5), False),    # Inception 3a's 5x5
-    ((192, 14, 16, 5), True),    # 128+ channels where direct would run pixel-major
-    ((32, 14, 64, 5), True),     # from 64 output channels
-    ((64, 7, 64, 5), True),
-    ((64, 56, 16, 3), False),    # 16 output channels: direct everywhere
-    ((64, 7, 32, 3), False),     # 32 on a small image: direct
-    ((64, 28, 32, 3), True),     # ... on a larger one: Winograd
-    ((16, 14, 48, 3), True),     # a whole panel of output channels
-    ((512, 7, 512, 3), True),
+    ((1, 192, 28, 32, 5, 2), False),   # Inception's 5x5 on the module's input: direct
+    ((1, 16, 28, 32, 5, 2), False),    # Inception 3a's 5x5
+    ((1, 192, 14, 16, 5, 2), True),    # 128+ channels where direct would run pixel-major
+    ((1, 32, 14, 64, 5, 2), True),     # from 64 output channels
+    ((1, 64, 7, 64, 5, 2), True),
+    ((64, 16, 5, 120, 5, 0), False),   # LeNet-5's C5: a 1x1 output, a fully connected layer
+    ((1, 64, 5, 64, 5, 2), False),     # outputs under 7x7
+    ((1, 64, 56, 16, 3, 1), False),    # 16 output channels: direct everywhere
+    ((1, 64, 7, 32, 3, 1), False),     # 32 on a small image: direct
+    ((1, 64, 28, 32, 3, 1), True),     # ... on a larger one: Winograd
+    ((1, 16, 14, 48, 3, 1), True),     # a whole panel of output channels
+    ((1, 512, 7, 512, 3, 1), True),
 ])
 def test_auto_takes_winograd_where_it_was_measured_to_pay(case, winograd):
-    c, h, o, k = case
-    x = np.zeros((1, c, h, h), np.float32)
+    n, c, h, o, k, pad = case
+    x = np.zeros((n, c, h, h), np.float32)
     wt = np.zeros((o, c, k, k), np.float32)
-    prepared = _core.conv2d_prepare(x, wt, 1, k // 2, 1, 1, "auto")
+    prepared = _core.conv2d_prepare(x, wt, 1, pad, 1, 1, "auto")
     assert (prepared.kind == "winograd") == winograd, prepared.kind
 
 

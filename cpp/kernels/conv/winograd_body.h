@@ -303,9 +303,10 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
     // images of 16 channels); at 16 or 32 out it loses (up to 1.8x; 192 -> 32 on 28x28, Inception's 5x5 on
     // the module's input: 1.02-1.11x) except where direct runs pixel-major (at most 256 pixels) on 128+
     // channels (192 -> 16 on 14x14: 0.56-0.72x). Unprepared, a call also transforms the filters: that pays
-    // from 64 out and 49 tiles (14x14), 0.71-0.89x; 7x7 images lose (1.1-1.6x).
+    // from 64 out and 49 tiles (14x14), 0.71-0.89x; 7x7 images lose (1.1-1.6x). Outputs under 7x7 were not
+    // measured, and on a 1x1 output (LeNet-5's C5, a fully connected layer) three of a tile's four are waste.
     if (s.kh == 5) {
-        if (s.c < 16 || s.oc < 16) return false;
+        if (s.c < 16 || s.oc < 16 || s.oh * s.ow < 49) return false;
         if (!filters_prepared) return s.oc >= 64 && s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2) >= 49;
         return s.oc >= 64 || (s.c >= 128 && s.oh * s.ow <= 256);
     }
