@@ -6,6 +6,7 @@
 // (12 x 12 taps for 11 x 11), then 4x fewer multiplies.
 #pragma once
 
+#include "phases.h"
 #include "winograd_body.h"
 
 namespace cnnfast {
@@ -69,26 +70,6 @@ inline void phase_filters(const Conv2dShape& s, const float* w, float* wp) {
                         }
 }
 
-// The phase images of images [n0, n0 + nb): zeros where the padded input has none.
-inline void phase_images(const Conv2dShape& s, const PhasePlan& q, const float* x, index_t n0, index_t nb, float* xp) {
-    const index_t st = s.stride_h, H = q.sp.h, W = q.sp.w, C = q.sp.c;
-#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
-    for (index_t r = 0; r < nb * C * H; ++r) {
-        const index_t i = r % H, cp = (r / H) % C, n = r / (H * C);
-        const index_t c = cp / (st * st), py = (cp / st) % st, px = cp % st, ih = i * st + py - s.pad_t;
-        float* dst = xp + r * W;
-        if (ih < 0 || ih >= s.h) {
-            for (index_t j = 0; j < W; ++j) dst[j] = 0.f;
-            continue;
-        }
-        const float* src = x + (((n0 + n) * s.c + c) * s.h + ih) * s.w;
-        for (index_t j = 0; j < W; ++j) {
-            const index_t iw = j * st + px - s.pad_l;
-            dst[j] = iw >= 0 && iw < s.w ? src[iw] : 0.f;
-        }
-    }
-}
-
 }  // namespace
 
 index_t winograd_phases_floats(const Conv2dShape& s) { return wino_filters_floats<4, 3>(phase_plan(s).sp); }
@@ -104,11 +85,15 @@ void winograd_phases_prepack(const Conv2dShape& s, const float* w, float* dst) {
 void conv2d_winograd_phases(const Conv2dShape& s, const float* x, const float* bias, float* y, Activation act,
                             const float* U) {
     const PhasePlan q = phase_plan(s);
+    const PhaseGeometry g = phase_geometry(s);
     Scratch xp(static_cast<std::size_t>(q.sp.n * q.per_image));
     for (index_t n0 = 0; n0 < s.n; n0 += q.sp.n) {
         Conv2dShape sp = q.sp;
         sp.n = imin(q.sp.n, s.n - n0);
-        phase_images(s, q, x, n0, sp.n, xp.p);
+        // NOTE: the direct path's phase images (phases.h) in its layout: K in (2S, 3S] makes them (OH + 2) x
+        // (OW + 2) each, S x S of them per channel, every one read, which is the 3x3 convolution's input.
+#pragma omp parallel num_threads(get_num_threads())
+        build_phases_of_images(s, g, x, n0, sp.n, xp.p);
         wino_conv<4, 3>(sp, xp.p, nullptr, bias, y + n0 * s.oc * s.oh * s.ow, act, U);
     }
 }
