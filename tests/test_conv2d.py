@@ -459,6 +459,29 @@ def test_conv2d_lane_tail(isa, rng, threads_restored, threads):
                 np.testing.assert_array_equal(relu, np.maximum(y_prepared, 0))
 
 
+def test_conv2d_resident_k_blocks(isa, rng, threads_restored):
+    # more than four micro-panels of output channels and K > 160: K blocks of at most 128, the B panel kept
+    # while the micro-panels pass over it when the weights are packed whole (prepared, or packed by the call).
+    # Shapes: 1x1 on 14x14 with a lane tail (K = 200, 520), 7x7 (pixel-major when prepared), a stride-2 3x3
+    # (grid columns through a scratch block, K = 24 * 9), and 72 / 75 channels (partial micro-panels). The
+    # bits are the same at one, two and three threads, prepared or not.
+    cases = [((1, 200, 14, 14), (72, 200, 1, 1), 1, 0), ((2, 520, 14, 14), (75, 520, 1, 1), 1, 0),
+             ((1, 200, 7, 7), (96, 200, 1, 1), 1, 0), ((1, 24, 20, 20), (72, 24, 3, 3), 2, 1),
+             ((1, 24, 14, 14), (72, 24, 3, 3), 1, 1)]
+    for xs, ws, stride, pad in cases:
+        x, w, b = rand(rng, *xs), rand(rng, *ws), rand(rng, ws[0])
+        with cnnfast.num_threads(1):
+            one = check_conv(x, w, b, stride=stride, padding=pad, algorithm="direct")
+        prepared = _core.conv2d_prepare(x, w, stride, pad, 1, 1, "direct")
+        for threads in (1, 2, 3):
+            with cnnfast.num_threads(threads):
+                np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, stride=stride, padding=pad, algorithm="direct"),
+                                              one, err_msg=f"{xs} * {ws}, {threads} threads")
+                np.testing.assert_array_equal(
+                    cnnfast.conv2d(x, w, b, stride=stride, padding=pad, algorithm="direct", prepared=prepared), one,
+                    err_msg=f"{xs} * {ws} prepared ({prepared.kind}), {threads} threads")
+
+
 def test_conv2d_asymmetric_parameters(isa, rng):
     x = rand(rng, 1, 5, 25, 33)
     check_conv(x, rand(rng, 9, 5, 3, 5), rand(rng, 9), stride=(1, 2), padding=(0, 2), dilation=(2, 1))

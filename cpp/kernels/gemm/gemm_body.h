@@ -22,12 +22,22 @@ constexpr int MR = 4, NV = 2;  // 8 xmm accumulators
 constexpr int NR = NV * VL;
 constexpr index_t KC = 256;     // K block: MR rows of A (MR x KC) stay in L1
 constexpr index_t NC = 8 * NR;  // N block: the packed B block (KC x NC) stays in L2
-// K blocks of the direct convolutions, which read B in place rather than from a packed block: K up to 2 KC
-// in one (K = 400, Inception's 5x5 on 16 channels: 0.185 -> 0.182 ms), longer K in blocks of equal size up to
-// 1.5 KC (K = 363, AlexNet's first layer, in one; 2304 in six: blocks of 2 KC were 1-2% slower there). A
-// block that does not end K stores C, which the next one reloads; MR x 2 KC of A, 16 KiB, stays in L1.
+// K blocks of the direct convolutions, which read B in place rather than from a packed block. Where A has
+// more than four micro-panels (M > 4 MR) and K > 160, blocks of at most kKcResident = 128 rows, over which the
+// paths that have A packed whole keep each B panel in L1 while every micro-panel passes over it: 128 x NR is
+// 24 KiB, up to 32 KiB with the extra lines of rows that are not 64-byte aligned (a 14x14 image's channels
+// are 784 bytes apart); blocks of 192 rows lost the gain. Otherwise K up to 2 KC in one block (K = 400,
+// Inception's 5x5 on 16 channels: 0.185 -> 0.182 ms), longer K in blocks of equal size up to 1.5 KC (2304 in
+// six: blocks of 2 KC were 1-2% slower there). A block that does not end K stores C, which the next one
+// reloads; MR x 2 KC of A, 16 KiB, stays in L1.
+// NOTE: the blocks depend on the shape alone (never on threads or on whether the weights are prepared), and
+// every path of one shape uses them, so a layer gives the same bits whichever way it runs.
 constexpr index_t kKcDirect = KC * 2;  // the longest block
-inline index_t direct_k_step(index_t K) { return K <= kKcDirect ? K : ceil_div(K, ceil_div(K, KC * 3 / 2)); }
+constexpr index_t kKcResident = 128;
+inline index_t direct_k_step(index_t K, index_t M) {
+    if (M > 4 * MR && K > kKcResident * 5 / 4) return ceil_div(K, ceil_div(K, kKcResident));
+    return K <= kKcDirect ? K : ceil_div(K, ceil_div(K, KC * 3 / 2));
+}
 
 struct Epilogue {
     const float* bias_row = nullptr;  // indexed by the row of C (conv: output channel)
