@@ -266,6 +266,28 @@ def test_max_pool_vector_row_path(isa, h, w, k, s, p, rng):
             np.testing.assert_array_equal(y, expected.astype(np.float32))
 
 
+# 3x3 stride-1 windows padded by 1 on planes narrower than two vectors go flat, a vector of pixels at a time
+# across row ends: every plane is offset by a large amount from its neighbours so a tap that strays into the
+# next row's, the previous row's or another plane's pixels changes the result.
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 5), (5, 1), (2, 2), (7, 7), (14, 14), (3, 31), (9, 15), (4, 16),
+                                 (30, 31), (6, 8), (11, 3)])
+def test_max_pool_same_3x3_small_planes(isa, h, w, rng, threads_restored):
+    x = rand(rng, 3, 37, h, w)
+    x += (1000 * (np.arange(3 * 37) % 3)).reshape(3, 37, 1, 1).astype(np.float32)
+    x[:, ::2, :, 0] += 500
+    x[:, 1::2, -1, :] -= 700
+    expected = ref.max_pool2d(x, 3, 1, 1).astype(np.float32)
+    for threads in (1, 2):
+        cnnfast.set_num_threads(threads)
+        np.testing.assert_array_equal(cnnfast.max_pool2d(x, 3, 1, 1), expected)
+    xn = x.copy()
+    xn[1, 5, h - 1, w - 1] = np.nan
+    xn[2, 36, 0, 0] = np.nan
+    y, expected = cnnfast.max_pool2d(xn, 3, 1, 1), ref.max_pool2d(xn, 3, 1, 1)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    np.testing.assert_array_equal(y, expected.astype(np.float32))
+
+
 @pytest.mark.parametrize("c", [1, 3, 4, 8, 13, 16, 17, 33, 64])
 def test_pools_channel_counts(isa, c, rng):
     x = rand(rng, 2, c, 9, 7)

@@ -80,6 +80,22 @@ inline vf vload_cols(const float* row, index_t c, index_t W, float fill) {
     return v;
 #endif
 }
+// The lanes of p whose `mask` lane is nonzero (all bits set, as vector comparisons give), the others `fill`;
+// never reads a masked-off lane.
+template <class VI>
+inline vf vload_mask(const float* p, VI mask, float fill) {
+#if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
+    const __mmask16 bits = _mm512_test_epi32_mask((__m512i)mask, (__m512i)mask);
+    return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), bits, p);
+#elif defined(__AVX__) && CNNFAST_VEC_BYTES == 32
+    const __m256 loaded = _mm256_maskload_ps(p, (__m256i)mask);
+    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), loaded, (__m256)mask);
+#else
+    vf v;
+    for (int i = 0; i < VL; ++i) v[i] = mask[i] ? p[i] : fill;
+    return v;
+#endif
+}
 // Stores the first n (0 <= n <= VL) lanes of v to p.
 inline void vstore_n(float* p, vf v, index_t n) {
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64

@@ -200,6 +200,60 @@ void max_pool_rows(const Pool2dShape& s, const float* xp, float* yp) {
     return max_pool_rows_plane<3, 2>(s, xp, yp);
 }
 
+// 3x3 stride-1 max pooling padded by 1 (the output the input's size: Inception's pool branches) of a plane
+// whose rows are narrower than two vectors, flat: VL pixels at a time wherever the rows break (a 14x14 plane
+// is 13 vectors; row by row it takes 14 of which an eighth of the lanes are used). Each vector's column
+// maxima (the rows above and below masked to -inf on the plane's first and last row) are computed once; the
+// left and right taps are those of the previous and next vector shifted by a lane, -inf in the first and
+// last column.
+inline bool max_pool_flat_applies(const Pool2dShape& s) {
+    return kVecBytes >= 32 && s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 1 &&
+           s.pad_w == 1 && s.oh == s.h && s.ow == s.w && s.w < 2 * VL && s.h * s.w < (index_t(1) << 30);
+}
+
+typedef int vi_flat __attribute__((vector_size(kVecBytes)));
+
+// The columns of a plane's first VL pixels (i % W), once per call: a division per lane and plane would cost
+// more than the plane's maxima.
+inline vi_flat flat_first_columns(index_t W) {
+    vi_flat col;
+    for (int i = 0; i < VL; ++i) col[i] = static_cast<int>(i % W);
+    return col;
+}
+
+void max_pool_flat_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp, vi_flat col) {
+    typedef vi_flat vi;
+    const index_t W = s.w, HW = s.h * s.w;
+    const int w = static_cast<int>(W), hw = static_cast<int>(HW), step = VL % w;
+    const float ninf = -__builtin_inff();
+    const vf ninfv = vbroadcast(ninf);
+    vi lane, before, after;  // pixel p0 + i; lanes VL - 1 .. 2 VL - 2 and 1 .. VL of a:b
+    for (int i = 0; i < VL; ++i) {
+        lane[i] = i;
+        before[i] = VL - 1 + i;
+        after[i] = i + 1;
+    }
+    // max of the pixels p, p - W and p + W that are in the plane, for p in [p0, p0 + VL)
+    auto column_max = [&](index_t p0) {
+        const float* c = xp + p0;
+        if (p0 >= W && p0 + VL + W <= HW) return vmax_nan(vmax_nan(vload(c - W), vload(c)), vload(c + W));
+        const vi pix = lane + static_cast<int>(p0), in = pix < hw;
+        return vmax_nan(vmax_nan(vload_mask(c - W, in & (pix >= w), ninf), vload_mask(c, in, ninf)),
+                        vload_mask(c + W, pix < hw - w, ninf));
+    };
+    vf prev = ninfv, cur = column_max(0);
+    for (index_t p0 = 0; p0 < HW; p0 += VL) {
+        const vf next = p0 + VL < HW ? column_max(p0 + VL) : ninfv;
+        const vf left = col != 0 ? __builtin_shuffle(prev, cur, before) : ninfv;
+        const vf right = col != w - 1 ? __builtin_shuffle(cur, next, after) : ninfv;
+        vstore_n(yp + p0, vmax_nan(vmax_nan(left, cur), right), imin(VL, HW - p0));
+        prev = cur;
+        cur = next;
+        col += step;
+        col = col >= w ? col - w : col;
+    }
+}
+
 }  // namespace
 
 void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
@@ -210,10 +264,12 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     // NOTE: the separable passes need a row as wide as the padded windows; kernels far wider than the image
     // (allowed: the padding may be half the kernel) take the per-window path instead.
     const bool separable = wext <= 4 * s.w + 1024;
-    const bool rows = kind == PoolKind::max && max_pool_rows_applies(s);
+    const bool flat = kind == PoolKind::max && max_pool_flat_applies(s);
+    const bool rows = kind == PoolKind::max && !flat && max_pool_rows_applies(s);
     const index_t half = wext / 2 + 1;
-    const index_t scratch = rows ? 0 : separable ? wext + s.ow + 2 * half : 0;
+    const index_t scratch = rows || flat ? 0 : separable ? wext + s.ow + 2 * half : 0;
     PerThread<float> tmps(threads, static_cast<std::size_t>(scratch));
+    const vi_flat first_columns = flat ? flat_first_columns(s.w) : vi_flat{};
 #pragma omp parallel num_threads(threads)
     {
         float* const tmp = tmps.get();
@@ -222,7 +278,9 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
         for (index_t p = 0; p < planes; ++p) {
             const float* xp = x + p * s.h * s.w;
             float* yp = y + p * s.oh * s.ow;
-            if (rows)
+            if (flat)
+                max_pool_flat_plane(s, xp, yp, first_columns);
+            else if (rows)
                 max_pool_rows(s, xp, yp);
             else if (!separable)
                 pool_plane_windows(kind, s, xp, yp);
