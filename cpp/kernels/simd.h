@@ -57,10 +57,22 @@ inline vf vbroadcast(float s) {
 inline index_t imin(index_t a, index_t b) { return a < b ? a : b; }
 inline index_t imax(index_t a, index_t b) { return a > b ? a : b; }
 inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+#if defined(__AVX2__) && !defined(__AVX512F__) && CNNFAST_VEC_BYTES == 32
+// Lanes i with lo <= i < hi set (all bits), for the AVX2 masked loads and stores (which never touch the others).
+inline __m256i lanes_between(index_t lo, index_t hi) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hi)), idx),
+                            _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(static_cast<int>(lo) - 1)));
+}
+#define CNNFAST_AVX2_MASKS 1
+#endif
 // The first n (0 <= n <= VL) lanes of p, the others `fill`; never reads past p + n.
 inline vf vload_n(const float* p, index_t n, float fill) {
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
     return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<__mmask16>((1u << n) - 1u), p);
+#elif defined(CNNFAST_AVX2_MASKS)
+    const __m256i m = lanes_between(0, n);
+    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
 #else
     vf v;
     for (int i = 0; i < VL; ++i) v[i] = i < n ? p[i] : fill;
@@ -74,6 +86,9 @@ inline vf vload_cols(const float* row, index_t c, index_t W, float fill) {
     const index_t lo = imax(-c, 0), hi = imin(W - c, VL);
     const unsigned bits = hi > lo ? ((1u << hi) - 1u) & ~((1u << lo) - 1u) : 0u;
     return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<__mmask16>(bits), row + c);
+#elif defined(CNNFAST_AVX2_MASKS)
+    const __m256i m = lanes_between(imax(-c, 0), imin(W - c, VL));
+    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(row + c, m), _mm256_castsi256_ps(m));
 #else
     vf v;
     for (int i = 0; i < VL; ++i) v[i] = c + i >= 0 && c + i < W ? row[c + i] : fill;
@@ -100,6 +115,8 @@ inline vf vload_mask(const float* p, VI mask, float fill) {
 inline void vstore_n(float* p, vf v, index_t n) {
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), (__m512)v);
+#elif defined(CNNFAST_AVX2_MASKS)
+    _mm256_maskstore_ps(p, lanes_between(0, n), (__m256)v);
 #else
     for (int i = 0; i < n; ++i) p[i] = v[i];
 #endif
