@@ -102,9 +102,8 @@ inline vf vload_mask(const float* p, VI mask, float fill) {
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
     const __mmask16 bits = _mm512_test_epi32_mask((__m512i)mask, (__m512i)mask);
     return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), bits, p);
-#elif defined(__AVX__) && CNNFAST_VEC_BYTES == 32
-    const __m256 loaded = _mm256_maskload_ps(p, (__m256i)mask);
-    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), loaded, (__m256)mask);
+#elif defined(CNNFAST_AVX2_MASKS)
+    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, (__m256i)mask), (__m256)mask);
 #else
     vf v;
     for (int i = 0; i < VL; ++i) v[i] = mask[i] ? p[i] : fill;
