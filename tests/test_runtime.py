@@ -23,7 +23,8 @@ from conftest import SUPPORTED_ISAS, rand
 
 def run_python(code, env_extra=None, timeout=120):
     """Runs code in a fresh interpreter (outside the source tree) and returns its stdout; fails on error."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CNNFAST_ISA", "OMP_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CNNFAST_ISA", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(env_extra or {})
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=os.path.dirname(os.path.abspath(__file__)) + "/..")
@@ -110,6 +111,34 @@ def test_set_num_threads_rejects(bad, exc, threads_restored):
 def test_omp_num_threads_is_respected():
     assert run_ok("import cnnfast; print(cnnfast.get_num_threads())", {"OMP_NUM_THREADS": "1"}) == "1"
     assert run_ok("import cnnfast; print(cnnfast.config()['num_threads'])", {"OMP_NUM_THREADS": "3"}) == "3"
+
+
+_SPIN_PROBE = """
+    import os, time, numpy as np, cnnfast
+    print(os.environ.get("GOMP_SPINCOUNT"))
+    cnnfast.set_num_threads(2)
+    x = np.ones((1, 64, 56, 56), np.float32)
+    w = np.ones((64, 64, 3, 3), np.float32)
+    busy = []
+    for _ in range(5):
+        cnnfast.conv2d(x, w, padding=1)
+        c0 = time.process_time()
+        time.sleep(0.1)
+        busy.append(time.process_time() - c0)
+    print(sorted(busy)[2])
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores")
+def test_worker_threads_sleep_soon_after_a_call():
+    # CPU time the process spends in the 100 ms after a two-thread call, its main thread asleep: the worker's
+    # spin before it sleeps (about 2 ms; the OpenMP runtime's own default spins about 8 ms). The spin count is
+    # set only while the runtime loads: the environment is left as it was.
+    printed, busy = run_ok(_SPIN_PROBE).split()
+    assert printed == "None"
+    assert float(busy) < 0.005, f"the worker thread spun {float(busy) * 1e3:.1f} ms after a call returned"
+    # a spin count or wait policy of the user's own is left alone
+    assert run_ok(_SPIN_PROBE, {"GOMP_SPINCOUNT": "1000"}).split()[0] == "1000"
 
 
 def test_threadpoolctl_sees_and_limits_the_openmp_pool():
