@@ -482,6 +482,35 @@ def test_conv2d_resident_k_blocks(isa, rng, threads_restored):
                     err_msg=f"{xs} * {ws} prepared ({prepared.kind}), {threads} threads")
 
 
+def test_conv2d_whole_m_over_more_n_blocks(isa, rng, threads_restored):
+    # too few N blocks for the threads and several micro-panels of output channels: the split takes all the
+    # channels over more, smaller N blocks (a multiple of the threads) instead of channel chunks. Shapes: 1x1
+    # on 56x56 (66 panels: 9 blocks, 10 at two threads, 12 at three) and 28x28 (17 panels), a batch of two
+    # (outer = 2), a stride-2 3x3 (columns in the output's order); with a residual. Same bits at 1-3 threads.
+    cases = [((1, 40, 56, 56), (64, 40, 1, 1), 1, 0), ((1, 48, 28, 28), (128, 48, 1, 1), 1, 0),
+             ((2, 24, 28, 28), (96, 24, 1, 1), 1, 0), ((1, 16, 56, 56), (64, 16, 3, 3), 2, 1)]
+    for xs, ws, stride, pad in cases:
+        x, w, b = rand(rng, *xs), rand(rng, *ws), rand(rng, ws[0])
+        with cnnfast.num_threads(1):
+            one = check_conv(x, w, b, stride=stride, padding=pad, algorithm="direct")
+            res = rand(rng, *one.shape)
+            one_res = cnnfast.conv2d(x, w, b, stride=stride, padding=pad, activation="relu", algorithm="direct",
+                                     residual=res)
+        assert_close(one_res, np.maximum(one + res, 0), atol=ref.conv2d_tolerance(x, w, b) + 1e-6,
+                     what=f"{xs} * {ws} + residual")
+        prepared = _core.conv2d_prepare(x, w, stride, pad, 1, 1, "direct")
+        for threads in (2, 3):
+            with cnnfast.num_threads(threads):
+                for p in (None, prepared):
+                    np.testing.assert_array_equal(
+                        cnnfast.conv2d(x, w, b, stride=stride, padding=pad, algorithm="direct", prepared=p), one,
+                        err_msg=f"{xs} * {ws}, {threads} threads, prepared={p is not None}")
+                    np.testing.assert_array_equal(
+                        cnnfast.conv2d(x, w, b, stride=stride, padding=pad, activation="relu", algorithm="direct",
+                                       prepared=p, residual=res), one_res,
+                        err_msg=f"{xs} * {ws} + residual, {threads} threads, prepared={p is not None}")
+
+
 def test_conv2d_asymmetric_parameters(isa, rng):
     x = rand(rng, 1, 5, 25, 33)
     check_conv(x, rand(rng, 9, 5, 3, 5), rand(rng, 9), stride=(1, 2), padding=(0, 2), dilation=(2, 1))

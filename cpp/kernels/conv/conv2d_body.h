@@ -266,7 +266,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     // gave two threads 57 and 55 rows as 37 blocks of 3 and one of 1.
     const index_t row_blocks = ceil_div(s.oh, imax(1, NC / s.ow));
     const index_t n_cols = by_rows ? row_blocks * NC : exact ? P : g.N;
-    const GemmSplit split = split_gemm(chunk * G, ocg, n_cols, threads);
+    const GemmSplit split = split_gemm(chunk * G, ocg, n_cols, threads, !by_rows);
     // NOTE: the slack covers reads past the last phase image, in columns that are not stored.
     const index_t slack = g.Wph + NR;
     Scratch phases(in_place ? 0 : static_cast<std::size_t>(chunk * per_image + slack));
