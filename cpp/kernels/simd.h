@@ -66,13 +66,27 @@ inline __m256i lanes_between(index_t lo, index_t hi) {
 }
 #define CNNFAST_AVX2_MASKS 1
 #endif
+// The lanes of p whose `mask` lane is nonzero (all bits set, as vector comparisons give), the others `fill`;
+// never reads a masked-off lane.
+template <class VI>
+inline vf vload_mask(const float* p, VI mask, float fill) {
+#if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
+    const __mmask16 bits = _mm512_test_epi32_mask((__m512i)mask, (__m512i)mask);
+    return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), bits, p);
+#elif defined(CNNFAST_AVX2_MASKS)
+    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, (__m256i)mask), (__m256)mask);
+#else
+    vf v;
+    for (int i = 0; i < VL; ++i) v[i] = mask[i] ? p[i] : fill;
+    return v;
+#endif
+}
 // The first n (0 <= n <= VL) lanes of p, the others `fill`; never reads past p + n.
 inline vf vload_n(const float* p, index_t n, float fill) {
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
     return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<__mmask16>((1u << n) - 1u), p);
 #elif defined(CNNFAST_AVX2_MASKS)
-    const __m256i m = lanes_between(0, n);
-    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+    return vload_mask(p, lanes_between(0, n), fill);
 #else
     vf v;
     for (int i = 0; i < VL; ++i) v[i] = i < n ? p[i] : fill;
@@ -87,26 +101,10 @@ inline vf vload_cols(const float* row, index_t c, index_t W, float fill) {
     const unsigned bits = hi > lo ? ((1u << hi) - 1u) & ~((1u << lo) - 1u) : 0u;
     return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<__mmask16>(bits), row + c);
 #elif defined(CNNFAST_AVX2_MASKS)
-    const __m256i m = lanes_between(imax(-c, 0), imin(W - c, VL));
-    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(row + c, m), _mm256_castsi256_ps(m));
+    return vload_mask(row + c, lanes_between(imax(-c, 0), imin(W - c, VL)), fill);
 #else
     vf v;
     for (int i = 0; i < VL; ++i) v[i] = c + i >= 0 && c + i < W ? row[c + i] : fill;
-    return v;
-#endif
-}
-// The lanes of p whose `mask` lane is nonzero (all bits set, as vector comparisons give), the others `fill`;
-// never reads a masked-off lane.
-template <class VI>
-inline vf vload_mask(const float* p, VI mask, float fill) {
-#if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
-    const __mmask16 bits = _mm512_test_epi32_mask((__m512i)mask, (__m512i)mask);
-    return (vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), bits, p);
-#elif defined(CNNFAST_AVX2_MASKS)
-    return (vf)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, (__m256i)mask), (__m256)mask);
-#else
-    vf v;
-    for (int i = 0; i < VL; ++i) v[i] = mask[i] ? p[i] : fill;
     return v;
 #endif
 }
