@@ -44,6 +44,7 @@ def run_suite(cases: Sequence[Case], peers: Sequence[Peer], threads: Sequence[in
         cnnfast.set_num_threads(before)
         bar.close()
     info["load_average_1min_end"] = machine.load_average()
+    info["fma_peak_gflops_per_core_end"] = machine.fma_peak_gflops()
     if most > 1:
         info["fma_peak_parallel_end"] = machine.parallel_fma_peak(most)
     return {
