@@ -436,6 +436,28 @@ def test_conv2d_exact_columns(isa, rng, threads_restored, threads):
         check_conv(rand(rng, 1, 3, 11, 4 * ow + 7), rand(rng, 40, 3, 11, 11), rand(rng, 40), stride=4)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_exact_columns_of_whole_vectors(isa, rng, threads_restored, threads):
+    # output rows of whole vectors but not whole GEMM panels (ResNet-50's 7x7/2 stem: 112 = 48 + 48 + 16;
+    # VGG-16's first layer: 224): on AVX-512 a panel's vectors start in different rows, read without a mask;
+    # a last panel short of the end, batch 2, a residual, and the same bits prepared or not
+    cnnfast.set_num_threads(threads)
+    for ow, k, stride in ((16, 3, 1), (32, 3, 2), (64, 3, 1), (112, 7, 2), (80, 5, 1)):
+        pad = k // 2
+        x = rand(rng, 2, 3, 5 * stride, ow * stride)
+        w, b = rand(rng, 20, 3, k, k), rand(rng, 20)
+        y = check_conv(x, w, b, stride=stride, padding=pad, algorithm="direct")
+        prepared = _core.conv2d_prepare(x, w, stride, pad, 1, 1, "direct")
+        np.testing.assert_array_equal(
+            cnnfast.conv2d(x, w, b, stride=stride, padding=pad, algorithm="direct", prepared=prepared), y)
+        residual = rand(rng, *y.shape)
+        with_residual = cnnfast.conv2d(x, w, b, stride=stride, padding=pad, algorithm="direct",
+                                       activation="relu", residual=residual, prepared=prepared)
+        expected = np.maximum(ref.conv2d(x, w, b, stride=stride, padding=pad) + residual, 0)
+        assert_close(with_residual, expected, atol=ref.conv2d_tolerance(x, w, b) + 1e-6,
+                     what=f"{x.shape} * {w.shape} + residual")
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_lane_tail(isa, rng, threads_restored, threads):
     # 1x1 convolutions whose pixels leave a last GEMM panel of 1 to 8 columns (14x14: 196 = 4 x 48 + 4). On

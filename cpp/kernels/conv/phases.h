@@ -114,6 +114,10 @@ void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __r
 //    past it from Wph - OW floats further on (ExactB), so nothing is wasted and stores go into y. Needs rows of
 //    at least VL pixels (a vector then spans two rows at most), and AVX-512, whose merge-masked load costs a
 //    load; elsewhere a blend joins the two loads on the FMA ports (AVX2: AlexNet's first layer 2.38 -> 3.0 ms).
+//    Rows of whole vectors (OW = 112, 224) need no masked load: a panel's vectors just start in different rows.
+//    Against rows, whose last panel of each row is short (112 = 48 + 48 + 16): ResNet-50's and GoogLeNet's 7x7/2
+//    stem 0.87-0.93x the time, VGG-16's first layer 0.82-0.88x (one and two threads, AMD EPYC Zen 5, in turns
+//    in one process). Rows of whole panels keep rows: nothing to gain.
 enum class Columns { grid, rows, exact };
 
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
@@ -124,7 +128,7 @@ constexpr bool kExactColumns = false;
 
 inline Columns column_layout(const Conv2dShape& s, const PhaseGeometry& g) {
     if (phases_are_input(s) || g.Wph == s.ow) return Columns::grid;  // the grid is y's order already
-    if (kExactColumns && s.ow % VL != 0 && s.ow >= VL) return Columns::exact;
+    if (kExactColumns && s.ow % NR != 0 && s.ow >= VL) return Columns::exact;
     return ceil_div(s.ow, VL) * VL < g.Wph ? Columns::rows : Columns::grid;
 }
 
@@ -159,7 +163,9 @@ inline ExactPanel exact_panel(index_t q0, index_t OW, index_t E) {
     return p;
 }
 
-// B of the exact column layout, read in place from the phase images (see Columns::exact).
+// B of the exact column layout, read in place from the phase images (see Columns::exact). Straddles: OW is not
+// a multiple of VL, so a vector may take lanes from the next row.
+template <bool Straddles>
 struct ExactB {
     const float* const* rows;
     const ExactPanel* panel;
@@ -167,6 +173,7 @@ struct ExactB {
     const float* row(index_t k) const { return rows[k]; }
     vf vec(const float* r, int j) const {
         const float* p = r + panel->off[j];
+        if constexpr (!Straddles) return vload(p);
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
         return (vf)_mm512_mask_loadu_ps((__m512)vload(p), static_cast<__mmask16>(panel->next[j]), p + E);
 #else  // correct, but not chosen (kExactColumns)
