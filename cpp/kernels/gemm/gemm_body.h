@@ -366,7 +366,9 @@ inline GemmTask gemm_task(index_t t, const GemmSplit& split) {
 
 // The busiest thread's work when `threads` threads take the tasks of `split` (outer repeats) as
 // schedule(static) deals them out, in contiguous runs of equal length (the first runs one longer), a task
-// costing (micro-panels + 1/2) x NR panels, in halves.
+// costing (micro-panels + 1/2) x its columns' vectors, in halves: a last panel of a few columns costs what
+// its vectors do (a 14x14 image's 196 = 4 x 48 + 4 columns: 13 vectors, not 5 panels' 15), so 96 + 100
+// columns count as the even split they are.
 inline index_t busiest_thread_work(const GemmSplit& split, index_t outer, index_t m_panels, int threads) {
     const index_t ppc = split.m_chunk_rows / MR, tasks = outer * split.n_blocks * split.m_chunks;
     const index_t q = tasks / threads, extra = tasks % threads;
@@ -376,8 +378,8 @@ inline index_t busiest_thread_work(const GemmSplit& split, index_t outer, index_
         for (const index_t end = t + q + (i < extra ? 1 : 0); t < end; ++t) {
             const GemmTask task = gemm_task(t, split);
             const index_t mp = imin(ppc, m_panels - task.m_chunk * ppc);
-            const index_t np = ceil_div(split.n_begin(task.n_block + 1) - split.n_begin(task.n_block), NR);
-            work += (2 * mp + 1) * np;
+            const index_t cols = split.n_begin(task.n_block + 1) - split.n_begin(task.n_block);
+            work += (2 * mp + 1) * ceil_div(cols, VL);
         }
         busiest = imax(busiest, work);
     }
@@ -418,7 +420,9 @@ inline GemmSplit split_gemm(index_t outer, index_t M, index_t N, int threads, bo
     // M over a few more, smaller N blocks (a multiple of the threads) wins unless it leaves the busiest thread
     // 10% more work. Two threads, 1x1 layers on an input just written by both (as in a network): ResNet-50's
     // 256 -> 64 on 56x56 1.01 -> 0.57 ms (9 N blocks as 2 x 9 tasks before, 10 blocks now), 256 -> 128 on
-    // 56x56 0.77x, 512 -> 128 on 28x28 0.85x; 1024 -> 256 on 14x14 (5 panels) keeps its M chunks.
+    // 56x56 0.77x, 512 -> 128 on 28x28 0.85x. 1024 -> 256 on 14x14 (columns 96 + 100, counted by vectors):
+    // 0.92x the time of two M chunks on an input just written by both threads, 1.00x on a warm one (AMD
+    // EPYC Zen 5, in turns in one process).
     if (refine_n && t > 1 && s.m_chunks > 1) {
         GemmSplit w = s;
         w.m_outer = false;
