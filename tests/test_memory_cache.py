@@ -27,11 +27,11 @@ def big_pair(rng, shape=(2, 64, 32, 32)):
     return rand(rng, *shape), rand(rng, *shape)
 
 
-def test_default_limit_is_256_mib():
+def test_default_limit_is_512_mib():
     from test_runtime import run_ok
 
     assert run_ok("import cnnfast; print(cnnfast.get_cache_limit(), cnnfast.config()['cache_limit'])") == (
-        f"{256 << 20} {256 << 20}")
+        f"{512 << 20} {512 << 20}")
 
 
 def test_results_are_ordinary_aligned_arrays(rng):

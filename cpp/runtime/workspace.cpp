@@ -1,7 +1,7 @@
 // Scratch memory and output buffers, served from one cache of freed blocks; a process-wide peak counter for
 // the scratch memory, so benchmarks and tests can state what a call used.
 //
-// NOTE: freed blocks are kept (up to the cache limit, 256 MiB unless set) and handed out again: large blocks
+// NOTE: freed blocks are kept (up to the cache limit, 512 MiB unless set) and handed out again: large blocks
 // otherwise come fresh from mmap on every call, and faulting their pages in costs as much as a small layer
 // (GoogLeNet's 3x3 160 -> 320 convolution took 5 ms instead of 2 on the page faults of its 6.6 MB of
 // scratch; ResNet-50 at batch 8 on two threads took 360 ms instead of 300 while its outputs came from
@@ -31,7 +31,11 @@ namespace {
 std::atomic<std::size_t> g_in_use{0};
 std::atomic<std::size_t> g_peak{0};
 constexpr std::size_t kAlign = 64;
-constexpr std::size_t kDefaultLimit = std::size_t(256) << 20;
+// NOTE: 512 MiB holds VGG-16's activations at batch 8 (two of 103 MB, in 117 MB blocks, beside the smaller
+// ones): with 256 MiB they were freed and mapped afresh on every pass, and after another library had used
+// and freed a few GB, faulting in their huge pages took direct compaction: a two-thread pass took 830 ms
+// instead of 380-430 (AMD EPYC Zen 5, right after ONNX Runtime's pass; 512 MiB: 435 ms).
+constexpr std::size_t kDefaultLimit = std::size_t(512) << 20;
 
 struct Block {
     void* p;

@@ -59,7 +59,7 @@ def num_threads(n: int) -> Iterator[None]:
 
 
 def set_cache_limit(nbytes: int) -> None:
-    """Keep at most ``nbytes`` of freed memory for reuse (default 256 MiB; 0 keeps none).
+    """Keep at most ``nbytes`` of freed memory for reuse (default 512 MiB; 0 keeps none).
 
     The arrays cnnfast returns and its scratch memory come from a cache of freed blocks, so that a network's
     calls reuse pages already mapped: a large block fresh from the operating system costs a page fault per

@@ -57,7 +57,7 @@ void buffer_free(void* p, std::size_t bytes);
 // every 4 KiB. Free with std::free.
 void* aligned_fresh(std::size_t bytes);
 
-// Freed blocks of kCachedMinBytes and more are kept for reuse up to a limit, 256 MiB unless set; 0 keeps none.
+// Freed blocks of kCachedMinBytes and more are kept for reuse up to a limit, 512 MiB unless set; 0 keeps none.
 // Lowering the limit frees the oldest blocks at once.
 std::size_t cached_bytes();
 std::size_t cache_limit();
