@@ -112,10 +112,8 @@ def header_lines(result: dict) -> List[str]:
     m = result["machine"]
     peak = peak_per_core(m)
     start, end = m.get("fma_peak_gflops_per_core"), m.get("fma_peak_gflops_per_core_end")
-    peak_text = f", FP32 FMA peak {peak:.1f} GFLOP/s per core (measured" if peak else ""
-    if peak and start and end:
-        peak_text += f"; {start:.1f} at start, {end:.1f} at end"
-    peak_text += ")" if peak else ""
+    probes = f"; {start:.1f} at start, {end:.1f} at end" if start and end else ""
+    peak_text = f", FP32 FMA peak {peak:.1f} GFLOP/s per core (measured{probes})" if peak else ""
     for key, when in (("fma_peak_parallel", "at start"), ("fma_peak_parallel_end", "at end")):
         par = m.get(key)
         if peak and par and par["threads"] > 1:

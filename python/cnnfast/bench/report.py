@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import List, Optional
 
-from . import machine
-from .machine import header_lines
+from .machine import header_lines, peak_per_core
 
 MARK_MISMATCH = "!"
 
@@ -108,7 +107,7 @@ def busy_note(result: dict) -> Optional[str]:
     start, end = m.get("load_average_1min"), m.get("load_average_1min_end")
     own = max(result.get("options", {}).get("threads") or [1])
     busy = (start is not None and start >= BUSY_LOAD) or (end is not None and end >= own + BUSY_LOAD)
-    peak = machine.peak_per_core(m)
+    peak = peak_per_core(m)
     probes = [p for p in (m.get("fma_peak_parallel"), m.get("fma_peak_parallel_end")) if p]
     held = [p for p in probes if (peak and p["gflops"] < 0.85 * p["threads"] * peak)
             or p.get("conv_speedup", p["threads"]) < 0.8 * p["threads"]]
@@ -140,7 +139,7 @@ def format_table(result: dict, markdown: bool = False) -> str:
     else:
         out += head
     for section in result["sections"]:
-        rows = section_rows(section, peers, notes, machine.peak_per_core(result["machine"]))
+        rows = section_rows(section, peers, notes, peak_per_core(result["machine"]))
         title = f"Threads: {section['threads']}"
         if markdown:
             out += [f"### {title}", "", "| " + " | ".join(columns) + " |",
