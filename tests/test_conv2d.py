@@ -458,6 +458,30 @@ def test_conv2d_exact_columns_of_whole_vectors(isa, rng, threads_restored, threa
                      what=f"{x.shape} * {w.shape} + residual")
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_shifted_images(isa, rng, threads_restored, threads):
+    # strided layers of 64 output channels or more whose output rows are not whole vectors: the direct path
+    # reads one copy of the input per row phase and column tap, in the output's pixel order (3x3/2 like
+    # ResNet-50's, 4x4/2, a dilated 3x3/2, stride 2 across only, rows shorter than a vector, uneven padding),
+    # batch 2, the same bits prepared or not, and a residual with ReLU
+    cnnfast.set_num_threads(threads)
+    for (h, w_), k, stride, dil, pad, oc in (((56, 56), 3, 2, 1, 1, 64), ((30, 45), 3, 2, 1, 1, 72),
+                                             ((40, 36), 4, 2, 1, (1, 2), 64), ((33, 41), 3, 2, 2, 2, 80),
+                                             ((9, 60), 3, (1, 2), 1, 1, 64), ((14, 14), 3, 2, 1, 1, 96)):
+        x = rand(rng, 2, 24, h, w_)
+        w, b = rand(rng, oc, 24, k, k), rand(rng, oc)
+        kw = dict(stride=stride, padding=pad, dilation=dil, algorithm="direct")
+        y = check_conv(x, w, b, **kw)
+        prepared = _core.conv2d_prepare(x, w, stride, pad, dil, 1, "direct")
+        if prepared.kind == "panels":
+            np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, prepared=prepared, **kw), y)
+        residual = rand(rng, *y.shape)
+        with_residual = cnnfast.conv2d(x, w, b, activation="relu", residual=residual, **kw)
+        expected = np.maximum(ref.conv2d(x, w, b, stride=stride, padding=pad, dilation=dil) + residual, 0)
+        assert_close(with_residual, expected, atol=ref.conv2d_tolerance(x, w, b) + 1e-6,
+                     what=f"{x.shape} * {w.shape} + residual")
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_lane_tail(isa, rng, threads_restored, threads):
     # 1x1 convolutions whose pixels leave a last GEMM panel of 1 to 8 columns (14x14: 196 = 4 x 48 + 4). On

@@ -252,7 +252,7 @@ void rows_block(index_t M, index_t m0, index_t m1, index_t oh0, index_t oh1, ind
 void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
                      const float* a_prepared, const float* residual) {
     const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, K = cg * s.kh * s.kw, P = s.oh * s.ow, HW = s.h * s.w;
-    const PhaseGeometry g = phase_geometry(s);
+    const PhaseGeometry g = direct_geometry(s);
     const bool in_place = phases_are_input(s);  // then Wph == OW: columns are the output's pixels, in order
     // The output's columns: exact (y's order) wherever rows hold a vector or more, else rows or grid blocks,
     // whichever wastes fewer lanes (column_layout).
