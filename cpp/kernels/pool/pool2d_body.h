@@ -142,13 +142,13 @@ inline bool max_pool_rows_applies(const Pool2dShape& s) {
     return s.kw == K && (K == 2 || K == 3) && s.stride_w == S && (S == 1 || S == 2) && s.pad_w == P && P <= K / 2;
 }
 
-// NOTE: the pooling kernels ask for the input kPoolAhead floats (8 KiB) ahead of the rows they read. In a
-// network a pool's input is a convolution's output larger than L2 (GoogLeNet's stride-2 pools read 0.6-3.2 MB
-// at batch 1), and the hardware prefetchers of a core that has just run other work fetch it far too slowly:
-// the same pool took 0.14 ms when called back to back and 0.3-0.67 ms when called after other work, on this
-// and on ONNX Runtime's kernel alike. With the prefetch, in GoogLeNet, in turns (AMD EPYC Zen 5): its pools
-// 0.46-0.53x the time at batch 8 (forward 0.90-0.91x, one and two threads), 0.63x at batch 1 on one
-// thread; ResNet-50's 0.58x. 512 to 2048 floats ahead did about as well; 4096 and 8192 less.
+// NOTE: the max pooling kernels below (rows and flat) ask for the input kPoolAhead floats (8 KiB) ahead of
+// what they read. In a network a pool's input is a convolution's output larger than L2 (GoogLeNet's stride-2
+// pools read 0.6-3.2 MB at batch 1), and the hardware prefetchers of a core that has just run other work
+// fetch it far too slowly: the same pool took 0.14 ms when called back to back and 0.3-0.67 ms when called
+// after other work, ONNX Runtime's kernel alike. With the prefetch, in GoogLeNet, in turns (AMD EPYC Zen 5):
+// its pools 0.46-0.53x the time at batch 8 (forward 0.90-0.91x, one and two threads), 0.63x at batch 1 on
+// one thread; ResNet-50's 0.58x. 512 to 2048 floats ahead did about as well; 4096 and 8192 less.
 constexpr index_t kPoolAhead = 2048;
 // Asks for the line `floats` past p into the caches; the address may lie past the input (a prefetch does not
 // fault), so it is formed as an integer.
