@@ -251,12 +251,9 @@ inline void phase_rows(const Conv2dShape& s, const PhaseGeometry& g, const float
     const index_t taps = imin(K, s.kh * s.kw);
     for (index_t r = 0; r < taps; ++r) {
         const index_t rh = (r / s.kw) * s.dil_h, rw = (r % s.kw) * s.dil_w;
-        if (g.shifted) {
-            rows[r] = base + ((rh % s.stride_h) * s.kw + r % s.kw) * g.plane + (rh / s.stride_h) * g.Wph;
-            continue;
-        }
-        const index_t phase = (rh % s.stride_h) * s.stride_w + rw % s.stride_w;
-        rows[r] = base + phase * g.plane + (rh / s.stride_h) * g.Wph + rw / s.stride_w;
+        // the column image: the column phase and a shift within it, or (shifted) the column tap itself
+        const index_t col_image = g.shifted ? r % s.kw : rw % s.stride_w, shift = g.shifted ? 0 : rw / s.stride_w;
+        rows[r] = base + ((rh % s.stride_h) * g.col_images + col_image) * g.plane + (rh / s.stride_h) * g.Wph + shift;
     }
     for (index_t k = taps; k < K; ++k) rows[k] = rows[k - taps] + g.per_channel;
 }
