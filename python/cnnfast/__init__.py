@@ -8,14 +8,18 @@ from __future__ import annotations
 import os as _os
 
 # GNU OpenMP reads GOMP_SPINCOUNT once, when it loads (with _core, below): how long an idle worker thread
-# spins before it sleeps. Its default (300,000 spins) keeps the second core busy for about 8 ms after every
-# call; 20,000 spins (about 1-2 ms) cost nothing measurable inside a network, whose layers follow each other
-# within microseconds (GoogLeNet and ResNet-50 at two threads, 0.99-1.01x), while 5,000 did (1.03-1.05x).
-# Set for the load only, so that other libraries' OpenMP runtimes loaded later keep their own defaults, and
-# not at all where the user chose a wait policy or spin count.
+# spins before it sleeps. A sleeping thread whose core has gone idle can take a millisecond or more to wake
+# on a virtual machine, and then keeps its partner waiting past a short spin, which sends that one to sleep
+# in turn. With 20,000 spins (about 1.3 ms), two-thread layers called in a loop after a pause ran 3-20x
+# slower for tens of calls (a 1x1 192 -> 64 on 28x28: median 0.20-1.35 ms against 0.07; 46-58% of the calls
+# of a 5x5 192 -> 32 over 2 ms). With 100,000 spins (about 4 ms) the 1x1 ran at 0.07-0.08 ms and 10-13% of
+# the 5x5's calls took over 2 ms, about as with the runtime's default of 300,000 spins (5-7%), which keep a
+# core busy for about 10 ms after every call. Set for the load only, so that other libraries' OpenMP
+# runtimes loaded later keep their own defaults, and not at all where the user chose a wait policy or spin
+# count.
 _spin_default = "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ
 if _spin_default:
-    _os.environ["GOMP_SPINCOUNT"] = "20000"
+    _os.environ["GOMP_SPINCOUNT"] = "100000"
 try:
     from . import _core
 finally:
