@@ -2,6 +2,7 @@
 
 #include "cnnfast/runtime.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <sstream>
@@ -241,6 +242,36 @@ FloatArray output_array(py::handle out, const std::vector<index_t>& shape, const
     FloatArray y = FloatArray::ensure(o);
     if (!y) type_error(std::string(fn) + "(): out could not be used as a float32 array");
     return y;
+}
+
+index_t image_strided_output(py::handle out, const std::vector<index_t>& shape, const char* fn,
+                             const std::vector<std::pair<const char*, py::array>>& inputs) {
+    if (out.is_none() || !py::isinstance<py::array>(out)) return 0;
+    py::array o = py::reinterpret_borrow<py::array>(out);
+    if (!o.dtype().is(py::dtype::of<float>()) || !o.writeable() || (o.flags() & py::array::c_style)) return 0;
+    if (o.ndim() != static_cast<py::ssize_t>(shape.size()) || shape.size() < 2 ||
+        !std::equal(shape.begin(), shape.end(), o.shape()))
+        return 0;
+    index_t image = 1;
+    for (std::size_t d = 1; d < shape.size(); ++d) image *= shape[d];
+    if (shape[0] < 2 || image == 0) return 0;
+    index_t expect = sizeof(float);  // the image's own dimensions C-contiguous (a dimension of 1: any stride)
+    for (std::size_t d = shape.size() - 1; d >= 1; --d) {
+        if (shape[d] != 1 && o.strides(static_cast<py::ssize_t>(d)) != expect) return 0;
+        expect *= shape[d];
+    }
+    const index_t stride = o.strides(0);
+    if (stride % static_cast<index_t>(sizeof(float)) != 0 || stride / static_cast<index_t>(sizeof(float)) < image ||
+        reinterpret_cast<std::uintptr_t>(o.data()) % alignof(float) != 0)
+        return 0;
+    const auto lo = reinterpret_cast<std::uintptr_t>(o.data());
+    const auto hi = lo + static_cast<std::uintptr_t>(((shape[0] - 1) * stride / static_cast<index_t>(sizeof(float)) + image) * sizeof(float));
+    for (const auto& [name, in] : inputs) {
+        if (!in || in.nbytes() == 0) continue;
+        const auto ri = byte_range(in);
+        if (lo < ri.second && ri.first < hi) value_error(std::string(fn) + "(): out shares memory with " + name);
+    }
+    return stride / static_cast<index_t>(sizeof(float));
 }
 
 }  // namespace cnnfast::py_args

@@ -50,6 +50,12 @@ FloatArray output_array(py::handle out, const std::vector<index_t>& shape, const
                         const std::vector<std::pair<const char*, py::array>>& inputs,
                         const std::vector<py::array>& may_alias = {});
 
+// For `out` a float32 array of `shape` (N, ...) whose images are each C-contiguous but lie further apart than
+// their size (a channel slice out[:, c0:c1] of a larger NCHW array), writeable and sharing no memory with
+// `inputs`: the floats from one image to the next. 0 for anything else, which output_array() then checks.
+index_t image_strided_output(py::handle out, const std::vector<index_t>& shape, const char* fn,
+                             const std::vector<std::pair<const char*, py::array>>& inputs);
+
 [[noreturn]] void value_error(const std::string& msg);
 [[noreturn]] void type_error(const std::string& msg);
 

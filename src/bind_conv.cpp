@@ -26,7 +26,10 @@ padding : int, (int, int), 'valid' or 'same'
     does (the extra row/column goes at the end).
 groups : int, divides C and O; groups == C gives a depthwise convolution.
 activation : None or 'relu', fused into the store.
-out : float32 C-contiguous array (N, O, H_out, W_out), optional; must not overlap the inputs.
+out : float32 array (N, O, H_out, W_out), optional; must not overlap the inputs. C-contiguous, or each
+    image C-contiguous with the images further apart: a channel slice out[:, c0:c1] of a larger array
+    (a concatenation's output), which the direct and Winograd paths write in place and the others (and
+    calls with a residual) through a packed buffer of the output's size, from the workspace.
 algorithm : 'auto', 'direct' or 'winograd'
     'direct' is a GEMM over the exact products (float32 accumulation). 'winograd' (3x3 or 5x5, stride 1,
     dilation 1, groups=1 only) uses Winograd's F(4x4, 3x3), or F(2x2, 3x3) on small images with many
@@ -190,7 +193,7 @@ py::array conv2d_impl(bool reference, py::handle x_obj, py::handle w_obj, py::ha
     const char* fn = "conv2d";
     ConvArgs a = parse_conv(fn, x_obj, w_obj, b_obj, stride_obj, padding_obj, dilation_obj, groups_obj);
     const Activation act = activation_arg(act_obj, fn);
-    const Conv2dShape s = a.s;
+    Conv2dShape s = a.s;
     const ConvAlgorithm algo = algorithm_arg(algo_obj, fn, s);
     const ConvPrepared* prepared = reference ? nullptr : prepared_arg(prepared_obj, fn, s, a.w);
     const std::vector<index_t> y_shape{s.n, s.oc, s.oh, s.ow};
@@ -205,14 +208,25 @@ py::array conv2d_impl(bool reference, py::handle x_obj, py::handle w_obj, py::ha
                         shape_str(y_shape) + " (x shape " + shape_str(a.x) + ", weight shape " + shape_str(a.w) + ")");
         inputs.push_back({"residual", r});
     }
-    FloatArray y = has_residual ? output_array(out_obj, y_shape, fn, inputs, {r}) : output_array(out_obj, y_shape, fn, inputs);
-    // out=residual: the kernels read the residual while they write y, so they get a copy of it
-    if (has_residual && r.size() > 0 && r.data() == y.data()) r = FloatArray::ensure(r.attr("copy")());
+    // out a channel slice of a larger array: written in place, its images s.y_image floats apart
+    s.y_image = image_strided_output(out_obj, y_shape, fn, inputs);
+    py::array y;
+    float* yp = nullptr;
+    if (s.y_image > 0) {
+        y = py::reinterpret_borrow<py::array>(out_obj);
+        yp = static_cast<float*>(y.mutable_data());
+    } else {
+        FloatArray packed = has_residual ? output_array(out_obj, y_shape, fn, inputs, {r})
+                                         : output_array(out_obj, y_shape, fn, inputs);
+        // out=residual: the kernels read the residual while they write y, so they get a copy of it
+        if (has_residual && r.size() > 0 && r.data() == packed.data()) r = FloatArray::ensure(r.attr("copy")());
+        yp = packed.mutable_data();
+        y = std::move(packed);
+    }
     const float* xp = a.x.data();
     const float* wp = a.w.data();
     const float* bp = a.has_bias ? a.b.data() : nullptr;
     const float* rp = has_residual ? r.data() : nullptr;
-    float* yp = y.mutable_data();
     {
         py::gil_scoped_release nogil;
         if (reference)

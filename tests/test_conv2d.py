@@ -483,6 +483,65 @@ def test_conv2d_shifted_images(isa, rng, threads_restored, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_out_channel_slice(isa, rng, threads_restored, threads):
+    # out a channel slice of a larger array (an Inception module's output): each image contiguous, the
+    # images further apart. The direct and Winograd paths store there themselves, the others (depthwise, a
+    # kernel covering the whole image, a residual) through a packed buffer: the same bits as into a new
+    # array either way, prepared or not, and the channels around the slice untouched
+    cnnfast.set_num_threads(threads)
+    cases = (  # (n, c, h, w), (oc, kh, kw), kwargs
+        ((3, 24, 14, 14), (40, 1, 1), {}),
+        ((2, 16, 28, 28), (32, 3, 3), dict(padding=1)),
+        ((2, 64, 14, 14), (64, 3, 3), dict(padding=1, algorithm="winograd")),
+        ((2, 24, 30, 45), (72, 3, 3), dict(padding=1, stride=2)),
+        ((2, 8, 9, 9), (8, 3, 3), dict(padding=1, groups=8)),
+        ((3, 6, 5, 5), (10, 5, 5), {}),
+    )
+    for (n, c, h, w_), (oc, kh, kw_), kw in cases:
+        x = rand(rng, n, c, h, w_)
+        w, b = rand(rng, oc, c // kw.get("groups", 1), kh, kw_), rand(rng, oc)
+        expected = cnnfast.conv2d(x, w, b, activation="relu", **kw)
+        residual = rand(rng, *expected.shape)
+        with_residual = cnnfast.conv2d(x, w, b, activation="relu", residual=residual, **kw)
+        prepared = _core.conv2d_prepare(x, w, kw.get("stride", 1), kw.get("padding", 0), 1, kw.get("groups", 1),
+                                        kw.get("algorithm", "auto"))
+        expected_prepared = cnnfast.conv2d(x, w, b, activation="relu", prepared=prepared, **kw)
+        for extra, want in (({}, expected), (dict(prepared=prepared), expected_prepared),
+                            (dict(residual=residual), with_residual)):
+            big = sentinel((n, oc + 7, *expected.shape[2:]))
+            out = big[:, 3:3 + oc]
+            y = cnnfast.conv2d(x, w, b, activation="relu", out=out, **kw, **extra)
+            assert y is out
+            what = f"{x.shape} * {w.shape} {kw} {sorted(extra)}"
+            np.testing.assert_array_equal(out, want, err_msg=what)
+            assert np.isnan(big[:, :3]).all() and np.isnan(big[:, 3 + oc:]).all(), what
+        big = sentinel((n, oc + 7, *expected.shape[2:]))
+        _core.reference.conv2d(x, w, b, activation="relu", out=big[:, 2:2 + oc], **kw)
+        assert_close(big[:, 2:2 + oc], _core.reference.conv2d(x, w, b, activation="relu", **kw), atol=0)
+
+
+def test_conv2d_out_layouts_it_refuses(rng):
+    x, w = rand(rng, 2, 4, 6, 6), rand(rng, 5, 4, 3, 3)
+    big = np.zeros((2, 9, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous array"):
+        cnnfast.conv2d(x, w, out=big[:, 2:7, ::-1])  # rows reversed within an image
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous array"):
+        cnnfast.conv2d(x, w, out=np.zeros((2, 5, 4, 8), np.float32)[..., ::2])
+    overlapping = np.lib.stride_tricks.as_strided(np.zeros(200, np.float32), (2, 5, 4, 4), (16 * 4, 64, 16, 4))
+    with pytest.raises(ValueError, match="C-contiguous"):  # images overlapping one another
+        cnnfast.conv2d(x, w, out=overlapping)
+    readonly = big[:, 2:7]
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        cnnfast.conv2d(x, w, out=readonly)
+    # a channel slice whose images lie over x's memory
+    mem = np.zeros(2 * 9 * 36, np.float32)
+    x_in = mem[:2 * 4 * 36].reshape(2, 4, 6, 6)
+    with pytest.raises(ValueError, match="out shares memory with x"):
+        cnnfast.conv2d(x_in, rand(rng, 5, 4, 1, 1), out=mem.reshape(2, 9, 6, 6)[:, 4:9])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_lane_tail(isa, rng, threads_restored, threads):
     # 1x1 convolutions whose pixels leave a last GEMM panel of 1 to 8 columns (14x14: 196 = 4 x 48 + 4). On
     # AVX-512 that panel is computed with the output channels as lanes, four micro-panels of them at a time

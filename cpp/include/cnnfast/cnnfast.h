@@ -26,7 +26,11 @@ struct Conv2dShape {
     index_t dil_h, dil_w;
     index_t groups;
     index_t oh, ow;
+    // Floats from one image of y to the next: 0 (or oc * oh * ow) for a packed y; more where y is a channel
+    // slice of a larger array (out[:, c0:c1] of a concatenation), each image still contiguous. Forward only.
+    index_t y_image = 0;
 };
+inline index_t conv2d_y_image(const Conv2dShape& s) { return s.y_image > 0 ? s.y_image : s.oc * s.oh * s.ow; }
 
 // automatic picks Winograd F(4x4, 3x3) for 3x3 stride-1 layers where it is faster (and, with prepared
 // weights, for strided layers whose taps split into 3x3 ones over the stride phases), direct GEMM otherwise.
@@ -49,7 +53,8 @@ ConvPrepared conv2d_prepare_f32(const Conv2dShape& s, const float* weight,
                                 ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 
 // residual (optional): an array of y's shape, not overlapping y, added before the activation (a residual
-// block's shortcut): y = act(conv(x) + bias + residual), in the GEMM's store where the path allows.
+// block's shortcut): y = act(conv(x) + bias + residual), in the GEMM's store where the path allows; packed
+// (N, O, H_out, W_out) even where y's images lie further apart (s.y_image).
 void conv2d_f32(const Conv2dShape& s, const float* x, const float* weight, const float* bias, float* y,
                 Activation act, ConvAlgorithm algorithm = ConvAlgorithm::automatic,
                 const ConvPrepared* prepared = nullptr, const float* residual = nullptr);

@@ -322,7 +322,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                 Epilogue e = ep;
                 e.bias_row = bias ? bias + gi * ocg : nullptr;
                 const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
-                float* yg = y + (n * s.oc + gi * ocg) * P;
+                float* yg = y + n * conv2d_y_image(s) + gi * ocg * P;
                 const float* wg = w + gi * ocg * K;
                 const float* ag = a_whole ? a_whole + gi * a_floats : nullptr;
                 if (by_rows) {
@@ -484,6 +484,20 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
     if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
     // NOTE: the dispatcher passes `prepacked` only when it is of the kind conv2d_prepack_kind(s, algo) gives.
     const ConvPath path = conv_path(s, algo, prepacked != nullptr);
+    // y's images further apart than its size (a channel slice of a larger array): the direct and Winograd
+    // paths store there themselves; the others, and calls with a residual, write a packed copy first.
+    const index_t packed = s.oc * s.oh * s.ow;
+    if (conv2d_y_image(s) != packed &&
+        (residual || (path != ConvPath::indirect && path != ConvPath::winograd))) {
+        Conv2dShape sp = s;
+        sp.y_image = 0;
+        Scratch tmp(static_cast<std::size_t>(s.n * packed));
+        conv2d(sp, x, w, bias, tmp.p, act, algo, prepacked, residual);
+        const index_t stride = conv2d_y_image(s);
+#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
+        for (index_t n = 0; n < s.n; ++n) std::memcpy(y + n * stride, tmp.p + n * packed, sizeof(float) * packed);
+        return;
+    }
     if (path == ConvPath::indirect) return conv2d_indirect(s, x, w, bias, y, act, prepacked, residual);
     // The other paths add a residual in a pass of their own over y (add_<isa>.cpp).
     const Activation first = residual ? Activation::none : act;

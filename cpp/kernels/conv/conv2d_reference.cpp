@@ -23,10 +23,10 @@ void conv2d_f32_reference(const Conv2dShape& s, const float* x, const float* w, 
                                        w[((o * cg + ci) * s.kh + ki) * s.kw + kj];
                             }
                         }
-                    const index_t at = ((n * s.oc + o) * s.oh + oh) * s.ow + ow;
-                    if (residual) acc += residual[at];
+                    const index_t at = (o * s.oh + oh) * s.ow + ow;
+                    if (residual) acc += residual[n * s.oc * s.oh * s.ow + at];
                     if (act == Activation::relu && acc < 0) acc = 0;
-                    y[at] = static_cast<float>(acc);
+                    y[n * conv2d_y_image(s) + at] = static_cast<float>(acc);
                 }
         }
 }

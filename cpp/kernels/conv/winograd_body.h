@@ -287,7 +287,7 @@ void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_
     const index_t n = t / p.tiles, r = t % p.tiles, oh0 = (r / p.tiles_w) * TM, ow0 = (r % p.tiles_w) * TM;
     const index_t rows = imin(TM, s.oh - oh0), colsn = imin(TM, s.ow - ow0), P = s.oh * s.ow;
     for (index_t l = 0; l < lanes; ++l) {
-        float* plane = y + (n * s.oc + o0 + o + l) * P;
+        float* plane = y + n * conv2d_y_image(s) + (o0 + o + l) * P;
         for (index_t i = 0; i < rows; ++i)
             for (index_t j = 0; j < colsn; ++j) plane[(oh0 + i) * s.ow + ow0 + j] = out[i * TM + j][l];
     }

@@ -147,8 +147,8 @@ class Inception(Module):
         branch4: 3x3 max pool (stride 1) -> 1x1 -> pool_proj
 
     Every conv is a :class:`BasicConv2d`. ``branch3_kernel_size`` is 5 as in the paper; torchvision's
-    GoogLeNet uses 3 there, and :func:`cnnfast.models.googlenet` follows it so its weights load. Each branch
-    writes its last convolution straight into its slice of the output where the layout allows.
+    GoogLeNet uses 3 there, and :func:`cnnfast.models.googlenet` follows it so its weights load. In eval mode
+    each branch's last convolution writes straight into its channels of the output.
     """
 
     def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,

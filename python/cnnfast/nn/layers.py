@@ -51,6 +51,15 @@ def _write(out, y):
     return out
 
 
+def _takes_kernel_output(out) -> bool:
+    """Whether the kernels can write into ``out`` themselves: C-contiguous, or each image C-contiguous with the
+    images further apart (a channel slice ``a[:, c0:c1]`` of a larger array, as a concatenation's parts)."""
+    if out.flags.c_contiguous:
+        return True
+    return (out.ndim >= 2 and out.dtype == np.float32 and out.flags.writeable and out[0].flags.c_contiguous
+            and out.strides[0] > 0 and out.strides[0] % out.itemsize == 0 and out.strides[0] >= out[0].nbytes)
+
+
 def _contiguous(g) -> np.ndarray:
     return np.ascontiguousarray(g, dtype=np.float32)
 
@@ -152,7 +161,7 @@ class Conv2d(Module):
         x = np.asarray(x)
         weight, bias, prepared = self._prepared(x, bn)
         activation = "relu" if relu else self.activation
-        if out is not None and not out.flags.c_contiguous:
+        if out is not None and not _takes_kernel_output(out):
             return _write(out, _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
                                             activation, None, self.algorithm, prepared, residual))
         return _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups, activation, out,
