@@ -260,18 +260,17 @@ index_t image_strided_output(py::handle out, const std::vector<index_t>& shape, 
         if (shape[d] != 1 && o.strides(static_cast<py::ssize_t>(d)) != expect) return 0;
         expect *= shape[d];
     }
-    const index_t stride = o.strides(0);
-    if (stride % static_cast<index_t>(sizeof(float)) != 0 || stride / static_cast<index_t>(sizeof(float)) < image ||
-        reinterpret_cast<std::uintptr_t>(o.data()) % alignof(float) != 0)
-        return 0;
+    constexpr index_t kFloat = sizeof(float);
+    const index_t stride = o.strides(0) / kFloat;  // in floats
     const auto lo = reinterpret_cast<std::uintptr_t>(o.data());
-    const auto hi = lo + static_cast<std::uintptr_t>(((shape[0] - 1) * stride / static_cast<index_t>(sizeof(float)) + image) * sizeof(float));
+    if (o.strides(0) % kFloat != 0 || stride < image || lo % alignof(float) != 0) return 0;
+    const auto hi = lo + static_cast<std::uintptr_t>(((shape[0] - 1) * stride + image) * kFloat);
     for (const auto& [name, in] : inputs) {
         if (!in || in.nbytes() == 0) continue;
         const auto ri = byte_range(in);
         if (lo < ri.second && ri.first < hi) value_error(std::string(fn) + "(): out shares memory with " + name);
     }
-    return stride / static_cast<index_t>(sizeof(float));
+    return stride;
 }
 
 }  // namespace cnnfast::py_args
