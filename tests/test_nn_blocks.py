@@ -66,7 +66,7 @@ def test_bottleneck_matches_numpy(cin, c, stride):
     np.testing.assert_array_equal(x, x_before)  # the shortcut is read, never written
 
 
-@pytest.mark.parametrize("n", [1, 3])  # one image: branches write into the output in place; several: copied
+@pytest.mark.parametrize("n", [1, 3])  # each branch writes its channels of the output: contiguous, or a slice
 @pytest.mark.parametrize("k", [5, 3])
 def test_inception_matches_numpy(n, k):
     m = ref.randomize_batch_norms(nn.Inception(12, 4, 3, 6, 2, 5, 3, branch3_kernel_size=k, rng=0),

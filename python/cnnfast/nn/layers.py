@@ -51,13 +51,15 @@ def _write(out, y):
     return out
 
 
-def _takes_kernel_output(out) -> bool:
-    """Whether the kernels can write into ``out`` themselves: C-contiguous, or each image C-contiguous with the
-    images further apart (a channel slice ``a[:, c0:c1]`` of a larger array, as a concatenation's parts)."""
+def _takes_kernel_output(out, x) -> bool:
+    """Whether conv2d can write into ``out`` itself: C-contiguous, or each image C-contiguous with the images
+    further apart (a channel slice ``a[:, c0:c1]`` of a larger array, as a concatenation's parts) and clear of
+    the input; otherwise the result is copied into it."""
     if out.flags.c_contiguous:
         return True
-    return (out.ndim >= 2 and out.dtype == np.float32 and out.flags.writeable and out[0].flags.c_contiguous
-            and out.strides[0] > 0 and out.strides[0] % out.itemsize == 0 and out.strides[0] >= out[0].nbytes)
+    return (out.ndim >= 2 and out.dtype == np.float32 and out.flags.writeable and out.flags.aligned
+            and out[0].flags.c_contiguous and out.strides[0] > 0 and out.strides[0] % out.itemsize == 0
+            and out.strides[0] >= out[0].nbytes and not np.may_share_memory(out, x))
 
 
 def _contiguous(g) -> np.ndarray:
@@ -161,7 +163,7 @@ class Conv2d(Module):
         x = np.asarray(x)
         weight, bias, prepared = self._prepared(x, bn)
         activation = "relu" if relu else self.activation
-        if out is not None and not _takes_kernel_output(out):
+        if out is not None and not _takes_kernel_output(out, x):
             return _write(out, _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
                                             activation, None, self.algorithm, prepared, residual))
         return _core.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups, activation, out,
