@@ -204,9 +204,27 @@ index_t checked_numel(const std::vector<index_t>& shape, const char* fn, const c
 }
 
 namespace {
-std::pair<std::uintptr_t, std::uintptr_t> byte_range(const py::array& a) {
+using ByteRange = std::pair<std::uintptr_t, std::uintptr_t>;
+ByteRange byte_range(const py::array& a) {
     const auto lo = reinterpret_cast<std::uintptr_t>(a.data());
     return {lo, lo + static_cast<std::uintptr_t>(a.nbytes())};
+}
+
+// Raises unless out's bytes `ro` are clear of every input's, or equal to those of one listed in may_alias.
+void check_out_clear_of(const ByteRange& ro, const char* fn,
+                        const std::vector<std::pair<const char*, py::array>>& inputs,
+                        const std::vector<py::array>& may_alias) {
+    if (ro.first == ro.second) return;
+    for (const auto& [name, in] : inputs) {
+        if (!in || in.nbytes() == 0) continue;
+        const auto ri = byte_range(in);
+        if (!(ro.first < ri.second && ri.first < ro.second)) continue;
+        bool allowed = false;
+        for (const auto& a : may_alias)
+            if (a.ptr() == in.ptr() && ri == ro) allowed = true;
+        if (!allowed)
+            value_error(std::string(fn) + "(): out shares memory with " + name + (may_alias.empty() ? "" : " (only an exact alias is allowed)"));
+    }
 }
 }  // namespace
 
@@ -227,18 +245,7 @@ FloatArray output_array(py::handle out, const std::vector<index_t>& shape, const
                     shape_str(shape));
     if (!(o.flags() & py::array::c_style) || !o.writeable())
         value_error(std::string(fn) + "(): out must be a writeable C-contiguous array");
-    const auto ro = byte_range(o);
-    for (const auto& [name, in] : inputs) {
-        if (!in || in.nbytes() == 0 || o.nbytes() == 0) continue;
-        const auto ri = byte_range(in);
-        const bool overlap = ro.first < ri.second && ri.first < ro.second;
-        if (!overlap) continue;
-        bool allowed = false;
-        for (const auto& a : may_alias)
-            if (a.ptr() == in.ptr() && ri == ro) allowed = true;
-        if (!allowed)
-            value_error(std::string(fn) + "(): out shares memory with " + name + (may_alias.empty() ? "" : " (only an exact alias is allowed)"));
-    }
+    check_out_clear_of(byte_range(o), fn, inputs, may_alias);
     FloatArray y = FloatArray::ensure(o);
     if (!y) type_error(std::string(fn) + "(): out could not be used as a float32 array");
     return y;
@@ -265,11 +272,7 @@ index_t image_strided_output(py::handle out, const std::vector<index_t>& shape, 
     const auto lo = reinterpret_cast<std::uintptr_t>(o.data());
     if (o.strides(0) % kFloat != 0 || stride < image || lo % alignof(float) != 0) return 0;
     const auto hi = lo + static_cast<std::uintptr_t>(((shape[0] - 1) * stride + image) * kFloat);
-    for (const auto& [name, in] : inputs) {
-        if (!in || in.nbytes() == 0) continue;
-        const auto ri = byte_range(in);
-        if (lo < ri.second && ri.first < hi) value_error(std::string(fn) + "(): out shares memory with " + name);
-    }
+    check_out_clear_of({lo, hi}, fn, inputs, {});
     return stride;
 }
 
