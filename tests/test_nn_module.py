@@ -122,6 +122,28 @@ def test_call_runs_forward_and_getattr_errors():
         m.nope
 
 
+def test_submodules_replaced_removed_and_copied_stay_one_object():
+    import copy
+    import pickle
+
+    m = Tiny()
+    other = nn.BatchNorm2d(4)
+    m.bn = other
+    assert m.bn is other and dict(m.named_children())["bn"] is other
+    m.bn = None
+    assert m.bn is None and dict(m.named_children()).get("bn") is None
+    with pytest.raises(TypeError, match="submodule 'bn'"):
+        m.bn = 3
+    del m.head
+    assert "head" not in dict(m.named_children())
+    with pytest.raises(AttributeError, match="head"):
+        m.head
+    for twin in (copy.deepcopy(Tiny()), pickle.loads(pickle.dumps(Tiny()))):
+        assert twin.conv is dict(twin.named_children())["conv"]
+        twin.conv.weight[...] = 0
+        assert not twin.conv.weight.any() and not dict(twin.named_parameters())["conv.weight"].any()
+
+
 def test_folded_parameters_are_frozen_until_replaced_or_mode_changes():
     m = Tiny()
     x = np.random.default_rng(0).standard_normal((1, 3, 5, 5), dtype=np.float32)

@@ -717,10 +717,9 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def __getitem__(self, index):
-        items = list(self._modules.items())
         if isinstance(index, slice):
-            return Sequential(OrderedDict(items[index]))
-        return items[index][1]
+            return Sequential(OrderedDict(list(self._modules.items())[index]))
+        return list(self._modules.values())[index]
 
     def backward(self, grad_output, input_grad: bool = True):
         return backward_chain(self.children(), grad_output, input_grad)

@@ -233,6 +233,9 @@ class Module:
             if name in self._parameters or name in self._buffers:
                 raise TypeError(f"cannot assign a module to '{name}', a parameter or buffer")
             self._modules[name] = value
+            # NOTE: also an instance attribute, so that `self.conv` in a forward pass is a plain lookup rather
+            # than a call of __getattr__ (0.6 us each, a few hundred per forward pass of GoogLeNet)
+            object.__setattr__(self, name, value)
         elif name in self._parameters:
             if value is not None:
                 old = self._parameters[name]
@@ -253,11 +256,13 @@ class Module:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} to submodule '{name}' (a Module or None)")
             self._modules[name] = None
+            object.__setattr__(self, name, None)
         else:
             object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str):
-        # Only called when normal lookup fails: parameters, buffers and submodules live in the dicts.
+        # Only called when normal lookup fails: parameters and buffers live in the dicts only (submodules are
+        # instance attributes too, which normal lookup finds first).
         for table in ("_parameters", "_buffers", "_modules"):
             d = self.__dict__.get(table)
             if d is not None and name in d:
@@ -268,6 +273,7 @@ class Module:
         for table in (self._parameters, self._buffers, self._modules):
             if name in table:
                 del table[name]
+                self.__dict__.pop(name, None)  # a submodule's instance attribute (__setattr__)
                 self._changed()
                 return
         object.__delattr__(self, name)
@@ -285,14 +291,15 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        if _grad.depth == 0:
-            _grad.pass_id += 1
-            _grad.recording = self.training if _grad.mode is None else _grad.mode
-        _grad.depth += 1
+        grad = _grad
+        if grad.depth == 0:
+            grad.pass_id += 1
+            grad.recording = self.training if grad.mode is None else grad.mode
+        grad.depth += 1
         try:
             out = self.forward(*args, **kwargs)
         finally:
-            _grad.depth -= 1
+            grad.depth -= 1
         if _trace_hook is not None:
             _trace_hook(self, args, out)
         return out
