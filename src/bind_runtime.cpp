@@ -38,6 +38,7 @@ void bind_runtime(py::module_& m) {
         for (Isa isa : supported_isas()) out.push_back(isa_name(isa));
         return out;
     });
+    m.def("_full_width_avx512", &cpu_full_width_avx512);
     m.def("_compiled_isas", [] {
         std::vector<std::string> out;
         for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512})

@@ -27,7 +27,7 @@ CASES = [
     (1, 64, 14, 14, 64, 1),
     (1, 40, 5, 6, 50, 0),
     (2, 300, 8, 9, 70, 1),  # channels past one K block
-    (1, 512, 7, 7, 64, 1),  # a 7x7 image of few channel pairs: F(4x4, 3x3)
+    (1, 512, 7, 7, 64, 1),  # a 7x7 image of few channel pairs: F(4x4, 3x3) where 512-bit FMAs are split
     (1, 512, 7, 7, 512, 1),  # ResNet-50's last stage at batch 1: F(2x2, 3x3)
     (1, 400, 5, 6, 400, 0),  # F(2x2, 3x3), no padding
     (2, 350, 5, 3, 380, 1),  # F(2x2, 3x3), channels past one K block, output channels past a vector
@@ -162,12 +162,15 @@ def test_auto_takes_winograd_where_it_was_measured_to_pay(case, winograd):
 
 
 # (n, c, h, o) -> points per transformed filter: 16 for F(2x2, 3x3), 36 for F(4x4, 3x3), as measured best on
-# one thread with prepared filters (see wino_tile in winograd_body.h)
+# one thread with prepared filters (see wino_tile in winograd_body.h); (split, full): on cores that split
+# 512-bit FMAs in two (and on the AVX2 and generic paths), and on AVX-512 cores that do not
 @pytest.mark.parametrize("case,points", [
-    ((1, 512, 7, 512), 16),   # ResNet-50's last stage at batch 1: 4 tiles of 4x4
-    ((2, 512, 7, 512), 36),   # ... at batch 2
-    ((1, 512, 14, 512), 36),  # VGG-16's last stage: 36 MiB of filters, streamed
-    ((1, 256, 7, 256), 36),   # filters that stay in cache
+    ((1, 512, 7, 512), (16, 16)),   # ResNet-50's last stage at batch 1: 4 tiles of 4x4
+    ((2, 512, 7, 512), (36, 36)),   # ... at batch 2
+    ((1, 512, 14, 512), (36, 36)),  # VGG-16's last stage: 36 MiB of filters, streamed
+    ((1, 128, 12, 128), (36, 36)),  # 9 tiles of 4x4
+    ((1, 256, 7, 256), (36, 16)),   # filters that stay in cache alone, not in a network on a full-width core
+    ((8, 160, 7, 320), (36, 36)),   # GoogLeNet's 5a at batch 8
 ])
 def test_tile_size_follows_the_cost_model(case, points):
     n, c, h, o = case
@@ -175,6 +178,7 @@ def test_tile_size_follows_the_cost_model(case, points):
     w = np.zeros((o, c, 3, 3), np.float32)
     prepared = _core.conv2d_prepare(x, w, 1, 1, 1, 1, "winograd")
     assert prepared.kind == "winograd"
+    points = points[prepared.isa == "avx512" and _core._full_width_avx512()]
     nr = {"avx512": 48, "avx2": 24, "generic": 8}[prepared.isa]  # output channels per GEMM panel
     assert prepared.nbytes == points * -(-o // nr) * nr * c * 4
 
@@ -218,7 +222,7 @@ def test_winograd_matches_torch(k):
 PHASE_CASES = [
     (1, 3, 227, 96, 11, 4, 0),  # AlexNet's first layer
     (2, 3, 64, 20, 11, 4, 2),
-    (1, 2, 45, 16, 12, 4, 0),
+    (1, 2, 61, 16, 12, 4, 0),  # 13x13 outputs: F(4x4) on full-width AVX-512 cores too (9x9 would take F(2x2))
     (1, 4, 40, 24, 6, 2, 1),
     (3, 3, 50, 30, 9, 3, 1),
     (3, 3, 287, 16, 11, 4, 0),  # one image's phase images at a time

@@ -14,6 +14,7 @@ namespace {
 struct X86Features {
     bool avx2_fma = false;
     bool avx512 = false;  // F + BW + VL + DQ, with the OS saving ZMM state
+    bool full_width = false;  // AVX-512 with 512-bit FMAs at full rate (cpu_full_width_avx512)
 };
 
 unsigned long long xgetbv0() {
@@ -42,6 +43,15 @@ X86Features detect() {
     const bool avx512vl = ebx & (1u << 31);
     f.avx2_fma = ymm_state && avx2 && fma;
     f.avx512 = f.avx2_fma && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
+    // Vendor and family: AMD's first AVX-512 cores (family 0x19, Zen 4) split 512-bit operations in two;
+    // family 0x1A (Zen 5) and later do not, nor do Intel's AVX-512 cores (two FMA ports on server parts).
+    unsigned int max_leaf, vb, vc, vd;
+    __cpuid(0, max_leaf, vb, vc, vd);
+    const bool amd = vb == 0x68747541u && vd == 0x69746e65u && vc == 0x444d4163u;    // "AuthenticAMD"
+    const bool intel = vb == 0x756e6547u && vd == 0x49656e69u && vc == 0x6c65746eu;  // "GenuineIntel"
+    __cpuid(1, eax, ebx, ecx, edx);
+    const unsigned base = (eax >> 8) & 0xfu, family = base == 0xfu ? base + ((eax >> 20) & 0xffu) : base;
+    f.full_width = f.avx512 && (intel || (amd && family >= 0x1a));
     return f;
 }
 
@@ -52,6 +62,14 @@ const X86Features& features() {
 #endif
 
 }  // namespace
+
+bool cpu_full_width_avx512() {
+#ifdef CNNFAST_X86
+    return features().full_width;
+#else
+    return false;
+#endif
+}
 
 bool cpu_supports(Isa isa) {
     switch (isa) {

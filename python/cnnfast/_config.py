@@ -91,6 +91,7 @@ def config() -> dict:
         "isa": _core._current_isa(),
         "supported_isas": list(_core._supported_isas()),
         "compiled_isas": list(_core._compiled_isas()),
+        "full_width_avx512": _core._full_width_avx512(),
         "num_threads": _core._get_num_threads(),
         "cache_limit": _core._cache_limit(),
         "cached_bytes": _core._cached_bytes(),

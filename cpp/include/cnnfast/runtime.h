@@ -17,6 +17,10 @@ bool parse_isa(const std::string& name, Isa* out);
 // What this CPU (and OS, for the register state) can run, and what this build contains.
 bool cpu_supports(Isa isa);
 bool isa_compiled(Isa isa);
+// Whether the cores run 512-bit FMAs at the full rate, two a cycle (AMD Zen 5 and later, Intel's AVX-512
+// server cores), rather than as two 256-bit halves (AMD Zen 4): arithmetic then costs half as much against
+// memory traffic, which moves the kernels' trade-offs between the two (Winograd's tile size).
+bool cpu_full_width_avx512();
 std::vector<Isa> supported_isas();  // compiled and runnable, best last
 
 // The kernels in use. Chosen once, on first use: CNNFAST_ISA if set, else the best supported.

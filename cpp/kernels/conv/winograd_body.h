@@ -323,22 +323,31 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 
 // The output tile size for 3x3 kernels (5x5 take 2). F(2x2, 3x3) makes 2.25x the multiplies of F(4x4, 3x3)
 // per output but streams 16 instead of 36 transformed filter matrices per call, which matters when those do
-// not stay in the last-level cache: per pair of channels, F(4x4) costs 72 T4 / peak + 144 / bw(36 c oc x 4
-// bytes), F(2x2) 32 T2 / peak + 64 / bw(16 c oc x 4 bytes), with T4 and T2 the call's 4x4 and 2x2 tiles,
-// bw 80 GB/s up to 16 MiB of filters (cache) and 45 GB/s above (memory, prefetched a panel ahead: fitted to
-// the F(4x4) times below), peak 115 GFLOP/s (one Zen 4 core). Measured on prepared filters (one thread):
-// 512 -> 512 on 7x7 F(2x2) 1.38 ms vs 1.55, at batch 2 F(4x4) 2.1 vs 3.05, on 14x14 F(4x4) 3.65 vs 5.06;
-// 256 -> 256 on 7x7 F(4x4) 0.26 vs 0.36; GoogLeNet's 192 -> 384 on 7x7 F(4x4) 0.25 vs 0.39.
+// not stay in cache: per pair of channels, F(4x4) costs 72 T4 / peak + 144 / bw(36 c oc x 4 bytes), F(2x2)
+// 32 T2 / peak + 64 / bw(16 c oc x 4 bytes), with T4 and T2 the call's 4x4 and 2x2 tiles.
+//  - Cores that split 512-bit FMAs (Zen 4): bw 80 GB/s up to 16 MiB of filters (cache) and 45 GB/s above
+//    (memory, prefetched a panel ahead: fitted to the F(4x4) times below), peak 115 GFLOP/s (one core).
+//    Measured on prepared filters (one thread): 512 -> 512 on 7x7 F(2x2) 1.38 ms vs 1.55, at batch 2 F(4x4)
+//    2.1 vs 3.05, on 14x14 F(4x4) 3.65 vs 5.06; 256 -> 256 on 7x7 F(4x4) 0.26 vs 0.36; GoogLeNet's 192 -> 384
+//    on 7x7 F(4x4) 0.25 vs 0.39.
+//  - Full-width cores (cpu_full_width_avx512: Zen 5), whose arithmetic costs half: peak 160 and bw 40 GB/s
+//    whatever the filters' size, fitted to F(4x4) and F(2x2) on filters cycled through more copies than L3
+//    holds, as a network's layers find theirs (AMD EPYC Zen 5, prepared, one / two threads, ms, F(4x4) vs
+//    F(2x2)): on 7x7 at batch 1 F(2x2) wins, 160 -> 320 0.23 vs 0.15 / 0.18 vs 0.11, GoogLeNet's 192 -> 384
+//    0.32 vs 0.22 / 0.26 vs 0.14, 256 -> 256 0.36 vs 0.24 (with the same filters every call, 0.25 vs 0.21);
+//    F(4x4) wins on 12x12 (0.15 vs 0.18), 14x14 (128 -> 256 0.31 vs 0.36, 256 -> 256 0.61 vs 0.71) and on
+//    7x7 at batch 8 (160 -> 320 0.77 vs 1.16; batch 2, 192 -> 384: 0.40 vs 0.45 / 0.28 vs 0.24).
 // Unprepared (filters_prepared false), a call also transforms the filters, writing them at about 7 GB/s
 // (36 or 16 scattered rows per filter; 512 -> 512 on 14x14 F(4x4): 8.6 ms against 3.4 prepared), which makes
 // F(2x2) pay sooner.
 inline int wino_tile(const Conv2dShape& s, bool filters_prepared = true) {
     if (s.kh == 5) return 2;
     const double t4 = double(s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4)), t2 = double(s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2));
-    const double co = double(s.c) * double(s.oc), kCache = 16.0 * (1 << 20), kPeak = 115.0, kCacheBw = 80.0, kMemBw = 45.0;
-    const double kTransformBw = 7.0;
-    const auto bw = [&](double bytes) { return bytes <= kCache ? kCacheBw : kMemBw; };
-    double f4 = 72.0 * t4 / kPeak + 144.0 / bw(36.0 * 4.0 * co), f2 = 32.0 * t2 / kPeak + 64.0 / bw(16.0 * 4.0 * co);
+    const double co = double(s.c) * double(s.oc), kCache = 16.0 * (1 << 20), kTransformBw = 7.0;
+    const bool full = CNNFAST_VEC_BYTES == 64 && cpu_full_width_avx512();  // 256-bit FMAs run at full rate anyway
+    const double peak = full ? 160.0 : 115.0, cache_bw = full ? 40.0 : 80.0, mem_bw = full ? 40.0 : 45.0;
+    const auto bw = [&](double bytes) { return bytes <= kCache ? cache_bw : mem_bw; };
+    double f4 = 72.0 * t4 / peak + 144.0 / bw(36.0 * 4.0 * co), f2 = 32.0 * t2 / peak + 64.0 / bw(16.0 * 4.0 * co);
     if (!filters_prepared) {
         f4 += 144.0 / kTransformBw;
         f2 += 64.0 / kTransformBw;
