@@ -45,6 +45,8 @@ X86Features detect() {
     f.avx512 = f.avx2_fma && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
     // Vendor and family: AMD's first AVX-512 cores (family 0x19, Zen 4) split 512-bit operations in two;
     // family 0x1A (Zen 5) and later do not, nor do Intel's AVX-512 cores (two FMA ports on server parts).
+    // NOTE: a heuristic for a cost model, not a guarantee: Zen 5's mobile parts (256-bit datapaths) and Intel
+    // cores with one AVX-512 FMA port count as full-width; only a speed trade-off depends on it.
     unsigned int max_leaf, vb, vc, vd;
     __cpuid(0, max_leaf, vb, vc, vd);
     const bool amd = vb == 0x68747541u && vd == 0x69746e65u && vc == 0x444d4163u;    // "AuthenticAMD"
