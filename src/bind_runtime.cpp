@@ -47,6 +47,7 @@ void bind_runtime(py::module_& m) {
     });
     m.def("_set_num_threads", &set_num_threads, py::arg("n"));
     m.def("_get_num_threads", &get_num_threads);
+    m.def("_workers_pinned", &workers_pinned);
     m.def(
         "_measure_fma_peak",
         [](int threads) {

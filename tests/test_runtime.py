@@ -251,6 +251,53 @@ def test_cnnfast_isa_unsupported_is_an_import_error():
     assert proc.returncode != 0 and "ImportError" in proc.stderr and missing[0] in proc.stderr
 
 
+# --- worker pinning ------------------------------------------------------------------------------
+
+PINNING_PROBE = """
+    import os, numpy as np, cnnfast
+    from cnnfast import _core
+    cpus = sorted(os.sched_getaffinity(0))
+    def run(threads):
+        cnnfast.set_num_threads(threads)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((1, 8, 20, 20), dtype=np.float32)
+        w = rng.standard_normal((16, 8, 3, 3), dtype=np.float32)
+        y = cnnfast.conv2d(x, w, padding=1)
+        ref = _core.reference.conv2d(x, w, padding=1)
+        assert np.allclose(y, ref, rtol=1e-4, atol=1e-4)
+        single = []
+        for t in os.listdir("/proc/self/task"):
+            if int(t) == os.getpid():
+                continue
+            line = [l for l in open(f"/proc/self/task/{t}/status").read().splitlines() if l.startswith("Cpus_allowed_list")]
+            allowed = line[0].split(":")[1].strip()
+            if allowed.isdigit():
+                single.append(int(allowed))
+        return cnnfast.config()["workers_pinned"], sorted(single)
+    print(repr((len(cpus), run(len(cpus)), run(len(cpus) + 1))))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread affinity is Linux-only")
+@pytest.mark.skipif(not 2 <= len(os.sched_getaffinity(0)) <= 16 if hasattr(os, "sched_getaffinity") else True,
+                    reason="needs 2 to 16 CPUs")
+def test_workers_kept_off_the_callers_cpu_when_the_team_fills_the_machine():
+    n, (pinned, single), (pinned_over, single_over) = eval(run_ok(PINNING_PROBE))
+    assert pinned is True
+    # one worker per other CPU, each on its own, all within the allowed set
+    allowed = sorted(os.sched_getaffinity(0))
+    assert len(single) == n - 1 and len(set(single)) == n - 1 and set(single) <= set(allowed)
+    # a team larger than the CPUs: nothing pinned, and the workers pinned before are free again
+    assert pinned_over is False and single_over == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread affinity is Linux-only")
+@pytest.mark.parametrize("env", [{"CNNFAST_PIN_THREADS": "0"}, {"OMP_PROC_BIND": "false"}])
+def test_worker_pinning_off_by_environment(env):
+    n, (pinned, single), _ = eval(run_ok(PINNING_PROBE, env))
+    assert pinned is False and single == []
+
+
 # --- fork -------------------------------------------------------------------------------------------
 
 

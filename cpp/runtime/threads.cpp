@@ -4,12 +4,32 @@
 // NOTE: GNU OpenMP's thread pool does not survive fork(): a parallel region in the child of a process that
 // had used it waits forever for threads that no longer exist. A child of fork therefore runs the kernels on
 // one thread (a team of one needs no pool), which keeps multiprocessing's default start method working.
+//
+// NOTE: where the team fills every CPU the calling thread may run on (two threads on two CPUs), the worker
+// threads are kept off the caller's current CPU: each pinned to one of the others, re-pinned when the
+// caller turns up on a worker's CPU (a check of sched_getcpu() per call; the caller itself is never
+// pinned). Without it, a worker woken after a pause longer than its spin (GOMP_SPINCOUNT, about 4 ms) was
+// often queued on the caller's own CPU: in a KVM guest the scheduler takes a halted vCPU for a busy one, so
+// the worker waited behind the caller, which had finished its half and spun at the barrier for it. The
+// first two-thread call after such a pause then took 4-10 ms instead of 0.6 (the 7x7/2 stem), and
+// GoogLeNet's whole forward pass at batch 1 on two threads 12-14 ms instead of 9-10 (AMD EPYC Zen 5, 2
+// vCPUs, forwards 0.15 s apart, alternated with and without in one process). Off with
+// CNNFAST_PIN_THREADS=0, and wherever the user binds threads (OMP_PROC_BIND, OMP_PLACES,
+// GOMP_CPU_AFFINITY) or the team is smaller or larger than the CPUs allowed.
 #include "cnnfast/runtime.h"
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
 
 #include <omp.h>
 #include <pthread.h>
+#if defined(__linux__)
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace cnnfast {
 
@@ -20,6 +40,81 @@ std::atomic<bool> g_forked{false};
 void on_fork_child() { g_forked.store(true, std::memory_order_relaxed); }
 
 const bool g_atfork_registered = [] { return pthread_atfork(nullptr, nullptr, &on_fork_child) == 0; }();
+
+#if defined(__linux__)
+bool env_set(const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v;
+}
+
+bool pinning_allowed() {
+    static const bool allowed = [] {
+        const char* v = std::getenv("CNNFAST_PIN_THREADS");
+        if (v && std::strcmp(v, "0") == 0) return false;
+        return !env_set("OMP_PROC_BIND") && !env_set("OMP_PLACES") && !env_set("GOMP_CPU_AFFINITY");
+    }();
+    return allowed;
+}
+
+// The calling thread's team: its workers' thread ids (registered once per team size) and the CPU each is
+// pinned to (-1: not pinned).
+struct TeamPins {
+    int threads = 0;
+    std::vector<pid_t> tids;  // [1, threads): workers
+    std::vector<int> cpus;
+    std::vector<int> allowed;  // the CPUs the caller may run on, when registered
+};
+thread_local TeamPins t_pins;
+
+void pin_to(pid_t tid, int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(tid, sizeof(set), &set);  // a worker that has exited: ESRCH, ignored
+}
+
+void keep_workers_off_caller_cpu(int threads) {
+    if (threads < 2 || !pinning_allowed() || omp_in_parallel()) return;
+    TeamPins& t = t_pins;
+    if (t.threads != threads) {
+        // a new team size: free the workers pinned for the old one (GNU OpenMP keeps them in its pool)
+        if (!t.tids.empty()) {
+            cpu_set_t all;
+            CPU_ZERO(&all);
+            for (int c : t.allowed) CPU_SET(c, &all);
+            for (std::size_t i = 1; i < t.tids.size(); ++i) sched_setaffinity(t.tids[i], sizeof(all), &all);
+        }
+        t = TeamPins{};
+        t.threads = threads;
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        if (sched_getaffinity(0, sizeof(set), &set) != 0) return;
+        for (int c = 0; c < CPU_SETSIZE; ++c)
+            if (CPU_ISSET(c, &set)) t.allowed.push_back(c);
+        if (static_cast<int>(t.allowed.size()) != threads) return;  // others may take spare CPUs: leave them be
+        t.tids.assign(static_cast<std::size_t>(threads), 0);
+        t.cpus.assign(static_cast<std::size_t>(threads), -1);
+        pid_t* tids = t.tids.data();
+#pragma omp parallel num_threads(threads)
+        tids[omp_get_thread_num()] = static_cast<pid_t>(syscall(SYS_gettid));
+    }
+    if (t.tids.empty()) return;
+    const int me = sched_getcpu();
+    bool clash = false;
+    for (int i = 1; i < threads; ++i) clash |= t.cpus[static_cast<std::size_t>(i)] == me || t.cpus[static_cast<std::size_t>(i)] < 0;
+    if (!clash) return;
+    // the allowed CPUs but the caller's, one per worker
+    std::size_t next = 0;
+    for (int i = 1; i < threads; ++i) {
+        while (next < t.allowed.size() && t.allowed[next] == me) ++next;
+        if (next == t.allowed.size()) return;
+        t.cpus[static_cast<std::size_t>(i)] = t.allowed[next];
+        pin_to(t.tids[static_cast<std::size_t>(i)], t.allowed[next++]);
+    }
+}
+#else
+void keep_workers_off_caller_cpu(int) {}
+#endif
 }  // namespace
 
 void set_num_threads(int n) {
@@ -30,10 +125,18 @@ void set_num_threads(int n) {
 int get_num_threads() {
     (void)g_atfork_registered;
     if (g_forked.load(std::memory_order_relaxed)) return 1;
-    const int n = g_threads.load(std::memory_order_relaxed);
-    if (n > 0) return n;
-    const int omp = omp_get_max_threads();
-    return omp > 0 ? omp : 1;
+    int n = g_threads.load(std::memory_order_relaxed);
+    if (n <= 0) n = omp_get_max_threads() > 0 ? omp_get_max_threads() : 1;
+    keep_workers_off_caller_cpu(n);
+    return n;
+}
+
+bool workers_pinned() {
+#if defined(__linux__)
+    return !t_pins.tids.empty() && t_pins.threads == get_num_threads();
+#else
+    return false;
+#endif
 }
 
 bool in_forked_child() { return g_forked.load(std::memory_order_relaxed); }

@@ -93,6 +93,7 @@ def config() -> dict:
         "compiled_isas": list(_core._compiled_isas()),
         "full_width_avx512": _core._full_width_avx512(),
         "num_threads": _core._get_num_threads(),
+        "workers_pinned": _core._workers_pinned(),
         "cache_limit": _core._cache_limit(),
         "cached_bytes": _core._cached_bytes(),
         "cnnfast_isa_env": os.environ.get("CNNFAST_ISA"),

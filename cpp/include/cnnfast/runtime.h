@@ -37,6 +37,9 @@ void set_num_threads(int n);
 int get_num_threads();
 // True in the child of a fork() (the kernels then run on one thread: see threads.cpp).
 bool in_forked_child();
+// True where the calling thread's worker threads are kept off its CPU (a team that fills every CPU it may
+// run on: see threads.cpp).
+bool workers_pinned();
 
 // The FP32 fused multiply-add peak in GFLOP/s for the ISA in use, measured now (about 0.1 s): the best of
 // several timed runs of a register-only FMA loop on `threads` threads at once (the total of them).
