@@ -68,6 +68,24 @@ def test_prepared_matches_unprepared(isa, case, rng):
         np.testing.assert_allclose(y, _core.conv2d(x, w, b, *args, "relu", None, "winograd"), rtol=0, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("case", [(1, 64, 14, 80, 3, 2), (1, 40, 5, 130, 1, 1), (1, 512, 7, 512, 1, 1)])
+def test_transposed_path_splits_channels_by_vectors(isa, case, rng, threads_restored):
+    # one image, so the threads split the output channels: in runs of whole vectors, a run's ends inside a
+    # panel of several vectors (80 channels: 32 and 48 on two threads; 130: 64 and 66, the last vector partial)
+    n, c, h, o, k, stride = case
+    x, w, b = rand(rng, n, c, h, h), rand(rng, o, c, k, k), rand(rng, o)
+    args = conv_args(k, stride)
+    prepared = _core.conv2d_prepare(x, w, *args, "auto")
+    outs = []
+    for threads in (1, 2, 3):
+        cnnfast.set_num_threads(threads)
+        outs.append(_core.conv2d(x, w, b, *args, "relu", None, "auto", prepared))
+    exact = np.maximum(_core.reference.conv2d(x, w, b, *args), 0)
+    np.testing.assert_allclose(outs[0], exact, rtol=1e-5, atol=1e-5 * np.sqrt(c * k * k))
+    for y in outs[1:]:  # the same products in the same order whichever thread computes them
+        np.testing.assert_array_equal(y, outs[0])
+
+
 def test_prepared_serves_other_shapes_of_the_same_path(isa, rng):
     w, b = rand(rng, 64, 32, 3, 3), rand(rng, 64)
     prepared = _core.conv2d_prepare(rand(rng, 1, 32, 14, 14), w, 1, 1, 1, 1, "auto")

@@ -68,9 +68,13 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
     const index_t per_image = s.c * g.per_channel;
     index_t chunk = imax(1, imin(s.n, (index_t(1) << 20) / (rows_pad * ldc)));
     if (!in_place) chunk = imax(1, imin(chunk, (index_t(2) << 20) / imax(1, per_image)));
-    // Tasks: (image, run of channel panels), as many runs per image as it takes to give every thread one, with
-    // panel counts differing by one at most (each run packs A' for itself).
-    const index_t runs = imin(jpanels, imax(1, ceil_div(threads, imin(chunk, s.n))));
+    // Tasks: (image, run of channel vectors), as many runs per image as it takes to give every thread one,
+    // with vector counts differing by one at most (each run packs A' for itself). A run may start or end
+    // inside a panel of NR: whole panels split a layer of 512 channels (11 panels, the last of 32) 6:5 on
+    // two threads, 288 against 224 channels; by vectors it is 16:16 (that layer and the 2048 -> 512 on 7x7
+    // 0.96-0.98x the time on two threads, medians of runs in turns: within this machine's noise).
+    const index_t vectors = ceil_div(s.oc, VL);
+    const index_t runs = imin(vectors, imax(1, ceil_div(threads, imin(chunk, s.n))));
     // K blocks: those of the channels-by-pixels GEMM (M = OC), so both give the same bits; with blocks of
     // kKcResident, each B' panel stays in L1 while the pixel panels pass over it (3-5% on ResNet-50's 7x7
     // and stride-2 layers at one thread).
@@ -96,7 +100,9 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
             if (!in_place) build_phases_of_images(s, g, x, n_begin, n_count, phases.p);
 #pragma omp for schedule(static)
             for (index_t t = 0; t < n_count * runs; ++t) {
-                const index_t ni = t / runs, r = t % runs, j0 = r * jpanels / runs, j1 = (r + 1) * jpanels / runs;
+                const index_t ni = t / runs, r = t % runs;
+                const index_t c0 = r * vectors / runs * VL, c1 = imin(s.oc, (r + 1) * vectors / runs * VL);
+                const index_t j0 = c0 / NR, j1 = ceil_div(c1, NR);  // the panels holding channels [c0, c1)
                 const float* base = in_place ? x + (n_begin + ni) * s.c * HW : phases.p + ni * per_image;
                 phase_rows(s, g, base, K, rows);
                 float* const C = cbuf.p + ni * rows_pad * ldc;
@@ -129,15 +135,18 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                         }
                     }
                     for (index_t jn = j0; jn < j1; ++jn) {
-                        const int nv = static_cast<int>(imin(NR, s.oc - jn * NR));
+                        // this run's columns of panel jn: [lo, hi), whole vectors but at the layer's last
+                        const index_t lo = imax(c0, jn * NR), hi = imin(c1, jn * NR + NR);
+                        const int nv = static_cast<int>(hi - lo);
                         // B' comes from memory once per call (the weights, 4 MiB for ResNet-50's 512 -> 2048):
                         // the next panel, or the next K block's first, is prefetched while this one is used
-                        const float* b = B + (jn * K + pc) * NR;
-                        const float* next = jn + 1 < j1 ? b + K * NR : pc + kc < K ? B + (j0 * K + pc + kc) * NR : b;
+                        const float* b = B + (jn * K + pc) * NR + (lo - jn * NR);
+                        const float* next = jn + 1 < j1 ? B + ((jn + 1) * K + pc) * NR
+                                            : pc + kc < K ? B + (j0 * K + pc + kc) * NR : b;
                         for (index_t ip = 0; ip < ipanels; ++ip) {
                             const index_t ir = ip * rp;
-                            ukernel_any(kc, PackedA{abuf + ip * MR * kc}, StreamedB{b, next}, C + ir * ldc + jn * NR, ldc,
-                                        static_cast<int>(imin(rp, P - ir)), nv, pc > 0, pc + kc == K, ep, 0, jn * NR);
+                            ukernel_any(kc, PackedA{abuf + ip * MR * kc}, StreamedB{b, next}, C + ir * ldc + lo, ldc,
+                                        static_cast<int>(imin(rp, P - ir)), nv, pc > 0, pc + kc == K, ep, 0, lo);
                         }
                     }
                 }
