@@ -10,10 +10,10 @@
 // caller turns up on a worker's CPU (a check of sched_getcpu() per call; the caller itself is never
 // pinned). Without it, a worker woken after a pause longer than its spin (GOMP_SPINCOUNT, about 4 ms) was
 // often queued on the caller's own CPU: in a KVM guest the scheduler takes a halted vCPU for a busy one, so
-// the worker waited behind the caller, which had finished its half and spun at the barrier for it. The
-// first two-thread call after such a pause then took 4-10 ms instead of 0.6 (the 7x7/2 stem), and
-// GoogLeNet's whole forward pass at batch 1 on two threads 12-14 ms instead of 9-10 (AMD EPYC Zen 5, 2
-// vCPUs, forwards 0.15 s apart, alternated with and without in one process). Off with
+// the worker waited behind the caller, which had finished its half and spun at the barrier for it. After
+// 0.1 s idle, on two threads (AMD EPYC Zen 5, 2 vCPUs): the 7x7/2 stem took 10.7 ms unpinned, 1.0 ms pinned
+// (1.5 on one thread); a 1x1 192 -> 64 on 28x28 3.8-6.1 ms and 0.28 ms (0.08 in a loop); GoogLeNet's
+// forward pass at batch 1, forwards 0.15 s apart, alternated in one process, about 13 ms and 9.5. Off with
 // CNNFAST_PIN_THREADS=0, and wherever the user binds threads (OMP_PROC_BIND, OMP_PLACES,
 // GOMP_CPU_AFFINITY) or the team is smaller or larger than the CPUs allowed.
 #include "cnnfast/runtime.h"
