@@ -292,8 +292,9 @@ def test_workers_kept_off_the_callers_cpu_when_the_team_fills_the_machine():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread affinity is Linux-only")
-@pytest.mark.parametrize("env", [{"CNNFAST_PIN_THREADS": "0"}, {"OMP_PROC_BIND": "false"}])
+@pytest.mark.parametrize("env", [{"CNNFAST_PIN_THREADS": "0"}, {"OMP_PROC_BIND": "false"}, {"OMP_THREAD_LIMIT": "1"}])
 def test_worker_pinning_off_by_environment(env):
+    # off by request, where the user binds threads, and where OpenMP gives a smaller team than asked
     n, (pinned, single), _ = eval(run_ok(PINNING_PROBE, env))
     assert pinned is False and single == []
 

@@ -95,8 +95,14 @@ void keep_workers_off_caller_cpu(int threads) {
         t.tids.assign(static_cast<std::size_t>(threads), 0);
         t.cpus.assign(static_cast<std::size_t>(threads), -1);
         pid_t* tids = t.tids.data();
+        int team = 0;
 #pragma omp parallel num_threads(threads)
-        tids[omp_get_thread_num()] = static_cast<pid_t>(syscall(SYS_gettid));
+        {
+            tids[omp_get_thread_num()] = static_cast<pid_t>(syscall(SYS_gettid));
+            if (omp_get_thread_num() == 0) team = omp_get_num_threads();
+        }
+        // a smaller team than asked (OMP_THREAD_LIMIT, ...): leave it be; a tid of 0 would name the caller
+        if (team != threads) t.tids.clear();
     }
     if (t.tids.empty()) return;
     const int me = sched_getcpu();
