@@ -269,8 +269,8 @@ PINNING_PROBE = """
         for t in os.listdir("/proc/self/task"):
             if int(t) == os.getpid():
                 continue
-            line = [l for l in open(f"/proc/self/task/{t}/status").read().splitlines() if l.startswith("Cpus_allowed_list")]
-            allowed = line[0].split(":")[1].strip()
+            status = open(f"/proc/self/task/{t}/status").read().splitlines()
+            allowed = [l for l in status if l.startswith("Cpus_allowed_list")][0].split(":")[1].strip()
             if allowed.isdigit():
                 single.append(int(allowed))
         return cnnfast.config()["workers_pinned"], sorted(single)

@@ -107,7 +107,7 @@ void keep_workers_off_caller_cpu(int threads) {
     if (t.tids.empty()) return;
     const int me = sched_getcpu();
     bool clash = false;
-    for (int i = 1; i < threads; ++i) clash |= t.cpus[static_cast<std::size_t>(i)] == me || t.cpus[static_cast<std::size_t>(i)] < 0;
+    for (std::size_t i = 1; i < t.cpus.size(); ++i) clash |= t.cpus[i] == me || t.cpus[i] < 0;
     if (!clash) return;
     // the allowed CPUs but the caller's, one per worker
     std::size_t next = 0;
