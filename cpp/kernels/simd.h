@@ -142,6 +142,31 @@ inline void vdeinterleave(vf a, vf b, vf& even, vf& odd) {
     even = __builtin_shuffle(a, b, me);
     odd = __builtin_shuffle(a, b, mo);
 }
+// Transposes the VL x VL floats whose rows are r[0], ..., r[VL - 1]: afterwards r[j][i] holds what r[i][j]
+// held. Level H swaps the off-diagonal H x H blocks of every 2H x 2H block on the diagonal: log2(VL) levels of
+// VL two-source shuffles (64 for 16 x 16, where moving the floats one by one takes 256 loads and stores).
+template <int H>
+inline void vtranspose_level(vf* r) {
+    typedef int vi __attribute__((vector_size(kVecBytes)));
+    vi lo, hi;
+    for (int j = 0; j < VL; ++j) {
+        lo[j] = (j & H) ? VL + j - H : j;
+        hi[j] = (j & H) ? VL + j : j + H;
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < VL; ++i)
+        if (!(i & H)) {
+            const vf a = r[i], b = r[i + H];
+            r[i] = __builtin_shuffle(a, b, lo);
+            r[i + H] = __builtin_shuffle(a, b, hi);
+        }
+}
+inline void vtranspose(vf* r) {
+    vtranspose_level<1>(r);
+    vtranspose_level<2>(r);
+    if constexpr (VL > 4) vtranspose_level<4>(r);
+    if constexpr (VL > 8) vtranspose_level<8>(r);
+}
 inline vf vrelu(vf v) { return v < vf{} ? vf{} : v; }  // keeps NaN, as PyTorch does
 
 inline float relu1(float v) { return v < 0.f ? 0.f : v; }

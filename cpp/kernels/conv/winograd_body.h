@@ -101,6 +101,7 @@ struct WinoPlan {
     index_t c_pad;                    // V row length (channels rounded up to a vector)
     index_t ob, ob_pad, panels;       // output channels per block (and rounded up to NR), NR panels per block
     index_t tb;                       // tiles per block (a multiple of MR): V's and M's rows
+    index_t v_plane, m_plane;         // floats from one point's rows of V (of M) to the next's
     int owners;                       // 1: the team shares each block; else each thread takes whole blocks
     index_t blocks;                   // tile blocks (with owners, a multiple of them, of equal size)
 };
@@ -152,6 +153,12 @@ inline WinoPlan wino_plan(const Conv2dShape& s, bool u_prepared, int threads = 1
         p.blocks = ceil_div(p.blocks, p.owners) * p.owners;
         p.tb = ceil_div(ceil_div(total, p.blocks), MR) * MR;
     }
+    // NOTE: a tile's A x A points go to A x A planes of V (and come from as many of M); planes a multiple of
+    // 4 KiB apart (64 tiles of 192 channels, 96 of 64) map all of them to one set of L1's, which holds 12
+    // lines, so each store or load missed. One cache line more per plane puts them in consecutive sets (one
+    // thread: 64 -> 64 on 56x56 0.91 -> 0.77 ms, on 224x224 15.7 -> 13.3; 192 -> 32 5x5 on 28x28 1.42 -> 1.07).
+    p.v_plane = p.tb * p.c_pad + VL;
+    p.m_plane = p.tb * p.ob_pad + VL;
     return p;
 }
 
@@ -193,7 +200,9 @@ void wino_filters(const Conv2dShape& s, const WinoPlan& p, const float* w, index
 // one image. The A input rows under the segment are first copied channels-last into a per-thread buffer
 // S[i][col][VL] (padding as zeros; about 24 KiB, so it stays in L1), so that each of a tile's A x A points is
 // then one vector load: a tile's gather from the NCHW planes directly loads A x A x VL scalars, and staging
-// all channels at once scatters its stores over more lines than L1 holds.
+// all channels at once scatters its stores over more lines than L1 holds. The copy moves VL x VL blocks
+// (VL columns of VL channels), transposed in registers: copying float by float took a third of the time of
+// Inception's 5x5 192 -> 32 on 28x28 (0.78 -> 0.69 ms; 64 -> 64 3x3 on 56x56 0.72 -> 0.67; same bits).
 struct WinoSegments {
     index_t seg;      // tiles per segment
     index_t per_row;  // segments per tile row
@@ -222,20 +231,21 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
     const index_t tj1 = imin(imin((q % g.per_row + 1) * g.seg, p.tiles_w), t0 + tcount - row_t);
     if (tj0 >= tj1) return;
     const index_t cols = (tj1 - tj0) * TM + R - 1, ih0 = ti * TM - s.pad_t, iw0 = tj0 * TM - s.pad_l;
-    const index_t lo = imin(cols, imax(0, -iw0)), hi = imax(lo, imin(cols, s.w - iw0));
-    for (index_t l = 0; l < VL; ++l) {
-        for (int i = 0; i < A; ++i) {
-            float* dst = S + i * cols * VL + l;
-            const index_t ih = ih0 + i;
-            if (c + l >= s.c || ih < 0 || ih >= s.h) {  // channels past s.c as zeros too
-                for (index_t col = 0; col < cols; ++col) dst[col * VL] = 0.f;
-                continue;
-            }
-            // columns [lo, hi) lie inside the row: input columns iw0 + lo .. iw0 + hi - 1
-            const float* src = x + ((n * s.c + c + l) * s.h + ih) * s.w + iw0 + lo;
-            for (index_t col = 0; col < lo; ++col) dst[col * VL] = 0.f;
-            for (index_t col = lo; col < hi; ++col) dst[col * VL] = src[col - lo];
-            for (index_t col = hi; col < cols; ++col) dst[col * VL] = 0.f;
+    const index_t plane = s.h * s.w, lanes = imin(VL, s.c - c);  // channels past s.c as zeros
+    for (int i = 0; i < A; ++i) {
+        float* const dst = S + i * cols * VL;
+        const index_t ih = ih0 + i;
+        if (ih < 0 || ih >= s.h) {
+            for (index_t col = 0; col < cols; ++col) vstore(dst + col * VL, vf{});
+            continue;
+        }
+        const float* const src = x + ((n * s.c + c) * s.h + ih) * s.w;  // channel c's row
+        for (index_t j0 = 0; j0 < cols; j0 += VL) {  // VL columns of VL channels, transposed in registers
+            vf r[VL];
+            for (int l = 0; l < VL; ++l) r[l] = l < lanes ? vload_cols(src + l * plane, iw0 + j0, s.w, 0.f) : vf{};
+            vtranspose(r);
+            const index_t nj = imin(VL, cols - j0);
+            for (index_t k = 0; k < nj; ++k) vstore(dst + (j0 + k) * VL, r[k]);
         }
     }
     for (index_t tj = tj0; tj < tj1; ++tj) {
@@ -251,7 +261,7 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
         for (int i = 0; i < A; ++i) {  // then along each row
             vf oa[A];
             wino_bt<A>(rows[i], oa);
-            for (int l = 0; l < A; ++l) vstore(V + ((i * A + l) * p.tb + tt) * p.c_pad + c, oa[l]);
+            for (int l = 0; l < A; ++l) vstore(V + (i * A + l) * p.v_plane + tt * p.c_pad + c, oa[l]);
         }
     }
 }
@@ -262,7 +272,7 @@ void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_
                  index_t ob, index_t o, const float* bias, bool relu, float* y) {
     constexpr int A = TM + R - 1;
     vf m[A * A];
-    for (int xi = 0; xi < A * A; ++xi) m[xi] = vload(M + (xi * p.tb + tt) * p.ob_pad + o);
+    for (int xi = 0; xi < A * A; ++xi) m[xi] = vload(M + xi * p.m_plane + tt * p.ob_pad + o);
     vf cols[TM][A];
     for (int j = 0; j < A; ++j) {
         vf ca[A], ot[TM];
@@ -286,6 +296,23 @@ void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_
     }
     const index_t n = t / p.tiles, r = t % p.tiles, oh0 = (r / p.tiles_w) * TM, ow0 = (r % p.tiles_w) * TM;
     const index_t rows = imin(TM, s.oh - oh0), colsn = imin(TM, s.ow - ow0), P = s.oh * s.ow;
+    if constexpr (TM * TM % VL == 0) {
+        // whole tile rows: VL pixels of VL channels transposed in registers, then a row of TM floats a copy
+        // (F(4x4, 3x3), 64 -> 64 on 56x56: the float-by-float copy took a sixth of the call)
+        if (colsn == TM) {
+            float* const y0 = y + n * conv2d_y_image(s) + (o0 + o) * P + oh0 * s.ow + ow0;
+            for (int p0 = 0; p0 < TM * TM; p0 += VL) {
+                vf r[VL];
+                for (int k = 0; k < VL; ++k) r[k] = *reinterpret_cast<const vf*>(out[p0 + k]);
+                vtranspose(r);
+                alignas(64) float tr[VL][VL];
+                for (int l = 0; l < VL; ++l) *reinterpret_cast<vf*>(tr[l]) = r[l];
+                for (int i = p0 / TM; i < (p0 + VL) / TM && i < rows; ++i)
+                    for (index_t l = 0; l < lanes; ++l) std::memcpy(y0 + l * P + i * s.ow, &tr[l][i * TM - p0], TM * sizeof(float));
+            }
+            return;
+        }
+    }
     for (index_t l = 0; l < lanes; ++l) {
         float* plane = y + n * conv2d_y_image(s) + (o0 + o + l) * P;
         for (index_t i = 0; i < rows; ++i)
@@ -403,7 +430,7 @@ inline void wino_loop(index_t n, F&& f) {
 // all of it with its own V, M (p.tb tiles each) and staging buffer S.
 template <bool Shared, int TM, int R>
 void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index_t t0, index_t tcount, float* V,
-                float* M, float* S, float* abuf) {
+                float* M, float* S) {
     constexpr index_t PTS = (TM + R - 1) * (TM + R - 1);
     const Conv2dShape& s = c.s;
     const WinoPlan& p = c.p;
@@ -415,17 +442,16 @@ void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index
     });
     // PTS GEMMs: M[xi] (tiles x ob) = V[xi] (tiles x c) * U[xi] (c x ob). A task takes up to `group` MR-tile
     // panels of one point, each panel of U (kc x NR) coming from memory once for all of them.
+    // NOTE: the microkernel broadcasts V's rows in place (RowsA): packing them first (MR x kc scalar copies per
+    // micro-panel, reused by every panel of U) cost more than it saved even at 11 panels (512 -> 512 on 14x14,
+    // F(4x4, 3x3): 2.34 -> 2.01 ms at one thread; 64 -> 64 on 56x56, two panels, 0.80 -> 0.64; Inception's 5x5
+    // 192 -> 32 on 28x28, one panel, 1.33 -> 1.05; AMD EPYC Zen 5, in-process alternation).
     const index_t tpanels = ceil_div(tcount, MR), groups = ceil_div(tpanels, c.group);
     const Epilogue none;
     wino_loop<Shared>(PTS * groups, [&](index_t task) {
         const index_t xi = task / groups, g0 = (task % groups) * c.group, gn = imin(c.group, tpanels - g0);
         for (index_t pc = 0; pc < s.c; pc += c.kstep) {
             const index_t kc = imin(c.kstep, s.c - pc);
-            for (index_t gi = 0; gi < gn; ++gi) {
-                const index_t ir = (g0 + gi) * MR;
-                pack_a(V + (xi * p.tb + ir) * p.c_pad + pc, p.c_pad, static_cast<int>(imin(MR, tcount - ir)), kc,
-                       abuf + gi * MR * KC);
-            }
             for (index_t pn = 0; pn < p.panels; ++pn) {
                 const int nv = static_cast<int>(imin(NR, ob - pn * NR));
                 if (nv <= 0) break;
@@ -440,8 +466,10 @@ void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index
                                                                               : u;
                 for (index_t gi = 0; gi < gn; ++gi) {
                     const index_t ir = (g0 + gi) * MR;
-                    ukernel_any(kc, PackedA{abuf + gi * MR * KC}, StreamedB{u, next}, M + (xi * p.tb + ir) * p.ob_pad + pn * NR,
-                                p.ob_pad, static_cast<int>(imin(MR, tcount - ir)), nv, pc > 0, pc + kc == s.c, none, 0, 0);
+                    const int mv = static_cast<int>(imin(MR, tcount - ir));
+                    float* const m = M + xi * p.m_plane + ir * p.ob_pad + pn * NR;
+                    ukernel_any(kc, RowsA(V + xi * p.v_plane + ir * p.c_pad + pc, p.c_pad, mv), StreamedB{u, next}, m,
+                                p.ob_pad, mv, nv, pc > 0, pc + kc == s.c, none, 0, 0);
                 }
             }
         }
@@ -463,7 +491,7 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     const index_t per_block = PTS * p.panels * s.c * NR;
     const bool own = p.owners > 1;
     Scratch U_block(U_prepared ? 0 : static_cast<std::size_t>(per_block));
-    const std::size_t v_floats = static_cast<std::size_t>(PTS * p.tb * p.c_pad), m_floats = static_cast<std::size_t>(PTS * p.tb * p.ob_pad);
+    const std::size_t v_floats = static_cast<std::size_t>(PTS * p.v_plane), m_floats = static_cast<std::size_t>(PTS * p.m_plane);
     PerThread<float> V(p.owners, v_floats), M(p.owners, m_floats);
     const WinoSegments g = wino_segments<TM, R>(p);
     PerThread<float> S(threads, static_cast<std::size_t>(g.floats));
@@ -481,7 +509,6 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-        alignas(64) float abuf[kWinoMaxGroup * MR * KC];
         for (index_t o0 = 0; o0 < s.oc; o0 += p.ob) {
             const index_t ob = imin(p.ob, s.oc - o0);
             const float* const U = U_prepared ? U_prepared + (o0 / p.ob) * per_block : U_block.p;
@@ -495,11 +522,11 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
 #pragma omp for schedule(static)
                 for (index_t b = 0; b < p.blocks; ++b) {
                     const index_t t0 = b * total / p.blocks, t1 = (b + 1) * total / p.blocks;
-                    if (t1 > t0) wino_block<false, TM, R>(c, U, o0, ob, t0, t1 - t0, V.get(), M.get(), S.get(), abuf);
+                    if (t1 > t0) wino_block<false, TM, R>(c, U, o0, ob, t0, t1 - t0, V.get(), M.get(), S.get());
                 }
             } else {
                 for (index_t t0 = 0; t0 < total; t0 += p.tb)
-                    wino_block<true, TM, R>(c, U, o0, ob, t0, imin(p.tb, total - t0), V.first(), M.first(), S.get(), abuf);
+                    wino_block<true, TM, R>(c, U, o0, ob, t0, imin(p.tb, total - t0), V.first(), M.first(), S.get());
             }
         }
     }
