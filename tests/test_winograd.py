@@ -140,16 +140,20 @@ def test_auto_picks_a_path_that_agrees_with_direct(k):
 # (n, c, h, o, k, padding) -> whether 'auto' with prepared weights takes Winograd (see winograd_profitable): its
 # GEMMs take the output channels as vector lanes, so few output channels stay direct
 @pytest.mark.parametrize("case,winograd", [
-    ((1, 192, 28, 32, 5, 2), False),   # Inception's 5x5 on the module's input: direct
-    ((1, 16, 28, 32, 5, 2), False),    # Inception 3a's 5x5
-    ((1, 192, 14, 16, 5, 2), True),    # 128+ channels where direct would run pixel-major
+    ((1, 192, 28, 32, 5, 2), True),    # Inception's 5x5 on the module's input
+    ((1, 16, 28, 32, 5, 2), True),     # Inception 3a's 5x5
+    ((1, 16, 7, 32, 5, 2), False),     # ... on a 7x7 image of 16 channels: direct
+    ((1, 192, 28, 16, 5, 2), False),   # 16 output channels: direct ...
+    ((1, 192, 14, 16, 5, 2), True),    # ... but on 128+ channels where direct would run pixel-major
     ((1, 32, 14, 64, 5, 2), True),     # from 64 output channels
     ((1, 64, 7, 64, 5, 2), True),
     ((64, 16, 5, 120, 5, 0), False),   # LeNet-5's C5: a 1x1 output, a fully connected layer
     ((1, 64, 5, 64, 5, 2), False),     # outputs under 7x7
-    ((1, 64, 56, 16, 3, 1), False),    # 16 output channels: direct everywhere
-    ((1, 64, 7, 32, 3, 1), False),     # 32 on a small image: direct
-    ((1, 64, 28, 32, 3, 1), True),     # ... on a larger one: Winograd
+    ((1, 32, 56, 16, 3, 1), False),    # 16 output channels from few channels: direct
+    ((1, 64, 28, 16, 3, 1), True),     # ... from 64 on 28x28 and larger: Winograd
+    ((1, 16, 7, 32, 3, 1), False),     # 32 from few channels on a small image: direct
+    ((1, 64, 7, 32, 3, 1), True),      # ... from 64: Winograd
+    ((1, 16, 28, 32, 3, 1), True),     # ... on a larger image: Winograd
     ((1, 16, 14, 48, 3, 1), True),     # a whole panel of output channels
     ((1, 512, 7, 512, 3, 1), True),
 ])

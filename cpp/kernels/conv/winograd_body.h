@@ -326,25 +326,34 @@ void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_
 // and two threads, prepared and not (Intel Xeon, AVX-512; in-process alternation, medians of the ratios):
 inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
     if (!conv2d_winograd_applies(s) || s.c > 1024) return false;
-    // F(2x2, 5x5), 2.8x fewer multiplies. Prepared: from 64 out it wins (0.43-0.94x the time, even on 7x7
-    // images of 16 channels); at 16 or 32 out it loses (up to 1.8x; 192 -> 32 on 28x28, Inception's 5x5 on
-    // the module's input: 1.02-1.11x) except where direct runs pixel-major (at most 256 pixels) on 128+
-    // channels (192 -> 16 on 14x14: 0.56-0.72x). Unprepared, a call also transforms the filters: that pays
-    // from 64 out and 49 tiles (14x14), 0.71-0.89x; 7x7 images lose (1.1-1.6x). Outputs under 7x7 were not
-    // measured, and on a 1x1 output (LeNet-5's C5, a fully connected layer) three of a tile's four are waste.
+    // Measured again on an AMD EPYC (Zen 5) since V's rows feed the microkernel in place and its planes stopped
+    // sharing an L1 set (wino/direct time, one / two threads, in-process alternation).
+    // F(2x2, 5x5), 2.8x fewer multiplies. Prepared: from 64 out it wins (0.29-0.62x, even on 7x7 images of
+    // 16 channels); 32 out wins from 32 channels or on 14x14 and larger (192 -> 32 on 28x28, Inception's 5x5
+    // on the module's input, 0.57 / 0.66; 16 -> 32 on 28x28 0.92 / 0.87; 64 -> 32 on 7x7 0.87 / 0.87) and
+    // loses on 16 -> 32 on 7x7 (1.15 / 1.09); 16 out loses (192 -> 16 on 28x28 1.02 / 1.08; 16 -> 16 on
+    // 14x14 1.05 / 1.26) except on 128+ channels of at most 256 pixels (128 -> 16 on 14x14: 0.87 / 0.88).
+    // Unprepared, a call also transforms the filters: from 64 out and 49 tiles (14x14) 0.73-0.74x; 32 out
+    // from 64 channels 0.72-0.96x (32 -> 32 on 14x14: 0.91 / 1.02); 7x7 images lose (64 -> 64: 1.65 / 1.45).
+    // Outputs under 7x7 were not measured, and on a 1x1 output (LeNet-5's C5, a fully connected layer) three
+    // of a tile's four are waste.
     if (s.kh == 5) {
         if (s.c < 16 || s.oc < 16 || s.oh * s.ow < 49) return false;
-        if (!filters_prepared) return s.oc >= 64 && s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2) >= 49;
-        return s.oc >= 64 || (s.c >= 128 && s.oh * s.ow <= 256);
+        const index_t tiles = s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2);
+        if (!filters_prepared) return (s.oc >= 64 || (s.oc >= 32 && s.c >= 64)) && tiles >= 49;
+        return s.oc >= 64 || (s.oc >= 32 && (s.c >= 32 || s.oh * s.ow >= 196)) || (s.c >= 128 && s.oh * s.ow <= 256);
     }
     // F(4x4, 3x3) (or F(2x2, 3x3), wino_tile). Prepared: from 48 out (a whole panel) it wins from 16
-    // channels and 4 tiles (a 7x7 image) up (0.37-0.93x; at worst 1.04-1.11x on one thread, 16 -> 48 on 56x56
-    // and 192 -> 64 on 7x7); 16 out loses everywhere (1.02-1.68x); 32 out wins from 32 channels on images of
-    // more than 256 pixels (28x28: 0.70-0.89x) and loses on smaller ones (7x7: 1.09-1.47x; 14x14 about even).
-    // Unprepared: 32 out loses or is even (0.88-1.34x), 48 and more pay from 32 channels and 16 tiles.
+    // channels and 4 tiles (a 7x7 image) up (0.37-0.93x); 32 out wins on 14x14 and larger (0.69-0.81x: 16 ->
+    // 32 on 28x28, 32 -> 32 on 14x14) and from 64 channels on 7x7 (192 -> 32 0.74 / 0.76), loses on 16 -> 32
+    // on 7x7 (1.05 / 1.55); 16 out from 64 channels on 28x28 (0.73-0.90x), about even below (16 -> 16 on
+    // 56x56 0.98 / 0.84, 32 -> 16 on 14x14 0.76 / 1.15). Unprepared: 32 out loses or is even on two threads
+    // (64 -> 32 on 28x28 0.70 / 1.08), 48 and more pay from 32 channels and 16 tiles.
     const index_t tiles = s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
     if (filters_prepared)
-        return s.c >= 16 && tiles >= 4 && (s.oc >= 48 || (s.oc >= 32 && s.c >= 32 && s.oh * s.ow > 256));
+        return s.c >= 16 && tiles >= 4 &&
+               (s.oc >= 48 || (s.oc >= 32 && (s.oh * s.ow >= 196 || s.c >= 64)) ||
+                (s.oc >= 16 && s.c >= 64 && s.oh * s.ow >= 784));
     return s.c >= 32 && s.oc >= 48 && tiles >= 16;
 }
 
