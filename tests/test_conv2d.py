@@ -219,10 +219,9 @@ def test_conv2d_few_output_channels_shapes(isa, shape, rng):
     x, w = rand(rng, n, c, h, w_), rand(rng, o, c, k, k)
     y = check_conv(x, w, rand(rng, o), padding=p, activation="relu")
     assert (y >= 0).all()
-    # 'direct': with prepared filters 'auto' takes Winograd for the 5x5 on 16 -> 32
-    prepared = _core.conv2d_prepare(x, w, (1, 1), (p, p), (1, 1), 1, "direct")
-    np.testing.assert_array_equal(_core.conv2d(x, w, None, (1, 1), (p, p), (1, 1), 1, None, None, "direct", prepared),
-                                  _core.conv2d(x, w, None, (1, 1), (p, p), (1, 1), 1, None, None, "direct"))
+    prepared = _core.conv2d_prepare(x, w, (1, 1), (p, p), (1, 1), 1, "auto")
+    np.testing.assert_array_equal(_core.conv2d(x, w, None, (1, 1), (p, p), (1, 1), 1, None, None, "auto", prepared),
+                                  _core.conv2d(x, w, None, (1, 1), (p, p), (1, 1), 1, None, None, "auto"))
 
 
 # --- shapes that hit the GEMM tiles: output pixels around NR, output channels around MR ------------

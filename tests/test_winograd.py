@@ -141,8 +141,8 @@ def test_auto_picks_a_path_that_agrees_with_direct(k):
 # GEMMs take the output channels as vector lanes, so few output channels stay direct
 @pytest.mark.parametrize("case,winograd", [
     ((1, 192, 28, 32, 5, 2), True),    # Inception's 5x5 on the module's input
-    ((1, 16, 28, 32, 5, 2), True),     # Inception 3a's 5x5
-    ((1, 16, 7, 32, 5, 2), False),     # ... on a 7x7 image of 16 channels: direct
+    ((1, 16, 28, 32, 5, 2), False),    # Inception 3a's 5x5: 32 out from 16 channels, direct
+    ((1, 32, 14, 32, 5, 2), True),     # ... from 32: Winograd
     ((1, 192, 28, 16, 5, 2), False),   # 16 output channels: direct ...
     ((1, 192, 14, 16, 5, 2), True),    # ... but on 128+ channels where direct would run pixel-major
     ((1, 32, 14, 64, 5, 2), True),     # from 64 output channels

@@ -329,9 +329,10 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
     // Measured again on an AMD EPYC (Zen 5) since V's rows feed the microkernel in place and its planes stopped
     // sharing an L1 set (wino/direct time, one / two threads, in-process alternation).
     // F(2x2, 5x5), 2.8x fewer multiplies. Prepared: from 64 out it wins (0.29-0.62x, even on 7x7 images of
-    // 16 channels); 32 out wins from 32 channels or on 14x14 and larger (192 -> 32 on 28x28, Inception's 5x5
-    // on the module's input, 0.57 / 0.66; 16 -> 32 on 28x28 0.92 / 0.87; 64 -> 32 on 7x7 0.87 / 0.87) and
-    // loses on 16 -> 32 on 7x7 (1.15 / 1.09); 16 out loses (192 -> 16 on 28x28 1.02 / 1.08; 16 -> 16 on
+    // 16 channels); 32 out wins from 32 channels (192 -> 32 on 28x28, Inception's 5x5 on the module's input,
+    // 0.57 / 0.66; 64 -> 32 on 7x7 0.87 / 0.87); from 16 it loses on 7x7 (1.15 / 1.09) and is even on 28x28
+    // (Inception 3a's 16 -> 32: 0.92 / 0.87 in a loop, but on two threads its first calls after a pause cost
+    // more than the direct path's, so it stays direct); 16 out loses (192 -> 16 on 28x28 1.02 / 1.08; 16 -> 16 on
     // 14x14 1.05 / 1.26) except on 128+ channels of at most 256 pixels (128 -> 16 on 14x14: 0.87 / 0.88).
     // Unprepared, a call also transforms the filters: from 64 out and 49 tiles (14x14) 0.73-0.74x; 32 out
     // from 64 channels 0.72-0.96x (32 -> 32 on 14x14: 0.91 / 1.02); 7x7 images lose (64 -> 64: 1.65 / 1.45).
@@ -341,7 +342,7 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
         if (s.c < 16 || s.oc < 16 || s.oh * s.ow < 49) return false;
         const index_t tiles = s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2);
         if (!filters_prepared) return (s.oc >= 64 || (s.oc >= 32 && s.c >= 64)) && tiles >= 49;
-        return s.oc >= 64 || (s.oc >= 32 && (s.c >= 32 || s.oh * s.ow >= 196)) || (s.c >= 128 && s.oh * s.ow <= 256);
+        return s.oc >= 64 || (s.oc >= 32 && s.c >= 32) || (s.c >= 128 && s.oh * s.ow <= 256);
     }
     // F(4x4, 3x3) (or F(2x2, 3x3), wino_tile). Prepared: from 48 out (a whole panel) it wins from 16
     // channels and 4 tiles (a 7x7 image) up (0.37-0.93x); 32 out wins on 14x14 and larger (0.69-0.81x: 16 ->
