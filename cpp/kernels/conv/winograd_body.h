@@ -18,6 +18,7 @@
 
 #include <omp.h>
 
+#include <cstring>
 #include <type_traits>
 
 #include "../gemm/gemm_body.h"
@@ -308,7 +309,8 @@ void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_
                 alignas(64) float tr[VL][VL];
                 for (int l = 0; l < VL; ++l) *reinterpret_cast<vf*>(tr[l]) = r[l];
                 for (int i = p0 / TM; i < (p0 + VL) / TM && i < rows; ++i)
-                    for (index_t l = 0; l < lanes; ++l) std::memcpy(y0 + l * P + i * s.ow, &tr[l][i * TM - p0], TM * sizeof(float));
+                    for (index_t l = 0; l < lanes; ++l)
+                        std::memcpy(y0 + l * P + i * s.ow, &tr[l][i * TM - p0], TM * sizeof(float));
             }
             return;
         }
@@ -501,7 +503,8 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     const index_t per_block = PTS * p.panels * s.c * NR;
     const bool own = p.owners > 1;
     Scratch U_block(U_prepared ? 0 : static_cast<std::size_t>(per_block));
-    const std::size_t v_floats = static_cast<std::size_t>(PTS * p.v_plane), m_floats = static_cast<std::size_t>(PTS * p.m_plane);
+    const std::size_t v_floats = static_cast<std::size_t>(PTS * p.v_plane);
+    const std::size_t m_floats = static_cast<std::size_t>(PTS * p.m_plane);
     PerThread<float> V(p.owners, v_floats), M(p.owners, m_floats);
     const WinoSegments g = wino_segments<TM, R>(p);
     PerThread<float> S(threads, static_cast<std::size_t>(g.floats));
