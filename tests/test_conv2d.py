@@ -587,6 +587,38 @@ def test_conv2d_resident_k_blocks(isa, rng, threads_restored):
                     err_msg=f"{xs} * {ws} prepared ({prepared.kind}), {threads} threads")
 
 
+def test_conv2d_copied_b_panels(isa, rng, threads_restored):
+    # 1x1 layers on images whose channel planes are a multiple of 1 KiB (16x16, 32x32), K > 160 and more than
+    # four micro-panels: each B panel is copied before the micro-panels pass over it (its rows would share a
+    # few sets of L1 otherwise). With a partial last panel (16x16: 256 = 5 x 48 + 16), a batch of two, a
+    # residual; the same bits as the same layer on planes one column wider (read in place), and at one, two
+    # and three threads, prepared or not.
+    cases = [((1, 200, 16, 16), (72, 200, 1, 1)), ((2, 264, 32, 32), (40, 264, 1, 1))]
+    for xs, ws in cases:
+        x, w, b = rand(rng, *xs), rand(rng, *ws), rand(rng, ws[0])
+        with cnnfast.num_threads(1):
+            one = check_conv(x, w, b, algorithm="direct")
+            res = rand(rng, *one.shape)
+            one_res = cnnfast.conv2d(x, w, b, activation="relu", algorithm="direct", residual=res)
+        # the same layer on planes of another size (rows of 17 / 33 pixels, the extra column dropped)
+        wide = np.zeros(xs[:3] + (xs[3] + 1,), np.float32)
+        wide[..., :-1] = x
+        with cnnfast.num_threads(1):
+            np.testing.assert_array_equal(cnnfast.conv2d(wide, w, b, algorithm="direct")[..., :-1], one,
+                                          err_msg=f"{xs} * {ws} against planes of another size")
+        assert_close(one_res, np.maximum(one + res, 0), atol=ref.conv2d_tolerance(x, w, b) + 1e-6,
+                     what=f"{xs} * {ws} + residual")
+        prepared = _core.conv2d_prepare(x, w, 1, 0, 1, 1, "direct")
+        for threads in (1, 2, 3):
+            with cnnfast.num_threads(threads):
+                for p in (None, prepared):
+                    np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, algorithm="direct", prepared=p), one,
+                                                  err_msg=f"{xs} * {ws}, {threads} threads, prepared={p is not None}")
+                    np.testing.assert_array_equal(
+                        cnnfast.conv2d(x, w, b, activation="relu", algorithm="direct", prepared=p, residual=res),
+                        one_res, err_msg=f"{xs} * {ws} + residual, {threads} threads, prepared={p is not None}")
+
+
 def test_conv2d_whole_m_over_more_n_blocks(isa, rng, threads_restored):
     # too few N blocks for the threads and several micro-panels of output channels: the split takes all the
     # channels over more, smaller N blocks (a multiple of the threads) instead of channel chunks. Shapes: 1x1
