@@ -84,8 +84,10 @@ struct Im2colPacker {
 // tail: scratch for the last, partial panel of B (kKcDirect x NR), or null when the rows may be read up to a
 // vector past the block (the phase buffer's slack), in which case that panel is read in place.
 // exact: the columns are exact (Columns::exact; OW and E = Wph - OW given), else grid columns q' of rows[k].
-// b_panel: scratch for one B panel (kKcResident x NR), or null: where A is packed whole and B panels stay in L1
-// while the micro-panels pass over them, each full panel is copied there first.
+// b_panel: scratch for B's full panels (kKcResident x NR, and kCopiedBlockK x NC), or null: copied there before
+// the micro-panels pass over them, one at a time in the B-panel-outer order, else every full panel of a K block
+// of at most kCopiedBlockK rows at once (conv2d_indirect says when).
+constexpr index_t kCopiedBlockK = 160;
 struct ExactColumns {
     bool on;
     index_t OW, E;
@@ -116,10 +118,20 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
                 for (index_t j = 0; j < nt; ++j) d[j] = src[j];
                 for (index_t j = nt; j < NR; ++j) d[j] = 0.f;
             }
+        // b_panel outside the B-panel-outer order: every full panel of the block, copied once for all micro-panels
+        const bool block_copied = b_panel && !b_outer && kc <= kCopiedBlockK && full > 0;
+        if (block_copied)
+            for (index_t jr = 0; jr < full; jr += NR)
+                for (index_t k = 0; k < kc; ++k) {
+                    const float* src = rows[pc + k] + n0 + jr;
+                    for (int j = 0; j < NR; j += VL) vstore(b_panel + jr * kc + k * NR + j, vload(src + j));
+                }
         // the tile of panel jr (nv columns): B in place (the partial panel's last vector reading past the
-        // block), or the partial panel from its packed copy
+        // block), from its copy, or the partial panel from its packed copy
         auto tile = [&](const auto& a, float* c, int mv, index_t ir, index_t jr, int nv) {
-            if (nv < NR && tail)
+            if (block_copied && jr < full)
+                ukernel_any(kc, a, PackedB{b_panel + jr * kc}, c + jr, ldc, mv, nv, accumulate, last, ep, ir, 0);
+            else if (nv < NR && tail)
                 ukernel_any(kc, a, PackedB{tail}, c + jr, ldc, mv, nv, accumulate, last, ep, ir, 0);
             else if (exact.on && exact.OW % VL != 0)
                 ukernel_any(kc, a, ExactB<true>{rows + pc, panels + jr / NR, exact.E}, c + jr, ldc, mv, nv,
@@ -307,12 +319,13 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     const bool pack_tail = !by_rows && (in_place || (!exact && kLaneTailCols > 0));
     // NOTE: read in place, B's rows lie a channel plane apart; planes a multiple of 1 KiB (16x16, 32x32, 64x64
     // images) put a panel's rows in at most four sets of L1, which hold 48 lines, not the 384 of a B panel of
-    // kKcResident rows: then each panel is copied (b_panel) before the micro-panels pass over it. 1x1 layers
-    // with K above 160, in turns in one process (AMD EPYC Zen 5, one and two threads, batch 1 and 8): 256 ->
-    // 256 on 32x32 0.88-0.94x the time, 512 -> 128 on 32x32 0.91x, 1024 -> 256 on 16x16 0.92-0.93x, 256 -> 64
-    // on 64x64 0.96-0.97x. Same bits.
+    // kKcResident rows: then the panels are copied (indirect_block's b_panel) before the micro-panels pass over
+    // them. 1x1 layers, in turns in one process (AMD EPYC Zen 5, one and two threads, batch 1 and 8): with K
+    // above 160 (a panel at a time) 256 -> 256 on 32x32 0.88-0.94x the time, 512 -> 128 on 32x32 0.91x, 1024 ->
+    // 256 on 16x16 0.92-0.93x, 256 -> 64 on 64x64 0.96-0.97x; with K up to 160 (a K block's panels at once)
+    // 128 -> 512 on 32x32 0.88-0.92x, 64 -> 256 on 64x64 0.83-0.89x, on 32x32 0.92x. Same bits.
     const bool copy_panels = in_place && HW % 256 == 0;
-    const index_t tail_floats = (kKcDirect + (copy_panels ? kKcResident : 0)) * NR;
+    const index_t tail_floats = kKcDirect * NR + (copy_panels ? imax(kKcResident * NR, kCopiedBlockK * NC) : 0);
     PerThread<float> tails(threads, pack_tail ? static_cast<std::size_t>(tail_floats) : 0);
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
 #pragma omp parallel num_threads(threads)
