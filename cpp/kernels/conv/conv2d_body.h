@@ -120,12 +120,15 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             }
         // b_panel outside the B-panel-outer order: every full panel of the block, copied once for all micro-panels
         const bool block_copied = b_panel && !b_outer && kc <= kCopiedBlockK && full > 0;
+        // rows [pc, pc + kc) of the full panel at column n0 + jr, packed (kc x NR) at dst
+        auto copy_panel = [&](index_t jr, float* dst) {
+            for (index_t k = 0; k < kc; ++k) {
+                const float* src = rows[pc + k] + n0 + jr;
+                for (int j = 0; j < NR; j += VL) vstore(dst + k * NR + j, vload(src + j));
+            }
+        };
         if (block_copied)
-            for (index_t jr = 0; jr < full; jr += NR)
-                for (index_t k = 0; k < kc; ++k) {
-                    const float* src = rows[pc + k] + n0 + jr;
-                    for (int j = 0; j < NR; j += VL) vstore(b_panel + jr * kc + k * NR + j, vload(src + j));
-                }
+            for (index_t jr = 0; jr < full; jr += NR) copy_panel(jr, b_panel + jr * kc);
         // the tile of panel jr (nv columns): B in place (the partial panel's last vector reading past the
         // block), from its copy, or the partial panel from its packed copy
         auto tile = [&](const auto& a, float* c, int mv, index_t ir, index_t jr, int nv) {
@@ -162,11 +165,7 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             for (index_t jr = 0; jr < nc; jr += NR) {
                 if (jr == full && lane_tail_on) break;
                 const bool copied = b_panel && jr < full;
-                if (copied)
-                    for (index_t k = 0; k < kc; ++k) {
-                        const float* src = rows[pc + k] + n0 + jr;
-                        for (int j = 0; j < NR; j += VL) vstore(b_panel + k * NR + j, vload(src + j));
-                    }
+                if (copied) copy_panel(jr, b_panel);
                 for (index_t ir = m0; ir < m1; ir += MR) {
                     const int mv = static_cast<int>(imin(MR, M - ir));
                     const float* a = a_packed + (ir / MR) * MR * K + pc * MR;
