@@ -84,17 +84,18 @@ struct Im2colPacker {
 // tail: scratch for the last, partial panel of B (kKcDirect x NR), or null when the rows may be read up to a
 // vector past the block (the phase buffer's slack), in which case that panel is read in place.
 // exact: the columns are exact (Columns::exact; OW and E = Wph - OW given), else grid columns q' of rows[k].
-// b_panel: scratch for B's full panels (kKcResident x NR, and kCopiedBlockK x NC), or null: copied there before
-// the micro-panels pass over them, one at a time in the B-panel-outer order, else every full panel of a K block
-// of at most kCopiedBlockK rows at once (conv2d_indirect says when).
+// b_copy: scratch for B's full panels (kCopiedBlockK x NC floats), or null: in K blocks of at most
+// kCopiedBlockK rows, each full panel is copied there before the micro-panels pass over it: just before, into
+// one slot, in the B-panel-outer order (whose blocks are shorter), else all of a block's at its start.
 constexpr index_t kCopiedBlockK = 160;
+static_assert(kKcResident <= kCopiedBlockK, "the B-panel-outer order's K blocks fit the copy");
 struct ExactColumns {
     bool on;
     index_t OW, E;
 };
 void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, index_t K, const float* A,
                     const float* a_packed, const float* const* rows, float* tail, float* C, index_t ldc,
-                    const Epilogue& ep, ExactColumns exact = {false, 0, 0}, float* b_panel = nullptr) {
+                    const Epilogue& ep, ExactColumns exact = {false, 0, 0}, float* b_copy = nullptr) {
     // With A packed whole and more than four micro-panels, each B panel stays in L1 while all micro-panels
     // pass over it (panels outer, micro-panels inner, K blocks of kKcResident); otherwise each micro-panel of
     // A stays in L1 while the B panels stream past it from L2. The first order was 3-11% faster on 1x1 layers
@@ -118,22 +119,25 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
                 for (index_t j = 0; j < nt; ++j) d[j] = src[j];
                 for (index_t j = nt; j < NR; ++j) d[j] = 0.f;
             }
-        // b_panel outside the B-panel-outer order: every full panel of the block, copied once for all micro-panels
-        const bool block_copied = b_panel && !b_outer && kc <= kCopiedBlockK && full > 0;
-        // rows [pc, pc + kc) of the full panel at column n0 + jr, packed (kc x NR) at dst
-        auto copy_panel = [&](index_t jr, float* dst) {
+        // rows [pc, pc + kc) of the full panel at column n0 + jr, copied (kc x NR) to copy_of(jr): in the
+        // B-panel-outer order one slot, reused panel after panel, stays in L1 (a slot per panel: 1.03-1.08x the
+        // time), else a slot per panel
+        const bool copied = b_copy && kc <= kCopiedBlockK;
+        auto copy_of = [&](index_t jr) { return b_outer ? b_copy : b_copy + jr * kc; };
+        auto copy_panel = [&](index_t jr) {
+            float* const d = copy_of(jr);
             for (index_t k = 0; k < kc; ++k) {
                 const float* src = rows[pc + k] + n0 + jr;
-                for (int j = 0; j < NR; j += VL) vstore(dst + k * NR + j, vload(src + j));
+                for (int j = 0; j < NR; j += VL) vstore(d + k * NR + j, vload(src + j));
             }
         };
-        if (block_copied)
-            for (index_t jr = 0; jr < full; jr += NR) copy_panel(jr, b_panel + jr * kc);
+        if (copied && !b_outer)
+            for (index_t jr = 0; jr < full; jr += NR) copy_panel(jr);
         // the tile of panel jr (nv columns): B in place (the partial panel's last vector reading past the
         // block), from its copy, or the partial panel from its packed copy
         auto tile = [&](const auto& a, float* c, int mv, index_t ir, index_t jr, int nv) {
-            if (block_copied && jr < full)
-                ukernel_any(kc, a, PackedB{b_panel + jr * kc}, c + jr, ldc, mv, nv, accumulate, last, ep, ir, 0);
+            if (copied && jr < full)
+                ukernel_any(kc, a, PackedB{copy_of(jr)}, c + jr, ldc, mv, nv, accumulate, last, ep, ir, 0);
             else if (nv < NR && tail)
                 ukernel_any(kc, a, PackedB{tail}, c + jr, ldc, mv, nv, accumulate, last, ep, ir, 0);
             else if (exact.on && exact.OW % VL != 0)
@@ -164,17 +168,12 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             const float* const a_first = a_packed + (m0 / MR) * MR * K + pc * MR;
             for (index_t jr = 0; jr < nc; jr += NR) {
                 if (jr == full && lane_tail_on) break;
-                const bool copied = b_panel && jr < full;
-                if (copied) copy_panel(jr, b_panel);
+                if (copied && jr < full) copy_panel(jr);
                 for (index_t ir = m0; ir < m1; ir += MR) {
                     const int mv = static_cast<int>(imin(MR, M - ir));
                     const float* a = a_packed + (ir / MR) * MR * K + pc * MR;
-                    const StreamedA sa{a, ir + MR < m1 ? a + MR * K : a_first};
-                    if (copied)
-                        ukernel_any(kc, sa, PackedB{b_panel}, C + (ir - m0) * ldc + jr, ldc, mv, NR, accumulate, last,
-                                    ep, ir, 0);
-                    else
-                        tile(sa, C + (ir - m0) * ldc, mv, ir, jr, static_cast<int>(imin(NR, nc - jr)));
+                    tile(StreamedA{a, ir + MR < m1 ? a + MR * K : a_first}, C + (ir - m0) * ldc, mv, ir, jr,
+                         static_cast<int>(imin(NR, nc - jr)));
                 }
             }
         } else {
@@ -318,20 +317,21 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     const bool pack_tail = !by_rows && (in_place || (!exact && kLaneTailCols > 0));
     // NOTE: read in place, B's rows lie a channel plane apart; planes a multiple of 1 KiB (16x16, 32x32, 64x64
     // images) put a panel's rows in at most four sets of L1, which hold 48 lines, not the 384 of a B panel of
-    // kKcResident rows: then the panels are copied (indirect_block's b_panel) before the micro-panels pass over
+    // kKcResident rows: then the panels are copied (indirect_block's b_copy) before the micro-panels pass over
     // them. 1x1 layers, in turns in one process (AMD EPYC Zen 5, one and two threads, batch 1 and 8): with K
     // above 160 (a panel at a time) 256 -> 256 on 32x32 0.88-0.94x the time, 512 -> 128 on 32x32 0.91x, 1024 ->
     // 256 on 16x16 0.92-0.93x, 256 -> 64 on 64x64 0.96-0.97x; with K up to 160 (a K block's panels at once)
     // 128 -> 512 on 32x32 0.88-0.92x, 64 -> 256 on 64x64 0.83-0.89x, on 32x32 0.92x. Same bits.
     const bool copy_panels = in_place && HW % 256 == 0;
-    const index_t tail_floats = kKcDirect * NR + (copy_panels ? imax(kKcResident * NR, kCopiedBlockK * NC) : 0);
-    PerThread<float> tails(threads, pack_tail ? static_cast<std::size_t>(tail_floats) : 0);
+    PerThread<float> tails(threads, pack_tail ? static_cast<std::size_t>(kKcDirect * NR) : 0);
+    PerThread<float> b_copies(threads, copy_panels ? static_cast<std::size_t>(kCopiedBlockK * NC) : 0);
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
         float* const cblk = cblks.get();
         float* const tail = pack_tail ? tails.get() : nullptr;
+        float* const b_copy = copy_panels ? b_copies.get() : nullptr;
         const float** const rows = row_tables.get();
         if (prepack) {
 #pragma omp for schedule(static)
@@ -363,8 +363,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                 } else if (direct_store) {
                     const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
                     indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, yg + m0 * P + n0, P, e,
-                                   ExactColumns{exact, s.ow, g.Wph - s.ow},
-                                   copy_panels ? tail + kKcDirect * NR : nullptr);
+                                   ExactColumns{exact, s.ow, g.Wph - s.ow}, b_copy);
                 } else {
                     const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
                     indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, cblk, NC, e);
