@@ -588,11 +588,11 @@ def test_conv2d_resident_k_blocks(isa, rng, threads_restored):
 
 
 def test_conv2d_copied_b_panels(isa, rng, threads_restored):
-    # 1x1 layers on images whose channel planes are a multiple of 1 KiB (16x16, 32x32): B's panels are copied
-    # before the micro-panels pass over them (their rows would share a few sets of L1 otherwise), one at a time
-    # where K > 160 and there are more than four micro-panels, else a K block's panels at once (K up to 160).
-    # With a partial last panel (16x16: 256 = 5 x 48 + 16), a batch of two, a residual; the same bits as the
-    # same layer on planes one column wider (read in place), and at one, two and three threads, prepared or not.
+    # 1x1 layers read their input in place, and copy B's panels before the micro-panels pass over them, one at
+    # a time where K > 160 and there are more than four micro-panels, else a K block's panels at once (K up to
+    # 160). Planes a multiple of 1 KiB (16x16, 32x32) and one column wider (other panel boundaries, another
+    # partial last panel: 16x16 has 256 = 5 x 48 + 16 columns, 16x17 272 = 5 x 48 + 32), a batch of two, a
+    # residual: the same bits on both, and at one, two and three threads, prepared or not.
     cases = [((1, 200, 16, 16), (72, 200, 1, 1)), ((2, 264, 32, 32), (40, 264, 1, 1)),
              ((1, 96, 32, 32), (72, 96, 1, 1)), ((2, 40, 16, 16), (24, 40, 1, 1)), ((1, 300, 16, 16), (16, 300, 1, 1))]
     for xs, ws in cases:

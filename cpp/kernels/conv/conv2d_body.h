@@ -315,14 +315,20 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     // The last, partial panel of an N block is packed (indirect_block's `tail`) where the input is read in
     // place, and where grid columns may take lane_tail (phase copies have slack to read it in place otherwise).
     const bool pack_tail = !by_rows && (in_place || (!exact && kLaneTailCols > 0));
-    // NOTE: read in place, B's rows lie a channel plane apart; planes a multiple of 1 KiB (16x16, 32x32, 64x64
-    // images) put a panel's rows in at most four sets of L1, which hold 48 lines, not the 384 of a B panel of
-    // kKcResident rows: then the panels are copied (indirect_block's b_copy) before the micro-panels pass over
-    // them. 1x1 layers, in turns in one process (AMD EPYC Zen 5, one and two threads, batch 1 and 8): with K
-    // above 160 (a panel at a time) 256 -> 256 on 32x32 0.88-0.94x the time, 512 -> 128 on 32x32 0.91x, 1024 ->
-    // 256 on 16x16 0.92-0.93x, 256 -> 64 on 64x64 0.96-0.97x; with K up to 160 (a K block's panels at once)
-    // 128 -> 512 on 32x32 0.88-0.92x, 64 -> 256 on 64x64 0.83-0.89x, on 32x32 0.92x. Same bits.
-    const bool copy_panels = in_place && HW % 256 == 0;
+    // NOTE: read in place, B's rows lie a channel plane apart, each in another 4 KiB page: the hardware
+    // prefetchers, which follow a few dozen pages at most, miss them, and planes a multiple of 1 KiB (16x16,
+    // 32x32, 64x64 images) also put a panel's rows in at most four sets of L1 (48 lines, not the 384 of a B
+    // panel of kKcResident rows). So B's panels are copied (indirect_block's b_copy) before the micro-panels
+    // pass over them, and stay in L1 as one contiguous block. 1x1 layers, in turns in one process, same bits:
+    // on an Intel Xeon (Ice Lake, model 106) 64 -> 256 on 56x56 0.66-0.86x the time on one thread and 0.71x
+    // on two (0.72x at batch 8), 256 -> 64 on 56x56 0.84x / 0.80x, 256 -> 256 and 512 -> 128 on 28x28 0.86x /
+    // 0.83x, 128 -> 512 on 28x28 0.82x, 1024 -> 256 on 14x14 0.97x / 0.92x, 480 -> 192 on 14x14 0.94x, 7x7
+    // images (one panel) and Inception's 192 -> 16 0.99-1.01x; on an AMD EPYC (Zen 5) with 1 KiB planes 256
+    // -> 256 on 32x32 0.88-0.94x, 1024 -> 256 on 16x16 0.92-0.93x, 64 -> 256 on 64x64 0.83-0.89x (there, other
+    // planes were left in place, as they read at 80-89% of the FMA probe). Where the phase images are read
+    // instead (strided and larger kernels) the copy was 0.94x (3x3/2 128 -> 128 on 56x56) to 1.08x (the 7x7/2
+    // stem) the time on the Xeon: those stay in place.
+    const bool copy_panels = in_place;
     PerThread<float> tails(threads, pack_tail ? static_cast<std::size_t>(kKcDirect * NR) : 0);
     PerThread<float> b_copies(threads, copy_panels ? static_cast<std::size_t>(kCopiedBlockK * NC) : 0);
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
