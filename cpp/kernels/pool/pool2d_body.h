@@ -148,13 +148,18 @@ inline bool max_pool_rows_applies(const Pool2dShape& s) {
 // fetch it far too slowly: the same pool took 0.14 ms when called back to back and 0.3-0.67 ms when called
 // after other work, ONNX Runtime's kernel alike. With the prefetch, in GoogLeNet, in turns (AMD EPYC Zen 5):
 // its pools 0.46-0.53x the time at batch 8 (forward 0.90-0.91x, one and two threads), 0.63x at batch 1 on
-// one thread; ResNet-50's 0.58x. 512 to 2048 floats ahead did about as well; 4096 and 8192 less.
+// one thread; ResNet-50's 0.58x. 512 to 2048 floats ahead did about as well; 4096 and 8192 less. The
+// prefetch is an ordinary one (into L1 and L2), not a non-temporal one (prefetchnta, with which those
+// measurements were made): on an Intel Xeon (Ice Lake, model 106) the non-temporal prefetch made the pools
+// 2.7-3.4x slower than no prefetch at all (3x3/2 on 64x112x112 0.50 ms against 0.145 with its input in L3,
+// 0.78 against 0.42 with the caches evicted first; 2x2/2 on 64x224x224 2.29 against 0.80), where the ordinary
+// one is as fast as none (0.142 and 0.42 ms; into L2 only, 0.21 ms).
 constexpr index_t kPoolAhead = 2048;
 // Asks for the line `floats` past p into the caches; the address may lie past the input (a prefetch does not
 // fault), so it is formed as an integer.
 inline void prefetch_ahead(const float* p, index_t floats) {
     __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(p) +
-                                                     static_cast<std::uintptr_t>(floats) * sizeof(float)), 0, 0);
+                                                     static_cast<std::uintptr_t>(floats) * sizeof(float)), 0, 3);
 }
 template <int K, int S>
 void max_pool_rows_plane(const Pool2dShape& s, const float* __restrict xp, float* __restrict yp) {
