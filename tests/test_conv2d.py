@@ -620,6 +620,30 @@ def test_conv2d_copied_b_panels(isa, rng, threads_restored):
                         one_res, err_msg=f"{xs} * {ws} + residual, {threads} threads, prepared={p is not None}")
 
 
+def test_conv2d_strided_1x1_copied_b_panels(isa, rng, threads_restored):
+    # strided 1x1 layers read B's rows from their phase image, a channel's phase apart, and copy the panels as
+    # the layers read in place do: even and odd sizes (a partial last panel), K in one block and in several,
+    # a residual; against the reference, and the same bits at one, two and three threads, prepared or not.
+    cases = [((1, 72, 56, 56), (80, 72, 1, 1)), ((2, 200, 27, 27), (48, 200, 1, 1)), ((1, 300, 14, 15), (40, 300, 1, 1))]
+    for xs, ws in cases:
+        x, w, b = rand(rng, *xs), rand(rng, *ws), rand(rng, ws[0])
+        with cnnfast.num_threads(1):
+            one = check_conv(x, w, b, stride=2, algorithm="direct")
+            res = rand(rng, *one.shape)
+            one_res = cnnfast.conv2d(x, w, b, stride=2, activation="relu", algorithm="direct", residual=res)
+        assert_close(one_res, np.maximum(one + res, 0), atol=ref.conv2d_tolerance(x, w, b) + 1e-6,
+                     what=f"{xs} * {ws} stride 2 + residual")
+        prepared = _core.conv2d_prepare(x, w, 2, 0, 1, 1, "direct")
+        for threads in (1, 2, 3):
+            with cnnfast.num_threads(threads):
+                for p in (None, prepared):
+                    np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, stride=2, algorithm="direct", prepared=p),
+                                                  one, err_msg=f"{xs} * {ws} stride 2, {threads} threads")
+                    np.testing.assert_array_equal(
+                        cnnfast.conv2d(x, w, b, stride=2, activation="relu", algorithm="direct", prepared=p,
+                                       residual=res), one_res, err_msg=f"{xs} * {ws} stride 2 + residual, {threads} threads")
+
+
 def test_conv2d_whole_m_over_more_n_blocks(isa, rng, threads_restored):
     # too few N blocks for the threads and several micro-panels of output channels: the split takes all the
     # channels over more, smaller N blocks (a multiple of the threads) instead of channel chunks. Shapes: 1x1
