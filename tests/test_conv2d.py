@@ -609,15 +609,23 @@ def test_conv2d_copied_b_panels(isa, rng, threads_restored):
                                           err_msg=f"{xs} * {ws} against planes of another size")
         assert_close(one_res, np.maximum(one + res, 0), atol=ref.conv2d_tolerance(x, w, b) + 1e-6,
                      what=f"{xs} * {ws} + residual")
-        prepared = _core.conv2d_prepare(x, w, 1, 0, 1, 1, "direct")
-        for threads in (1, 2, 3):
-            with cnnfast.num_threads(threads):
-                for p in (None, prepared):
-                    np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, algorithm="direct", prepared=p), one,
-                                                  err_msg=f"{xs} * {ws}, {threads} threads, prepared={p is not None}")
-                    np.testing.assert_array_equal(
-                        cnnfast.conv2d(x, w, b, activation="relu", algorithm="direct", prepared=p, residual=res),
-                        one_res, err_msg=f"{xs} * {ws} + residual, {threads} threads, prepared={p is not None}")
+        assert_same_bits_over_threads(x, w, b, res, one, one_res, stride=1)
+
+
+def assert_same_bits_over_threads(x, w, b, res, one, one_res, stride):
+    """The direct path at one, two and three threads, prepared or not, with and without a residual: the same
+    bits as `one` and `one_res` (computed on one thread)."""
+    prepared = _core.conv2d_prepare(x, w, stride, 0, 1, 1, "direct")
+    what = f"{x.shape} * {w.shape} stride {stride}"
+    for threads in (1, 2, 3):
+        with cnnfast.num_threads(threads):
+            for p in (None, prepared):
+                np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, stride=stride, algorithm="direct", prepared=p),
+                                              one, err_msg=f"{what}, {threads} threads, prepared={p is not None}")
+                np.testing.assert_array_equal(
+                    cnnfast.conv2d(x, w, b, stride=stride, activation="relu", algorithm="direct", prepared=p,
+                                   residual=res),
+                    one_res, err_msg=f"{what} + residual, {threads} threads, prepared={p is not None}")
 
 
 def test_conv2d_strided_1x1_copied_b_panels(isa, rng, threads_restored):
@@ -633,15 +641,7 @@ def test_conv2d_strided_1x1_copied_b_panels(isa, rng, threads_restored):
             one_res = cnnfast.conv2d(x, w, b, stride=2, activation="relu", algorithm="direct", residual=res)
         assert_close(one_res, np.maximum(one + res, 0), atol=ref.conv2d_tolerance(x, w, b) + 1e-6,
                      what=f"{xs} * {ws} stride 2 + residual")
-        prepared = _core.conv2d_prepare(x, w, 2, 0, 1, 1, "direct")
-        for threads in (1, 2, 3):
-            with cnnfast.num_threads(threads):
-                for p in (None, prepared):
-                    np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, stride=2, algorithm="direct", prepared=p),
-                                                  one, err_msg=f"{xs} * {ws} stride 2, {threads} threads")
-                    np.testing.assert_array_equal(
-                        cnnfast.conv2d(x, w, b, stride=2, activation="relu", algorithm="direct", prepared=p,
-                                       residual=res), one_res, err_msg=f"{xs} * {ws} stride 2 + residual, {threads} threads")
+        assert_same_bits_over_threads(x, w, b, res, one, one_res, stride=2)
 
 
 def test_conv2d_whole_m_over_more_n_blocks(isa, rng, threads_restored):
