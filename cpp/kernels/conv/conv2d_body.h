@@ -315,22 +315,21 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     // The last, partial panel of an N block is packed (indirect_block's `tail`) where the input is read in
     // place, and where grid columns may take lane_tail (phase copies have slack to read it in place otherwise).
     const bool pack_tail = !by_rows && (in_place || (!exact && kLaneTailCols > 0));
-    // NOTE: read in place, B's rows lie a channel plane apart, each in another 4 KiB page: the hardware
-    // prefetchers, which follow a few dozen pages at most, miss them, and planes a multiple of 1 KiB (16x16,
-    // 32x32, 64x64 images) also put a panel's rows in at most four sets of L1 (48 lines, not the 384 of a B
-    // panel of kKcResident rows). So B's panels are copied (indirect_block's b_copy) before the micro-panels
-    // pass over them, and stay in L1 as one contiguous block; so do strided 1x1 layers, whose B rows are their
-    // phase image's, as far apart (ResNet-50's downsampling 256 -> 512 from 56x56 0.86x the time on one thread
-    // and 0.90x at batch 8, 512 -> 1024 from 28x28 0.96-1.00x, 1024 -> 2048 from 14x14 0.97-0.99x, on the
-    // Xeon below). 1x1 layers read in place, in turns in one process, same bits:
-    // on an Intel Xeon (Ice Lake, model 106) 64 -> 256 on 56x56 0.66-0.86x the time on one thread and 0.71x
-    // on two (0.72x at batch 8), 256 -> 64 on 56x56 0.84x / 0.80x, 256 -> 256 and 512 -> 128 on 28x28 0.86x /
-    // 0.83x, 128 -> 512 on 28x28 0.82x, 1024 -> 256 on 14x14 0.97x / 0.92x, 480 -> 192 on 14x14 0.94x, 7x7
-    // images (one panel) and Inception's 192 -> 16 0.99-1.01x; on an AMD EPYC (Zen 5) with 1 KiB planes 256
-    // -> 256 on 32x32 0.88-0.94x, 1024 -> 256 on 16x16 0.92-0.93x, 64 -> 256 on 64x64 0.83-0.89x (there, other
-    // planes were left in place, as they read at 80-89% of the FMA probe). Where the phase images are read
-    // instead (strided and larger kernels) the copy was 0.94x (3x3/2 128 -> 128 on 56x56) to 1.08x (the 7x7/2
-    // stem) the time on the Xeon: those stay in place.
+    // NOTE: a 1x1 layer reads B's rows in place (or, strided, from its phase image), a channel plane apart,
+    // each in another 4 KiB page: the hardware prefetchers, which follow a few dozen pages at most, miss them,
+    // and planes a multiple of 1 KiB (16x16, 32x32, 64x64 images) also put a panel's rows in at most four sets
+    // of L1 (48 lines, not the 384 of a B panel of kKcResident rows). So its B panels are copied (b_copy of
+    // indirect_block) before the micro-panels pass over them, and stay in L1 as one contiguous block. In turns
+    // in one process, same bits, on an Intel Xeon (Ice Lake, model 106): 64 -> 256 on 56x56 0.66-0.86x the
+    // time on one thread and 0.71x on two (0.72x at batch 8), 256 -> 64 on 56x56 0.84x / 0.80x, 256 -> 256 and
+    // 512 -> 128 on 28x28 0.86x / 0.83x, 128 -> 512 on 28x28 0.82x, 1024 -> 256 on 14x14 0.97x / 0.92x, 480 ->
+    // 192 on 14x14 0.94x, 7x7 images (one panel) and Inception's 192 -> 16 0.99-1.01x; strided, ResNet-50's
+    // downsampling 256 -> 512 from 56x56 0.86x on one thread and 0.90x at batch 8, 512 -> 1024 from 28x28
+    // 0.96-1.00x, 1024 -> 2048 from 14x14 0.97-0.99x. On an AMD EPYC (Zen 5), with 1 KiB planes: 256 -> 256 on
+    // 32x32 0.88-0.94x, 1024 -> 256 on 16x16 0.92-0.93x, 64 -> 256 on 64x64 0.83-0.89x (other planes, which
+    // read at 80-89% of the FMA probe there, were not measured copied). The layers with larger kernels, whose
+    // panels gather taps from the phase images, stay in place: copied, 0.94x the time (3x3/2 128 -> 128 on
+    // 56x56) to 1.08x (the 7x7/2 stem) on the Xeon.
     const bool copy_panels = direct_store && !exact && s.kh * s.kw == 1;
     PerThread<float> tails(threads, pack_tail ? static_cast<std::size_t>(kKcDirect * NR) : 0);
     PerThread<float> b_copies(threads, copy_panels ? static_cast<std::size_t>(kCopiedBlockK * NC) : 0);
