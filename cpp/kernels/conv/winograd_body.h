@@ -233,6 +233,21 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
     if (tj0 >= tj1) return;
     const index_t cols = (tj1 - tj0) * TM + R - 1, ih0 = ti * TM - s.pad_t, iw0 = tj0 * TM - s.pad_l;
     const index_t plane = s.h * s.w, lanes = imin(VL, s.c - c);  // channels past s.c as zeros
+    // NOTE: the TM rows the next tile row adds under this segment's columns are asked for (into L2) now: these
+    // channels' next segment comes cvecs calls later, and the VL planes a call reads, a plane apart, are more
+    // streams than the hardware prefetchers follow. In ResNet-50's first stage run as a network runs it (the
+    // input just written by the layer before; one thread, in turns in one process, Intel Xeon, Ice Lake): its
+    // 3x3 64 -> 64 on 56x56 0.95-0.96x the time, 0.89-0.94x with U prefetched as well (wino_conv); back to
+    // back 0.98-1.01x.
+    {
+        const index_t c0 = imax(iw0, 0), c1 = imin(iw0 + cols, s.w);
+        for (index_t l = 0; l < lanes; ++l)
+            for (index_t ih = imax(ih0 + A, 0); ih < imin(ih0 + A + TM, s.h); ++ih) {
+                const float* const r = x + ((n * s.c + c + l) * s.h + ih) * s.w;
+                for (index_t j = c0; j < c1; j += 64 / static_cast<index_t>(sizeof(float))) __builtin_prefetch(r + j, 0, 2);
+                __builtin_prefetch(r + c1 - 1, 0, 2);  // the last line, when the columns start inside one
+            }
+    }
     for (int i = 0; i < A; ++i) {
         float* const dst = S + i * cols * VL;
         const index_t ih = ih0 + i;
@@ -420,7 +435,7 @@ struct WinoCall {
     const float* x;
     const float* bias;
     float* y;
-    bool relu, stream_u;
+    bool relu;
     index_t group, kstep, cvecs, ovecs;
 };
 
@@ -468,11 +483,10 @@ void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index
                 const int nv = static_cast<int>(imin(NR, ob - pn * NR));
                 if (nv <= 0) break;
                 const float* u = U + ((xi * p.panels + pn) * s.c + pc) * NR;
-                // the panel read next, prefetched while this one is used when U streams: this K block's next
-                // panel, the next K block's first, or the next point's first (the next task's, when a task
-                // takes all tiles); else this panel (its own lines, a no-op)
-                const float* next = !c.stream_u                                ? u
-                                    : pn + 1 < p.panels && (pn + 1) * NR < ob ? u + s.c * NR
+                // the panel read next, prefetched while this one is used: this K block's next panel, the next
+                // K block's first, or the next point's first (the next task's, when a task takes all tiles);
+                // else this panel (its own lines, a no-op)
+                const float* next = pn + 1 < p.panels && (pn + 1) * NR < ob ? u + s.c * NR
                                     : pc + kc < s.c                           ? U + (xi * p.panels * s.c + pc + kc) * NR
                                     : xi + 1 < PTS                            ? U + (xi + 1) * p.panels * s.c * NR
                                                                               : u;
@@ -509,15 +523,18 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     const WinoSegments g = wino_segments<TM, R>(p);
     PerThread<float> S(threads, static_cast<std::size_t>(g.floats));
     const index_t kblocks = ceil_div(s.c, KC);
-    // NOTE: U beyond what L2 holds comes from L3 or memory on every call (inside a network, from memory: the
-    // other layers evicted it); the GEMM then prefetches it a panel ahead. Measured on one thread: 512 -> 512
-    // on 14x14 F(4x4) 5.0 -> 4.2 ms (38 MB of U), on 7x7 F(2x2) 1.7 -> 1.5 ms.
-    const bool stream_u = per_block * index_t(sizeof(float)) * ceil_div(s.oc, p.ob) > (index_t(2) << 20);
-    // Tile panels per GEMM task: where U streams (and for F(2x2, 3x3), which runs on few tiles), a task takes
-    // up to 4 panels per panel of U, so each comes from memory once for all of them; otherwise one (U stays in
-    // L2; grouping cost F(4x4, 3x3) 2-3% there).
-    const WinoCall c{s, p, g, x, bias, y, act == Activation::relu, stream_u,
-                     TM == 2 || stream_u ? kWinoMaxGroup : 1, ceil_div(s.c, kblocks), ceil_div(s.c, VL), p.ob_pad / VL};
+    // NOTE: inside a network U comes from memory on every call (the other layers evicted it), and beyond what
+    // L2 holds it does so back to back as well; the GEMM prefetches it a panel ahead. Measured on one thread:
+    // 512 -> 512 on 14x14 F(4x4) 5.0 -> 4.2 ms (38 MB of U), on 7x7 F(2x2) 1.7 -> 1.5 ms (AMD EPYC); with U
+    // cycled through 200 copies, as a network's layers find theirs, 64 -> 64 on 56x56 (0.84 MiB of U) 0.93-0.95x
+    // the time, back to back 0.98-1.00x (Intel Xeon, Ice Lake; in turns in one process).
+    const bool big_u = per_block * index_t(sizeof(float)) * ceil_div(s.oc, p.ob) > (index_t(2) << 20);
+    // Tile panels per GEMM task: where U is larger than L2 (and for F(2x2, 3x3), which runs on few tiles), a
+    // task takes up to 4 panels per panel of U, so each comes from memory once for all of them; otherwise one
+    // (U stays in L2; grouping cost F(4x4, 3x3) 2-3% there; with U from memory, 128 -> 128 on 28x28 and 256 ->
+    // 256 on 14x14 took 1.05-1.07x the time with one panel).
+    const WinoCall c{s, p, g, x, bias, y, act == Activation::relu,
+                     TM == 2 || big_u ? kWinoMaxGroup : 1, ceil_div(s.c, kblocks), ceil_div(s.c, VL), p.ob_pad / VL};
 
 #pragma omp parallel num_threads(threads)
     {
