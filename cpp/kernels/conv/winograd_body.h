@@ -239,8 +239,7 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
     // input just written by the layer before; one thread, in turns in one process, Intel Xeon, Ice Lake): its
     // 3x3 64 -> 64 on 56x56 0.95-0.96x the time, 0.89-0.94x with U prefetched as well (wino_conv); back to
     // back 0.98-1.01x.
-    {
-        const index_t c0 = imax(iw0, 0), c1 = imin(iw0 + cols, s.w);
+    if (const index_t c0 = imax(iw0, 0), c1 = imin(iw0 + cols, s.w); c0 < c1) {
         for (index_t l = 0; l < lanes; ++l)
             for (index_t ih = imax(ih0 + A, 0); ih < imin(ih0 + A + TM, s.h); ++ih) {
                 const float* const r = x + ((n * s.c + c + l) * s.h + ih) * s.w;
