@@ -318,7 +318,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     // each in another 4 KiB page: the hardware prefetchers, which follow a few dozen pages at most, miss them,
     // and planes a multiple of 1 KiB (16x16, 32x32, 64x64 images) also put a panel's rows in at most four sets
     // of L1 (48 lines, not the 384 of a B panel of kKcResident rows). So its B panels are copied (b_copy of
-    // indirect_block) before the micro-panels pass over them, and stay in L1 as one contiguous block. In turns
+    // indirect_block) before the micro-panels pass over them, each panel contiguous, so it stays in L1. In turns
     // in one process, same bits, on an Intel Xeon (Ice Lake, model 106): 64 -> 256 on 56x56 0.66-0.86x the
     // time on one thread and 0.71x on two (0.72x at batch 8), 256 -> 64 on 56x56 0.84x / 0.80x, 256 -> 256 and
     // 512 -> 128 on 28x28 0.86x / 0.83x, 128 -> 512 on 28x28 0.82x, 1024 -> 256 on 14x14 0.97x / 0.92x, 480 ->
