@@ -34,6 +34,7 @@ CASES = [
     (2, 40, 5, 130, 1, 1),    # output channels past two NR panels and a partial vector
     (1, 48, 17, 96, 3, 2),    # strided 3x3 to 9x9: transposed, panels of pixels across output rows
     (2, 32, 28, 64, 3, 2),    # strided 3x3 to 14x14 (ResNet-50's, fewer channels): 7-pixel half rows
+    (2, 96, 14, 64, 1, 2),    # 1x1 stride 2 to 7x7: transposed, A' gathered from the input itself
 ]
 
 
@@ -44,7 +45,7 @@ def test_prepared_matches_unprepared(isa, case, rng):
     args = conv_args(k, stride)
     prepared = _core.conv2d_prepare(x, w, *args, "auto")
     assert prepared.isa == isa and prepared.kind in ("none", "panels", "transposed", "winograd")
-    if (k, h) == (1, 7) or (stride, c) == (2, 64):  # 8-pixel rows fill 49 pixels better than 16-lane vectors
+    if (k, h) == (1, 7) or (stride, c) == (2, 64) or (k, stride) == (1, 2):  # 8-pixel rows fill 49 pixels better than 16-lane vectors
         assert prepared.kind == ("transposed" if isa == "avx512" else "panels")
     if (stride, h) in ((2, 17), (2, 28)) and isa != "generic":  # pixel rows leave the grid's padding columns out
         assert prepared.kind == "transposed"

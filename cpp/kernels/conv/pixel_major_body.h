@@ -1,9 +1,11 @@
 // Internal: direct convolution with the output pixels as the GEMM's rows and the output channels as its
 // vectorized columns, compiled once per ISA (included by conv2d_body.h):
-//     C' (pixels x OC) = A' (pixels x K, gathered from the phase copy) * B' (K x OC, the weights transposed),
+//     C' (pixels x OC) = A' (pixels x K, the input itself) * B' (K x OC, the weights transposed),
 // then C' is transposed into y. For small outputs with many channels (ResNet-50's last stage, 7x7): laid out
 // channels by pixels, 49 pixels fill 64 lanes of vectors; as 7 rows of 7 pixels they fill 49, and the
-// channels fill whole vectors. B' is packed once per call, or prepared (kPrepackTransposed).
+// channels fill whole vectors. A' is read in place (the input, or its zero-padded copy), MR pixels of one
+// output row per tile, each lane a broadcast: strides cost nothing, and no phase copy is made. B' is packed
+// once per call, or prepared (kPrepackTransposed).
 #pragma once
 
 #include "phases.h"
@@ -13,7 +15,7 @@ namespace CNNFAST_ISA_NS {
 namespace {
 
 // Rows per pixel panel: MR, or MR - 1 where that computes fewer rows in all (a 7x7 image: 7 panels of 7
-// pixels instead of 56 rows; 14x14: 28 of 7 instead of 200). Panels are packed MR rows apart either way.
+// pixels instead of 56 rows; 14x14: 28 of 7 instead of 200). A panel's pixels may span output rows.
 inline index_t pixel_panel_rows(index_t pixels) {
     if (MR < 8) return MR;
     return ceil_div(pixels, MR - 1) * (MR - 1) < ceil_div(pixels, MR) * MR ? MR - 1 : MR;
@@ -56,36 +58,85 @@ void pixel_major_pack_b(const Conv2dShape& s, const float* __restrict w, float* 
     }
 }
 
+// The input the pixel-major path reads in place: x itself where no tap reads the padding, else a zero-padded
+// copy of the rows and columns that the taps read (Hp x Wp per channel, from row -PT and column -PL).
+struct PaddedInput {
+    index_t Hp, Wp, plane;
+    bool in_place;
+};
+
+inline PaddedInput padded_input(const Conv2dShape& s) {
+    PaddedInput g;
+    g.Hp = (s.oh - 1) * s.stride_h + (s.kh - 1) * s.dil_h + 1;
+    g.Wp = (s.ow - 1) * s.stride_w + (s.kw - 1) * s.dil_w + 1;
+    g.in_place = s.pad_t == 0 && s.pad_l == 0 && g.Hp <= s.h && g.Wp <= s.w;
+    if (g.in_place) g.Hp = s.h, g.Wp = s.w;
+    g.plane = g.Hp * g.Wp;
+    return g;
+}
+
+// A in place: the pixels of one panel, lane i reading row k at off[i]; lanes past the panel's pixels read its
+// last one's (computed, never stored).
+struct PixelA {
+    const float* const* rows;
+    index_t off[MR];
+    float at(index_t k, int i) const { return rows[k][off[i]]; }
+    void prefetch(index_t) const {}
+};
+
+// A' of one pixel panel within an output row: d[k * MR + i] = rows[k][off + i * SW] for lanes i < mv, zero past
+// them, each of the MR floats readable (SW = 0: the columns `step` apart).
+template <int SW>
+inline void pack_pixel_row(const float* const* rows, index_t off, index_t kc, index_t mv, float* __restrict d,
+                           index_t step = SW) {
+    for (index_t k = 0; k < kc; ++k) {
+        const float* src = rows[k] + off;
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+            const float v = src[i * (SW > 0 ? SW : step)];
+            d[k * MR + i] = i < mv ? v : 0.f;
+        }
+    }
+}
+
 void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
                         Activation act, const float* b_prepared) {
     const index_t K = s.c * s.kh * s.kw, P = s.oh * s.ow, HW = s.h * s.w;
-    const PhaseGeometry g = phase_geometry(s);
-    const bool in_place = phases_are_input(s);
+    const PaddedInput g = padded_input(s);
     const int threads = get_num_threads();
-    const index_t rp = pixel_panel_rows(P), ipanels = ceil_div(P, rp), rows_pad = ipanels * rp;
     const index_t jpanels = ceil_div(s.oc, NR), ldc = jpanels * NR;
-    // Images per chunk: phase copies up to ~8 MiB and C' up to ~4 MiB, at least one image.
-    const index_t per_image = s.c * g.per_channel;
-    index_t chunk = imax(1, imin(s.n, (index_t(1) << 20) / (rows_pad * ldc)));
-    if (!in_place) chunk = imax(1, imin(chunk, (index_t(2) << 20) / imax(1, per_image)));
-    // Tasks: (image, run of channel vectors), as many runs per image as it takes to give every thread one,
-    // with vector counts differing by one at most (each run packs A' for itself). A run may start or end
-    // inside a panel of NR: whole panels split a layer of 512 channels (11 panels, the last of 32) 6:5 on
-    // two threads, 288 against 224 channels; by vectors it is 16:16 (that layer and the 2048 -> 512 on 7x7
-    // 0.96-0.98x the time on two threads, medians of runs in turns: within this machine's noise).
+    // Images per chunk: padded copies up to ~8 MiB and C' up to ~4 MiB, at least one image.
+    const index_t per_image = s.c * g.plane;
+    index_t chunk = imax(1, imin(s.n, (index_t(1) << 20) / (P * ldc)));
+    if (!g.in_place) chunk = imax(1, imin(chunk, (index_t(2) << 20) / imax(1, per_image)));
+    // Pixel panels of rp pixels (which may span output rows), the last one short.
+    const index_t rp = pixel_panel_rows(P), ipanels = ceil_div(P, rp);
+    // Tasks per image: runs of pixel panels where each thread can take eight or more, else runs of channel
+    // vectors (a 7x7 image), with counts differing by one at most.
+    const index_t parts = imax(1, ceil_div(threads, imin(chunk, s.n)));
     const index_t vectors = ceil_div(s.oc, VL);
-    const index_t runs = imin(vectors, imax(1, ceil_div(threads, imin(chunk, s.n))));
-    // K blocks: those of the channels-by-pixels GEMM (M = OC), so both give the same bits; with blocks of
-    // kKcResident, each B' panel stays in L1 while the pixel panels pass over it (3-5% on ResNet-50's 7x7
-    // and stride-2 layers at one thread).
+    const bool by_pixels = ipanels >= 8 * parts;
+    const index_t runs = by_pixels ? parts : imin(vectors, parts);
     const index_t kstep = direct_k_step(K, s.oc);
-    Scratch phases(in_place ? 0 : static_cast<std::size_t>(chunk * per_image + g.Wph + NR));
+    // A in place where the taps of a channel share the input's lines (kernels of more than one tap); a 1x1
+    // layer's A is packed per K block (MR floats per k), as its rows are each in a channel plane of their own.
+    // NOTE: against the phase copy with A' packed for every layer (same bits; the two builds in one process,
+    // calls alternated, Intel Xeon Ice Lake, one / two threads, batch 1): ResNet-50's 3x3/2 256 -> 256 on
+    // 28x28 0.82x / 0.66x the time (0.81x / 0.86x at batch 8), 512 -> 512 on 14x14 0.90x / 0.87x, 1x1/2 1024
+    // -> 2048 on 14x14 0.90-0.94x, 1x1 on 7x7 0.91-1.00x (GoogLeNet's 832 -> 384 0.90x / 0.93x). A 1x1 layer's
+    // A read in place took 1.04-1.12x the time of packing it. Larger outputs (3x3/2 128 -> 128 on 56x56, 784
+    // pixels) stay channels by pixels: this path took 1.03-1.06x the time there.
+    const bool pack = s.kh * s.kw == 1;
+    const index_t task_panels = by_pixels ? ceil_div(ipanels, runs) : ipanels;
+    PerThread<float> a_bufs(threads, pack ? static_cast<std::size_t>(task_panels * MR * kstep) : 0);
+    PerThread<index_t> offsets(threads, static_cast<std::size_t>(task_panels * MR));
+    Scratch padded(g.in_place ? 0 : static_cast<std::size_t>(chunk * per_image));
     Scratch packed_b(b_prepared ? 0 : static_cast<std::size_t>(pixel_major_b_floats(s)));
-    Scratch cbuf(static_cast<std::size_t>(chunk * rows_pad * ldc));
-    PerThread<float> a_bufs(threads, static_cast<std::size_t>(ipanels * MR * kstep));
+    Scratch cbuf(static_cast<std::size_t>(chunk * P * ldc));
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
     if (!b_prepared) pixel_major_pack_b(s, w, packed_b.p);
     const float* const B = b_prepared ? b_prepared : packed_b.p;
+    const float* const input_end = g.in_place ? x + s.n * s.c * HW : padded.p + chunk * per_image;
     Epilogue ep;
     ep.relu = act == Activation::relu;
     ep.bias_col = bias;
@@ -93,47 +144,68 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
-        float* const abuf = a_bufs.get();
         const float** const rows = row_tables.get();
+        float* const abuf = pack ? a_bufs.get() : nullptr;
+        index_t* const offs = offsets.get();
         for (index_t n_begin = 0; n_begin < s.n; n_begin += chunk) {
             const index_t n_count = imin(chunk, s.n - n_begin);
-            if (!in_place) build_phases_of_images(s, g, x, n_begin, n_count, phases.p);
+            if (!g.in_place) {
+#pragma omp for schedule(static)
+                for (index_t u = 0; u < n_count * s.c; ++u) {
+                    const float* plane = x + (n_begin * s.c + u) * HW;
+                    float* d = padded.p + u * g.plane;
+                    for (index_t i = 0; i < g.Hp; ++i)
+                        gather_row(d + i * g.Wp, g.Wp, plane, s.h, s.w, i - s.pad_t, -s.pad_l, 1);
+                }
+            }
 #pragma omp for schedule(static)
             for (index_t t = 0; t < n_count * runs; ++t) {
                 const index_t ni = t / runs, r = t % runs;
-                const index_t c0 = r * vectors / runs * VL, c1 = imin(s.oc, (r + 1) * vectors / runs * VL);
+                const index_t ip0 = by_pixels ? r * ipanels / runs : 0, ip1 = by_pixels ? (r + 1) * ipanels / runs : ipanels;
+                const index_t c0 = by_pixels ? 0 : r * vectors / runs * VL;
+                const index_t c1 = by_pixels ? s.oc : imin(s.oc, (r + 1) * vectors / runs * VL);
                 const index_t j0 = c0 / NR, j1 = ceil_div(c1, NR);  // the panels holding channels [c0, c1)
-                const float* base = in_place ? x + (n_begin + ni) * s.c * HW : phases.p + ni * per_image;
-                phase_rows(s, g, base, K, rows);
-                float* const C = cbuf.p + ni * rows_pad * ldc;
+                // rows[k]: tap (ki, kj) of channel ci, for output pixel (0, 0)
+                const float* base = g.in_place ? x + (n_begin + ni) * s.c * HW : padded.p + ni * per_image;
+                for (index_t k = 0; k < K; ++k) {
+                    const index_t ci = k / (s.kh * s.kw), rk = k % (s.kh * s.kw);
+                    rows[k] = base + ci * g.plane + (rk / s.kw) * s.dil_h * g.Wp + (rk % s.kw) * s.dil_w;
+                }
+                // where each pixel panel's lanes read, relative to rows[k]
+                for (index_t ip = ip0; ip < ip1; ++ip) {
+                    const index_t ir = ip * rp, last = imin(rp, P - ir) - 1;
+                    for (int i = 0; i < MR; ++i) {
+                        const index_t p = ir + imin(i, last);
+                        offs[(ip - ip0) * MR + i] = (p / s.ow) * s.stride_h * g.Wp + (p % s.ow) * s.stride_w;
+                    }
+                }
+                auto panel_a = [&](index_t ip) {
+                    PixelA a{rows, {}};
+                    for (int i = 0; i < MR; ++i) a.off[i] = offs[(ip - ip0) * MR + i];
+                    return a;
+                };
+                float* const C = cbuf.p + ni * P * ldc;
                 for (index_t pc = 0; pc < K; pc += kstep) {
                     const index_t kc = imin(kstep, K - pc);
-                    // A': every rp-pixel panel of this K block, k-major with MR floats per k, read at the
-                    // pixels' columns of the phase rows
-                    for (index_t ip = 0; ip < ipanels; ++ip) {
-                        float* d = abuf + ip * MR * kc;
-                        const index_t ir = ip * rp, mv = imin(rp, P - ir), q0 = grid_column(ir, s.ow, g.Wph);
-                        // contiguous columns (in place, or within one output row) and MR floats readable: a
-                        // fixed-length copy, lanes past mv zeroed
-                        if ((g.Wph == s.ow || ir % s.ow + mv <= s.ow) && q0 + MR <= g.N) {
-                            for (index_t k = 0; k < kc; ++k) {
-                                const float* src = rows[pc + k] + q0;
-#pragma GCC unroll 8
-                                for (int i = 0; i < MR; ++i) {
-                                    const float v = src[i];
-                                    d[k * MR + i] = i < mv ? v : 0.f;
-                                }
+                    if (pack)
+                        for (index_t ip = ip0; ip < ip1; ++ip) {
+                            float* d = abuf + (ip - ip0) * MR * kc;
+                            const PixelA a = panel_a(ip);
+                            const index_t ir = ip * rp, mv = imin(rp, P - ir);
+                            // a panel within one output row, all MR floats readable (the last row read ends
+                            // inside the input): fixed-length copies, lanes past mv zeroed
+                            if (ir % s.ow + mv <= s.ow && rows[pc + kc - 1] + a.off[0] + (MR - 1) * s.stride_w < input_end) {
+                                if (s.stride_w == 1)
+                                    pack_pixel_row<1>(rows + pc, a.off[0], kc, mv, d);
+                                else if (s.stride_w == 2)
+                                    pack_pixel_row<2>(rows + pc, a.off[0], kc, mv, d);
+                                else
+                                    pack_pixel_row<0>(rows + pc, a.off[0], kc, mv, d, s.stride_w);
+                                continue;
                             }
-                            continue;
+                            for (index_t k = 0; k < kc; ++k)
+                                for (int i = 0; i < MR; ++i) d[k * MR + i] = i < mv ? rows[pc + k][a.off[i]] : 0.f;
                         }
-                        index_t q[MR];
-                        for (index_t i = 0; i < mv; ++i) q[i] = grid_column(ir + i, s.ow, g.Wph);
-                        for (index_t k = 0; k < kc; ++k) {
-                            const float* src = rows[pc + k];
-                            for (index_t i = 0; i < mv; ++i) d[k * MR + i] = src[q[i]];
-                            for (index_t i = mv; i < MR; ++i) d[k * MR + i] = 0.f;
-                        }
-                    }
                     for (index_t jn = j0; jn < j1; ++jn) {
                         // this run's columns of panel jn: [lo, hi), whole vectors but at the layer's last
                         const index_t lo = imax(c0, jn * NR), hi = imin(c1, jn * NR + NR);
@@ -143,21 +215,40 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                         const float* b = B + (jn * K + pc) * NR + (lo - jn * NR);
                         const float* next = jn + 1 < j1 ? B + ((jn + 1) * K + pc) * NR
                                             : pc + kc < K ? B + (j0 * K + pc + kc) * NR : b;
-                        for (index_t ip = 0; ip < ipanels; ++ip) {
+                        // NOTE: the first tile asks for the next block of B' (StreamedB); the others find it in
+                        // L2 already, and their prefetches (three per k) only took issue slots: in turns in one
+                        // process on an Intel Xeon (Ice Lake), 3x3/2 256 -> 256 on 28x28 and 512 -> 512 on 14x14
+                        // 0.96-0.98x the time with the first tile alone prefetching.
+                        auto tile = [&](const auto& a, float* c, int mv, bool first_tile) {
+                            if (first_tile)
+                                ukernel_any(kc, a, StreamedB{b, next}, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
+                            else
+                                ukernel_any(kc, a, PackedB{b}, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
+                        };
+                        for (index_t ip = ip0; ip < ip1; ++ip) {
                             const index_t ir = ip * rp;
-                            ukernel_any(kc, PackedA{abuf + ip * MR * kc}, StreamedB{b, next}, C + ir * ldc + lo, ldc,
-                                        static_cast<int>(imin(rp, P - ir)), nv, pc > 0, pc + kc == K, ep, 0, lo);
+                            const int mv = static_cast<int>(imin(rp, P - ir));
+                            float* const c = C + ir * ldc + lo;
+                            if (pack) {
+                                tile(PackedA{abuf + (ip - ip0) * MR * kc}, c, mv, ip == ip0);
+                            } else {
+                                PixelA a = panel_a(ip);
+                                a.rows = rows + pc;
+                                tile(a, c, mv, ip == ip0);
+                            }
                         }
                     }
                 }
-            }
-            // y[n][o][p] = C'[p][o]
-#pragma omp for schedule(static)
-            for (index_t t = 0; t < n_count * s.oc; ++t) {
-                const index_t ni = t / s.oc, o = t % s.oc;
-                const float* src = cbuf.p + ni * rows_pad * ldc + o;
-                float* dst = y + ((n_begin + ni) * s.oc + o) * P;
-                for (index_t p = 0; p < P; ++p) dst[p] = src[p * ldc];
+                // y[n][o][p] = C'[p][o], this task's pixels and channels
+                const index_t p0 = ip0 * rp, p1 = imin(P, ip1 * rp);
+                float* const yn = y + (n_begin + ni) * s.oc * P;
+                constexpr index_t kT = 16;
+                for (index_t pb = p0; pb < p1; pb += kT)
+                    for (index_t o = c0; o < c1; ++o) {
+                        const float* src = C + o;
+                        float* dst = yn + o * P;
+                        for (index_t p = pb; p < imin(p1, pb + kT); ++p) dst[p] = src[p * ldc];
+                    }
             }
         }
     }
