@@ -3,8 +3,9 @@
 //     C' (pixels x OC) = A' (pixels x K, the input itself) * B' (K x OC, the weights transposed),
 // then C' is transposed into y. For small outputs with many channels (ResNet-50's last stage, 7x7): laid out
 // channels by pixels, 49 pixels fill 64 lanes of vectors; as 7 rows of 7 pixels they fill 49, and the
-// channels fill whole vectors. A' is read in place (the input, or its zero-padded copy), MR pixels of one
-// output row per tile, each lane a broadcast: strides cost nothing, and no phase copy is made. B' is packed
+// channels fill whole vectors. A' is read in place (the input, or its zero-padded copy), a panel of MR or MR - 1
+// pixels per tile (it may span output rows), each lane a broadcast at its pixel's offset: strides cost
+// nothing, and no phase copy is made (a 1x1 layer packs A' per K block from the input instead). B' is packed
 // once per call, or prepared (kPrepackTransposed).
 #pragma once
 
