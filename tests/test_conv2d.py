@@ -932,3 +932,27 @@ def test_conv2d_padding_far_larger_than_the_input():
         """
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_conv2d_phase_slabs(isa, rng, threads_restored):
+    # a layer of several taps whose phase images pass 512 KiB per thread builds them a slab of K blocks at a time
+    # (only the channels those rows read) just before the GEMM uses them: the same K blocks, so the same bits as
+    # building them whole, which a third thread's larger budget does for these shapes. ResNet-50's 3x3/2 (fewer
+    # channels; shifted images, K blocks of 116 rows that end inside a channel's nine) and a 3x3/2 to 32 output
+    # channels (phase images, exact columns); a batch of two, a residual with ReLU.
+    cases = [((2, 64, 56, 56), (64, 64, 3, 3)), ((1, 96, 56, 56), (32, 96, 3, 3))]
+    for xs, ws in cases:
+        x, w, b = rand(rng, *xs), rand(rng, *ws), rand(rng, ws[0])
+        kw = dict(stride=2, padding=1, algorithm="direct")
+        with cnnfast.num_threads(1):
+            one = check_conv(x, w, b, **kw)
+        residual = rand(rng, *one.shape)
+        expected = np.maximum(one + residual, 0)
+        prepared = _core.conv2d_prepare(x, w, 2, 1, 1, 1, "direct")
+        for threads in (1, 2, 3):
+            with cnnfast.num_threads(threads):
+                np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, **kw), one, err_msg=f"{xs} * {ws}, {threads} threads")
+                np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, prepared=prepared, **kw), one,
+                                              err_msg=f"{xs} * {ws} prepared ({prepared.kind}), {threads} threads")
+                np.testing.assert_array_equal(cnnfast.conv2d(x, w, b, activation="relu", residual=residual, **kw),
+                                              expected, err_msg=f"{xs} * {ws} + residual, {threads} threads")

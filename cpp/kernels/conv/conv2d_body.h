@@ -86,6 +86,8 @@ struct Im2colPacker {
 // exact: the columns are exact (Columns::exact; OW and E = Wph - OW given), else grid columns q' of rows[k].
 // b_copy: scratch for B's full panels (kCopiedBlockK x NC floats), or null: in K blocks of at most
 // kCopiedBlockK rows, a block's full panels are all copied there at its start (kc x NR each), row by row.
+// k_begin, k_end: only the K blocks of rows [k_begin, k_end) (whole blocks of direct_k_step; all of K by default),
+// the others done before or after; C accumulates from row 0 on, and the epilogue comes with the block ending at K.
 constexpr index_t kCopiedBlockK = 160;
 static_assert(kKcResident <= kCopiedBlockK, "the B-panel-outer order's K blocks fit the copy");
 struct ExactColumns {
@@ -94,7 +96,8 @@ struct ExactColumns {
 };
 void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, index_t K, const float* A,
                     const float* a_packed, const float* const* rows, float* tail, float* C, index_t ldc,
-                    const Epilogue& ep, ExactColumns exact = {false, 0, 0}, float* b_copy = nullptr) {
+                    const Epilogue& ep, ExactColumns exact = {false, 0, 0}, float* b_copy = nullptr,
+                    index_t k_begin = 0, index_t k_end = -1) {
     // With A packed whole and more than four micro-panels, each B panel stays in L1 while all micro-panels
     // pass over it (panels outer, micro-panels inner, K blocks of kKcResident); otherwise each micro-panel of
     // A stays in L1 while the B panels stream past it from L2. The first order was 3-11% faster on 1x1 layers
@@ -108,7 +111,7 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
     ExactPanel panels[NC / NR + 1];
     if (exact.on)
         for (index_t jr = 0; jr < nc; jr += NR) panels[jr / NR] = exact_panel(n0 + jr, exact.OW, exact.E);
-    for (index_t pc = 0; pc < K; pc += kstep) {
+    for (index_t pc = k_begin; pc < (k_end < 0 ? K : k_end); pc += kstep) {
         const index_t kc = imin(kstep, K - pc);
         const bool accumulate = pc > 0, last = pc + kc == K;
         // B's rows [pc, pc + kc), row by row: the full panels copied (copy_of) and the last, partial one packed
@@ -290,9 +293,24 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     const bool by_rows = layout == Columns::rows, exact = layout == Columns::exact;
     const bool direct_store = g.Wph == s.ow || exact;  // the GEMM's columns are y's pixels
     const int threads = get_num_threads();
-    // Images whose phase buffers are built together: up to ~8 MiB of them, at least one.
     const index_t per_image = s.c * g.per_channel;
-    const index_t chunk = in_place ? s.n : imax(1, imin(s.n, (index_t(2) << 20) / imax(1, per_image)));
+    // Slabs: where one image's phase images pass 512 KiB per thread (and a layer of several taps has several K
+    // blocks), they are built a slab of K blocks at a time (the channels those rows read, up to 512 KiB per
+    // thread), just before the GEMM's passes over those rows, which then find them in L2 instead of L3. The K
+    // blocks, and so the bits, stay the same; y accumulates across slabs as across K blocks.
+    // NOTE: in turns in one process, same bits, Intel Xeon (Ice Lake, model 106): ResNet-50's 3x3/2 128 -> 128
+    // on 56x56 0.92-0.94x the time on one thread (0.91-0.93x at batch 8), 0.97-0.99x on two, where slabs of
+    // 512 KiB (not per thread: a barrier per K block) took 1.02-1.04x; AlexNet's 11x11/4 1.00x. 1x1 layers
+    // copy their B panels per K block anyway: 1x1/2 256 -> 512 on 56x56 1.02-1.04x slabbed, so they are not.
+    const index_t taps = s.kh * s.kw, kstep = direct_k_step(K, ocg);
+    const index_t slab_floats = threads * (index_t(128) << 10);
+    index_t slab_k = K;
+    if (!in_place && G == 1 && taps > 1 && direct_store && !by_rows && K > kstep && per_image > slab_floats)
+        slab_k = imax(1, slab_floats / (ceil_div(kstep, taps) * g.per_channel)) * kstep;
+    const bool slabbed = slab_k < K;
+    const index_t slab_channels = imin(s.c, ceil_div(slab_k, taps) + 1);  // a slab's rows read at most these
+    // Images whose phase buffers are built together: up to ~8 MiB of them, at least one (one when slabbed).
+    const index_t chunk = in_place ? s.n : slabbed ? 1 : imax(1, imin(s.n, (index_t(2) << 20) / imax(1, per_image)));
     // N blocks: NC columns of the input-in-place GEMM, or whole output rows (about NC columns) otherwise.
     // NOTE: row blocks differ by a row at most, spread evenly (block b: rows [b * OH / B, (b + 1) * OH / B)),
     // so that threads taking runs of blocks get equal rows: ResNet-50's 7x7/2 stem (112 rows in 38 blocks)
@@ -302,7 +320,8 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     const GemmSplit split = split_gemm(chunk * G, ocg, n_cols, threads, !by_rows);
     // NOTE: the slack covers reads past the last phase image, in columns that are not stored.
     const index_t slack = g.Wph + NR;
-    Scratch phases(in_place ? 0 : static_cast<std::size_t>(chunk * per_image + slack));
+    const index_t phase_floats = slabbed ? slab_channels * g.per_channel : chunk * per_image;
+    Scratch phases(in_place ? 0 : static_cast<std::size_t>(phase_floats + slack));
     // NOTE: when every micro-panel of A would be packed again for several N blocks, pack all of A once
     // (it is the size of the weights; above 8 MiB the per-block packing stays).
     const index_t panels = ceil_div(ocg, MR), a_floats = panels * MR * K;
@@ -358,33 +377,44 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
         }
         for (index_t n_begin = 0; n_begin < s.n; n_begin += chunk) {
             const index_t n_count = imin(chunk, s.n - n_begin);
-            if (!in_place) build_phases_of_images(s, g, x, n_begin, n_count, phases.p);
-            const index_t tasks = n_count * G * split.n_blocks * split.m_chunks;
+            // rows [k0, k1) of the GEMM: its channels [c0, c1) (all of them unless slabbed)
+            for (index_t k0 = 0; k0 < K; k0 += slab_k) {
+                const index_t k1 = imin(K, k0 + slab_k), c0 = slabbed ? k0 / taps : 0, c1 = ceil_div(k1, taps);
+                if (slabbed)
+                    build_phases_of_channels(s, g, x, n_begin * s.c + c0, n_begin * s.c + c1, phases.p);
+                else if (!in_place)
+                    build_phases_of_images(s, g, x, n_begin, n_count, phases.p);
+                const index_t tasks = n_count * G * split.n_blocks * split.m_chunks;
 #pragma omp for schedule(static)
-            for (index_t t = 0; t < tasks; ++t) {
-                const GemmTask task = gemm_task(t, split);
-                const index_t mc = task.m_chunk, nb = task.n_block, gi = task.outer % G, ni = task.outer / G;
-                const index_t n = n_begin + ni;
-                const float* base = in_place ? x + (n * s.c + gi * cg) * HW : phases.p + (ni * s.c + gi * cg) * g.per_channel;
-                phase_rows(s, g, base, K, rows);
-                Epilogue e = ep;
-                e.bias_row = bias ? bias + gi * ocg : nullptr;
-                const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
-                float* yg = y + n * conv2d_y_image(s) + gi * ocg * P;
-                const float* wg = w + gi * ocg * K;
-                const float* ag = a_whole ? a_whole + gi * a_floats : nullptr;
-                if (by_rows) {
-                    const index_t oh0 = nb * s.oh / row_blocks, oh1 = (nb + 1) * s.oh / row_blocks;
-                    rows_block(ocg, m0, m1, oh0, oh1, s.ow, g.Wph, K, wg, ag, rows, yg, P, e);
-                } else if (direct_store) {
-                    const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
-                    indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, yg + m0 * P + n0, P, e,
-                                   ExactColumns{exact, s.ow, g.Wph - s.ow}, b_copy);
-                } else {
-                    const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
-                    indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, cblk, NC, e);
-                    compact_block(s, g, m0, m1, n0, nc, cblk, yg, residual ? residual + (yg - y) : nullptr,
-                                  act == Activation::relu);
+                for (index_t t = 0; t < tasks; ++t) {
+                    const GemmTask task = gemm_task(t, split);
+                    const index_t mc = task.m_chunk, nb = task.n_block, gi = task.outer % G, ni = task.outer / G;
+                    const index_t n = n_begin + ni;
+                    if (slabbed)  // rows [c0 * taps, c1 * taps) only, channel c0 first in the slab
+                        phase_rows(s, g, phases.p, (c1 - c0) * taps, rows + c0 * taps);
+                    else if (in_place)
+                        phase_rows(s, g, x + (n * s.c + gi * cg) * HW, K, rows);
+                    else
+                        phase_rows(s, g, phases.p + (ni * s.c + gi * cg) * g.per_channel, K, rows);
+                    Epilogue e = ep;
+                    e.bias_row = bias ? bias + gi * ocg : nullptr;
+                    const index_t m0 = mc * split.m_chunk_rows, m1 = imin(ocg, m0 + split.m_chunk_rows);
+                    float* yg = y + n * conv2d_y_image(s) + gi * ocg * P;
+                    const float* wg = w + gi * ocg * K;
+                    const float* ag = a_whole ? a_whole + gi * a_floats : nullptr;
+                    if (by_rows) {
+                        const index_t oh0 = nb * s.oh / row_blocks, oh1 = (nb + 1) * s.oh / row_blocks;
+                        rows_block(ocg, m0, m1, oh0, oh1, s.ow, g.Wph, K, wg, ag, rows, yg, P, e);
+                    } else if (direct_store) {
+                        const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
+                        indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, yg + m0 * P + n0, P, e,
+                                       ExactColumns{exact, s.ow, g.Wph - s.ow}, b_copy, k0, k1);
+                    } else {
+                        const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
+                        indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, tail, cblk, NC, e);
+                        compact_block(s, g, m0, m1, n0, nc, cblk, yg, residual ? residual + (yg - y) : nullptr,
+                                      act == Activation::relu);
+                    }
                 }
             }
         }

@@ -232,16 +232,23 @@ struct ExactB {
     void prefetch(index_t) const {}
 };
 
-// The phase images of images [n_begin, n_begin + n_count) of x into dst, shared out among the threads of the
-// enclosing parallel region (an orphaned omp for: every thread of the region must call it).
-inline void build_phases_of_images(const Conv2dShape& s, const PhaseGeometry& g, const float* x, index_t n_begin,
-                                   index_t n_count, float* dst) {
+// The phase images of channels [c0, c1) of x (channel c of image n is channel n * C + c) into dst, channel c0
+// first, shared out among the threads of the enclosing parallel region (an orphaned omp for: every thread of the
+// region must call it).
+inline void build_phases_of_channels(const Conv2dShape& s, const PhaseGeometry& g, const float* x, index_t c0,
+                                     index_t c1, float* dst) {
     // NOTE: per (plane, row phase): AlexNet's first layer has 3 planes for 2 threads, but 12 such units.
 #pragma omp for schedule(static)
-    for (index_t u = 0; u < n_count * s.c * s.stride_h; ++u) {
+    for (index_t u = 0; u < (c1 - c0) * s.stride_h; ++u) {
         const index_t pl = u / s.stride_h;
-        build_phases(s, g, x + (n_begin * s.c + pl) * s.h * s.w, u % s.stride_h, dst + pl * g.per_channel);
+        build_phases(s, g, x + (c0 + pl) * s.h * s.w, u % s.stride_h, dst + pl * g.per_channel);
     }
+}
+
+// The phase images of images [n_begin, n_begin + n_count) of x into dst (as above).
+inline void build_phases_of_images(const Conv2dShape& s, const PhaseGeometry& g, const float* x, index_t n_begin,
+                                   index_t n_count, float* dst) {
+    build_phases_of_channels(s, g, x, n_begin * s.c, (n_begin + n_count) * s.c, dst);
 }
 
 // rows[k] = where row k = (ci, ki, kj) of the im2col matrix starts in the phase images at `base` (one image and

@@ -346,6 +346,7 @@ SUITE: List[Case] = [
     _conv("resnet50", 3, 64, 224, 7, stride=2, padding=3),
     _conv("resnet50", 64, 256, 56, 1),
     _conv("resnet50", 64, 64, 56, 3),
+    _conv("resnet50", 128, 128, 56, 3, stride=2),
     _conv("resnet50", 256, 64, 56, 1),
     _conv("resnet50", 128, 128, 28, 3),
     _conv("resnet50", 1024, 256, 14, 1),
