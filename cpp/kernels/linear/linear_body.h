@@ -144,16 +144,29 @@ void linear_packed(index_t batch, index_t in, index_t out, const float* x, const
 
 // y (B x out) = x @ W.T + b for a few rows (B <= 3) with W^T prepared: each thread walks its run of panels S
 // at a time, each panel one sequential stream, every k of a panel (NR floats) multiplied by x[b][k]
-// broadcast. Fewer, longer streams than passes over W itself, whose R rows of W are R streams of a few KiB
-// (ResNet-50's 2048 -> 1000 on one thread, the weights in L3: 8.2 MB in 118 us as 8 row streams, 88 us
-// as 3 panel streams; 4096 -> 4096 from DRAM: 2.39 -> 1.76 ms).
-constexpr int panel_streams(int B) { return kVecRegs == 32 ? (B == 1 ? 3 : 2) : (B == 3 ? 1 : 2); }
-constexpr int panel_k_sets(int B) { return B == 1 ? 2 : 1; }  // accumulator sets over alternate k
+// broadcast, and each stream asks for its row kAheadRows on into L1 as it reads a row. Fewer, longer streams
+// than passes over W itself, whose R rows of W are R streams of a few KiB (ResNet-50's 2048 -> 1000 on one
+// thread, the weights in L3: 8.2 MB in 118 us as 8 row streams, 88 us as 3 panel streams; 4096 -> 4096 from
+// DRAM: 2.39 -> 1.76 ms).
+// NOTE: one core reaches DRAM's bandwidth only with many requests in flight: more streams (as many as the
+// accumulators allow) and the prefetch both add to them. Against 3 streams (2 with AVX2) with two accumulator
+// sets over alternate k and no prefetch, in turns in one process on an Intel Xeon (Ice Lake, model 106), one /
+// two threads, prepared weights on huge pages: batch 1, 25088 -> 4096 (VGG-16's first, 411 MB) 0.83x / 0.82-0.85x
+// the time (12.6 -> 15.3 GB/s on one thread), 4096 -> 4096 0.86x / 0.85x, 2048 -> 1000 (in L3) 0.98x / 0.91x;
+// batch 2 (2 -> 4 streams) 0.77x / 0.73x, batch 3 (2 -> 3) 0.75x / 0.75x; AVX2, batch 1 (2 -> 4 streams)
+// 0.84x / 0.76x on 25088 -> 4096, 0.75x / 0.70x on 4096 -> 4096. In a model of the loop, prefetching into L2
+// instead gained less (0.90x at batch 1), and 8 rows ahead instead of 16 about the same; the batch-4+ GEMM's
+// single stream per thread (AlexNet's 9216 -> 4096 at batch 8) gained nothing from the same prefetch.
+constexpr int panel_streams(int B) {
+    return kVecRegs == 32 ? (B == 1 ? 6 : B == 2 ? 4 : 3) : (B == 1 ? 4 : B == 2 ? 2 : 1);
+}
+constexpr index_t kAheadRows = 16;  // 3 KiB of a panel with AVX-512, 1.5 KiB with AVX2
 
 template <int B>
 void panel_gemv(index_t in, index_t out, const float* __restrict x, const float* __restrict wp, const float* bias,
                 float* __restrict y, bool relu, int threads) {
-    constexpr int S = panel_streams(B), U = panel_k_sets(B);
+    constexpr int S = panel_streams(B);
+    constexpr index_t ahead = kAheadRows * NR;
     const index_t panels = ceil_div(out, NR);
     // as in linear_packed: a layer as small as LeNet-5's is over before a second thread has started
     threads = B * in * out < (index_t(1) << 20) ? 1 : static_cast<int>(imin(threads, panels));
@@ -165,33 +178,28 @@ void panel_gemv(index_t in, index_t out, const float* __restrict x, const float*
         for (index_t p = p0; p < p1; p += S) {
             const float* panel[S];  // past p1, the last panel again: computed, not stored
             for (int s = 0; s < S; ++s) panel[s] = wp + imin(p + s, p1 - 1) * in * NR;
-            vf acc[U][S][B][NV];
-            for (int u = 0; u < U; ++u)
-                for (int s = 0; s < S; ++s)
-                    for (int b = 0; b < B; ++b)
-                        for (int v = 0; v < NV; ++v) acc[u][s][b][v] = vf{};
-            auto step = [&](index_t k, int u) {
+            vf acc[S][B][NV];
+            for (int s = 0; s < S; ++s)
+                for (int b = 0; b < B; ++b)
+                    for (int v = 0; v < NV; ++v) acc[s][b][v] = vf{};
+            for (index_t k = 0; k < in; ++k) {
                 vf xb[B];
                 for (int b = 0; b < B; ++b) xb[b] = vbroadcast(x[b * in + k]);
-                for (int s = 0; s < S; ++s)
+                for (int s = 0; s < S; ++s) {
+                    const float* const row = panel[s] + k * NR;
+                    for (int j = 0; j < NR; j += 64 / static_cast<int>(sizeof(float)))
+                        __builtin_prefetch(row + ahead + j, 0, 3);
                     for (int v = 0; v < NV; ++v) {
-                        const vf wv = vload(panel[s] + k * NR + v * VL);
-                        for (int b = 0; b < B; ++b) acc[u][s][b][v] += xb[b] * wv;
+                        const vf wv = vload(row + v * VL);
+                        for (int b = 0; b < B; ++b) acc[s][b][v] += xb[b] * wv;
                     }
-            };
-            index_t k = 0;
-            for (; k + U <= in; k += U)
-                for (int u = 0; u < U; ++u) step(k + u, u);
-            for (; k < in; ++k) step(k, 0);
+                }
+            }
             for (int s = 0; s < S && p + s < p1; ++s) {
                 const index_t j0 = (p + s) * NR, count = imin(NR, out - j0);
                 for (int b = 0; b < B; ++b) {
                     alignas(64) float tile[NR];
-                    for (int v = 0; v < NV; ++v) {
-                        vf sum = acc[0][s][b][v];
-                        for (int u = 1; u < U; ++u) sum += acc[u][s][b][v];
-                        vstore(tile + v * VL, sum);
-                    }
+                    for (int v = 0; v < NV; ++v) vstore(tile + v * VL, acc[s][b][v]);
                     for (index_t j = 0; j < count; ++j) {
                         const float e = tile[j] + (bias ? bias[j0 + j] : 0.f);
                         y[b * out + j0 + j] = relu ? relu1(e) : e;
