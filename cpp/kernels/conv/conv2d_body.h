@@ -354,10 +354,13 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     // downsampling 256 -> 512 from 56x56 0.86x on one thread and 0.90x at batch 8, 512 -> 1024 from 28x28
     // 0.96-1.00x, 1024 -> 2048 from 14x14 0.97-0.99x. On an AMD EPYC (Zen 5), with 1 KiB planes: 256 -> 256 on
     // 32x32 0.88-0.94x, 1024 -> 256 on 16x16 0.92-0.93x, 64 -> 256 on 64x64 0.83-0.89x (other planes, which
-    // read at 80-89% of the FMA probe there, were not measured copied). The layers with larger kernels, whose
-    // panels gather taps from the phase images, stay in place: copied, 0.94x the time (3x3/2 128 -> 128 on
-    // 56x56) to 1.08x (the 7x7/2 stem) on the Xeon.
-    const bool copy_panels = direct_store && !exact && s.kh * s.kw == 1;
+    // read at 80-89% of the FMA probe there, were not measured copied). Layers of several taps read through
+    // shifted images (direct_geometry: rows contiguous in y's order, as a 1x1 layer's) are copied too: in turns
+    // on the Xeon, one / two threads, ResNet-50's 3x3/2 128 -> 128 on 56x56 0.90-0.95x / 0.90x the time
+    // (0.92x / 0.88x at batch 8), 64 -> 128 on 112x112 0.93x / 0.92x, 256 -> 256 on 56x56 0.91x; with a
+    // residual, or few channels (32 -> 64 on 224x224), 1.00x. The phase images (padded grid or exact columns)
+    // stay in place: copied, the 7x7/2 stem took 1.08x the time.
+    const bool copy_panels = direct_store && !exact && (s.kh * s.kw == 1 || g.shifted);
     PerThread<float> tails(threads, pack_tail ? static_cast<std::size_t>(kKcDirect * NR) : 0);
     PerThread<float> b_copies(threads, copy_panels ? static_cast<std::size_t>(kCopiedBlockK * NC) : 0);
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
