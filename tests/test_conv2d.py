@@ -463,7 +463,7 @@ def test_conv2d_shifted_images(isa, rng, threads_restored, threads):
     # strided layers of 64 output channels or more whose output rows are not whole vectors: the direct path
     # reads one copy of the input per row phase and column tap, in the output's pixel order (3x3/2 like
     # ResNet-50's, 4x4/2, a dilated 3x3/2, stride 2 across only, rows shorter than a vector, uneven padding;
-    # K blocks of 108 rows, whose B panels are copied before use),
+    # K blocks of 108 or 128 rows, whose B panels are copied before use),
     # batch 2, the same bits prepared or not, and a residual with ReLU
     cnnfast.set_num_threads(threads)
     for (h, w_), k, stride, dil, pad, oc in (((56, 56), 3, 2, 1, 1, 64), ((30, 45), 3, 2, 1, 1, 72),
