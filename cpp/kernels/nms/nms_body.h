@@ -23,13 +23,45 @@ struct ScratchI64 {
     std::int64_t* p;
 };
 
-inline float iou_one(float ax1, float ay1, float ax2, float ay2, float aarea, float bx1, float by1, float bx2,
-                     float by2, float barea) {
-    const float iw = (ax2 < bx2 ? ax2 : bx2) - (ax1 > bx1 ? ax1 : bx1);
-    const float ih = (ay2 < by2 ? ay2 : by2) - (ay1 > by1 ? ay1 : by1);
-    const float inter = (iw > 0.f ? iw : 0.f) * (ih > 0.f ? ih : 0.f);
-    const float uni = aarea + barea - inter;
-    return uni > 0.f ? inter / uni : 0.f;
+// IoU of boxes a and b, one pair per lane for T = vf (the same operations, so the same bits, as for float).
+// The division by 1 where the union is empty changes no result but lets whole vectors be divided unmasked.
+template <class T>
+inline T iou_of(T ax1, T ay1, T ax2, T ay2, T aarea, T bx1, T by1, T bx2, T by2, T barea) {
+    const T zero{}, one = zero + 1.f;
+    const T iw = (ax2 < bx2 ? ax2 : bx2) - (ax1 > bx1 ? ax1 : bx1);
+    const T ih = (ay2 < by2 ? ay2 : by2) - (ay1 > by1 ? ay1 : by1);
+    const T inter = (iw > zero ? iw : zero) * (ih > zero ? ih : zero);
+    const T uni = aarea + barea - inter;
+    return uni > zero ? inter / (uni > zero ? uni : one) : zero;
+}
+
+// Boxes as structure of arrays: x1, y1, x2, y2 and area, each array `stride` floats after the previous.
+struct BoxesSoA {
+    const float* p;
+    index_t stride;
+    vf iou(index_t j, const vf* c) const {  // lanes j.. (kept first) against the candidate c (broadcast)
+        return iou_of<vf>(vload(p + j), vload(p + stride + j), vload(p + 2 * stride + j), vload(p + 3 * stride + j),
+                          vload(p + 4 * stride + j), c[0], c[1], c[2], c[3], c[4]);
+    }
+    vf iou_n(index_t j, index_t n, const vf* c) const {  // the same, of the first n lanes only
+        return iou_of<vf>(vload_n(p + j, n, 0.f), vload_n(p + stride + j, n, 0.f), vload_n(p + 2 * stride + j, n, 0.f),
+                          vload_n(p + 3 * stride + j, n, 0.f), vload_n(p + 4 * stride + j, n, 0.f), c[0], c[1], c[2],
+                          c[3], c[4]);
+    }
+};
+
+// Whether a box among [begin, end) of `kept` has IoU above thr with the candidate c: four vectors between
+// exits, so a candidate whose suppressor comes early stops early.
+inline bool any_iou_above(const BoxesSoA& kept, index_t begin, index_t end, const vf* c, vf thr) {
+    index_t j = begin;
+    for (; j + 4 * VL <= end; j += 4 * VL) {
+        const vmask hit = (kept.iou(j, c) > thr) | (kept.iou(j + VL, c) > thr) | (kept.iou(j + 2 * VL, c) > thr) |
+                          (kept.iou(j + 3 * VL, c) > thr);
+        if (vany(hit)) return true;
+    }
+    for (; j + VL <= end; j += VL)
+        if (vany(kept.iou(j, c) > thr)) return true;
+    return j < end && vany((kept.iou_n(j, end - j, c) > thr) & vfirst_lanes(end - j));
 }
 
 constexpr index_t kGridSwitch = 4096;
@@ -51,10 +83,20 @@ void box_iou(index_t na, const float* a, index_t nb, const float* b, float* iou)
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (index_t i = 0; i < na; ++i) {
         const float ax1 = a[4 * i], ay1 = a[4 * i + 1], ax2 = a[4 * i + 2], ay2 = a[4 * i + 3];
-        const float aar = (ax2 - ax1) * (ay2 - ay1);
+        const vf vx1 = vbroadcast(ax1), vy1 = vbroadcast(ay1), vx2 = vbroadcast(ax2), vy2 = vbroadcast(ay2),
+                 var = vbroadcast((ax2 - ax1) * (ay2 - ay1));
         float* row = iou + i * nb;
-#pragma omp simd
-        for (index_t j = 0; j < nb; ++j) row[j] = iou_one(ax1, ay1, ax2, ay2, aar, bx1[j], by1[j], bx2[j], by2[j], bar[j]);
+        index_t j = 0;
+        for (; j + VL <= nb; j += VL)
+            vstore(row + j, iou_of<vf>(vx1, vy1, vx2, vy2, var, vload(bx1 + j), vload(by1 + j), vload(bx2 + j),
+                                       vload(by2 + j), vload(bar + j)));
+        if (j < nb) {
+            const index_t n = nb - j;
+            vstore_n(row + j,
+                     iou_of<vf>(vx1, vy1, vx2, vy2, var, vload_n(bx1 + j, n, 0.f), vload_n(by1 + j, n, 0.f),
+                                vload_n(bx2 + j, n, 0.f), vload_n(by2 + j, n, 0.f), vload_n(bar + j, n, 0.f)),
+                     n);
+        }
     }
 }
 
@@ -76,9 +118,9 @@ index_t nms(index_t n, const float* boxes, const float* scores, const std::int64
     Scratch soa(static_cast<std::size_t>(5 * m));
     float *kx1 = soa.p, *ky1 = kx1 + m, *kx2 = ky1 + m, *ky2 = kx2 + m, *kar = ky2 + m;
     const index_t limit = opt.max_output < 0 ? m : imin(opt.max_output, m);
-    const float thr = opt.iou_threshold;
+    const vf thr_v = vbroadcast(opt.iou_threshold);
+    const BoxesSoA kept_boxes{soa.p, m};
     index_t kept = 0, kept_single = 0;
-    constexpr index_t kChunk = 4 * VL;
 
     for (index_t i = 0; i < m && kept < limit; ++i) {
         // NOTE: the scan costs O(kept) per candidate: cheap while few boxes survive (clustered detections),
@@ -96,15 +138,8 @@ index_t nms(index_t n, const float* boxes, const float* scores, const std::int64
             begin = offsets.p[dense.p[i]];
             count = filled.p[dense.p[i]];
         }
-        bool suppressed = false;
-        for (index_t j0 = begin; j0 < begin + count && !suppressed; j0 += kChunk) {
-            const index_t j1 = imin(begin + count, j0 + kChunk);
-            int hit = 0;
-#pragma omp simd reduction(| : hit)
-            for (index_t j = j0; j < j1; ++j)
-                hit |= iou_one(kx1[j], ky1[j], kx2[j], ky2[j], kar[j], x1, y1, x2, y2, area) > thr;
-            suppressed = hit != 0;
-        }
+        const vf cand[5] = {vbroadcast(x1), vbroadcast(y1), vbroadcast(x2), vbroadcast(y2), vbroadcast(area)};
+        const bool suppressed = any_iou_above(kept_boxes, begin, begin + count, cand, thr_v);
         if (suppressed) continue;
         const index_t slot = begin + count;
         kx1[slot] = x1;
