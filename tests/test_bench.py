@@ -1,6 +1,8 @@
 """The benchmark code itself: the suite's shapes and work, the NumPy baselines, the command's output."""
 
 import json
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -266,6 +268,16 @@ def test_command_writes_json_and_prints_table(tmp_path, capsys):
     assert main(["--render", str(path), "--markdown"]) == 0
     md = capsys.readouterr().out
     assert "| case |" in md and "### Threads: 1" in md
+
+
+def test_command_stops_quietly_when_its_reader_goes_away():
+    # `python -m cnnfast.bench --list | head -1`: the pipe closes before the list is written
+    proc = subprocess.Popen([sys.executable, "-m", "cnnfast.bench", "--list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
 def test_command_rejects_an_empty_filter(capsys):
