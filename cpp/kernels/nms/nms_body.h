@@ -37,21 +37,31 @@ inline T iou_of(T ax1, T ay1, T ax2, T ay2, T aarea, T bx1, T by1, T bx2, T by2,
 
 // Boxes as structure of arrays: x1, y1, x2, y2 and area, each array `stride` floats after the previous.
 struct BoxesSoA {
-    const float* p;
+    float* p;
     index_t stride;
-    vf iou(index_t j, const vf* c) const {  // lanes j.. (kept first) against the candidate c (broadcast)
-        return iou_of<vf>(vload(p + j), vload(p + stride + j), vload(p + 2 * stride + j), vload(p + 3 * stride + j),
-                          vload(p + 4 * stride + j), c[0], c[1], c[2], c[3], c[4]);
+    void set(index_t j, const float* box) {  // box j from (x1, y1, x2, y2), with its area
+        for (int a = 0; a < 4; ++a) p[a * stride + j] = box[a];
+        p[4 * stride + j] = (box[2] - box[0]) * (box[3] - box[1]);
     }
-    vf iou_n(index_t j, index_t n, const vf* c) const {  // the same, of the first n lanes only
-        return iou_of<vf>(vload_n(p + j, n, 0.f), vload_n(p + stride + j, n, 0.f), vload_n(p + 2 * stride + j, n, 0.f),
-                          vload_n(p + 3 * stride + j, n, 0.f), vload_n(p + 4 * stride + j, n, 0.f), c[0], c[1], c[2],
-                          c[3], c[4]);
+    // IoU of each box j, j + 1, ... with the box c (broadcast_box), of the first n only with kTail (the
+    // others read as 0): the array's box first, as nms computes it, or c first (kCFirst), as box_iou does.
+    template <bool kCFirst = false, bool kTail = false>
+    vf iou(index_t j, const vf* c, index_t n = VL) const {
+        const auto at = [&](int a) { return kTail ? vload_n(p + a * stride + j, n, 0.f) : vload(p + a * stride + j); };
+        const vf x1 = at(0), y1 = at(1), x2 = at(2), y2 = at(3), area = at(4);
+        return kCFirst ? iou_of<vf>(c[0], c[1], c[2], c[3], c[4], x1, y1, x2, y2, area)
+                       : iou_of<vf>(x1, y1, x2, y2, area, c[0], c[1], c[2], c[3], c[4]);
     }
 };
+// Box (x1, y1, x2, y2) and its area in every lane.
+inline void broadcast_box(const float* box, vf* v) {
+    for (int a = 0; a < 4; ++a) v[a] = vbroadcast(box[a]);
+    v[4] = vbroadcast((box[2] - box[0]) * (box[3] - box[1]));
+}
 
-// Whether a box among [begin, end) of `kept` has IoU above thr with the candidate c: four vectors between
-// exits, so a candidate whose suppressor comes early stops early.
+// Whether a box among [begin, end) of `kept` has IoU above thr with the candidate c (kept box first, as the
+// scalar reference computes it): four vectors between exits, so a candidate whose suppressor comes early
+// stops early. The lanes past `end` are masked off (with a negative threshold even IoU 0 would count).
 inline bool any_iou_above(const BoxesSoA& kept, index_t begin, index_t end, const vf* c, vf thr) {
     index_t j = begin;
     for (; j + 4 * VL <= end; j += 4 * VL) {
@@ -61,7 +71,7 @@ inline bool any_iou_above(const BoxesSoA& kept, index_t begin, index_t end, cons
     }
     for (; j + VL <= end; j += VL)
         if (vany(kept.iou(j, c) > thr)) return true;
-    return j < end && vany((kept.iou_n(j, end - j, c) > thr) & vfirst_lanes(end - j));
+    return j < end && vany((kept.iou<false, true>(j, c, end - j) > thr) & vfirst_lanes(end - j));
 }
 
 constexpr index_t kGridSwitch = 4096;
@@ -71,32 +81,17 @@ constexpr index_t kGridSwitch = 4096;
 void box_iou(index_t na, const float* a, index_t nb, const float* b, float* iou) {
     if (na == 0 || nb == 0) return;
     Scratch soa(static_cast<std::size_t>(5 * nb));
-    float *bx1 = soa.p, *by1 = bx1 + nb, *bx2 = by1 + nb, *by2 = bx2 + nb, *bar = by2 + nb;
-    for (index_t j = 0; j < nb; ++j) {
-        bx1[j] = b[4 * j];
-        by1[j] = b[4 * j + 1];
-        bx2[j] = b[4 * j + 2];
-        by2[j] = b[4 * j + 3];
-        bar[j] = (bx2[j] - bx1[j]) * (by2[j] - by1[j]);
-    }
+    BoxesSoA bs{soa.p, nb};
+    for (index_t j = 0; j < nb; ++j) bs.set(j, b + 4 * j);
     const int threads = na * nb < (1 << 14) ? 1 : get_num_threads();
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (index_t i = 0; i < na; ++i) {
-        const float ax1 = a[4 * i], ay1 = a[4 * i + 1], ax2 = a[4 * i + 2], ay2 = a[4 * i + 3];
-        const vf vx1 = vbroadcast(ax1), vy1 = vbroadcast(ay1), vx2 = vbroadcast(ax2), vy2 = vbroadcast(ay2),
-                 var = vbroadcast((ax2 - ax1) * (ay2 - ay1));
+        vf box[5];
+        broadcast_box(a + 4 * i, box);
         float* row = iou + i * nb;
         index_t j = 0;
-        for (; j + VL <= nb; j += VL)
-            vstore(row + j, iou_of<vf>(vx1, vy1, vx2, vy2, var, vload(bx1 + j), vload(by1 + j), vload(bx2 + j),
-                                       vload(by2 + j), vload(bar + j)));
-        if (j < nb) {
-            const index_t n = nb - j;
-            vstore_n(row + j,
-                     iou_of<vf>(vx1, vy1, vx2, vy2, var, vload_n(bx1 + j, n, 0.f), vload_n(by1 + j, n, 0.f),
-                                vload_n(bx2 + j, n, 0.f), vload_n(by2 + j, n, 0.f), vload_n(bar + j, n, 0.f)),
-                     n);
-        }
+        for (; j + VL <= nb; j += VL) vstore(row + j, bs.iou<true>(j, box));
+        if (j < nb) vstore_n(row + j, bs.iou<true, true>(j, box, nb - j), nb - j);
     }
 }
 
@@ -116,10 +111,9 @@ index_t nms(index_t n, const float* boxes, const float* scores, const std::int64
         for (index_t c = 0; c < classes; ++c) filled.p[c] = 0;
     }
     Scratch soa(static_cast<std::size_t>(5 * m));
-    float *kx1 = soa.p, *ky1 = kx1 + m, *kx2 = ky1 + m, *ky2 = kx2 + m, *kar = ky2 + m;
+    BoxesSoA kept_boxes{soa.p, m};
     const index_t limit = opt.max_output < 0 ? m : imin(opt.max_output, m);
     const vf thr_v = vbroadcast(opt.iou_threshold);
-    const BoxesSoA kept_boxes{soa.p, m};
     index_t kept = 0, kept_single = 0;
 
     for (index_t i = 0; i < m && kept < limit; ++i) {
@@ -131,22 +125,15 @@ index_t nms(index_t n, const float* boxes, const float* scores, const std::int64
         }
         const std::int64_t idx = order.p[i];
         const float* bx = boxes + 4 * idx;
-        const float x1 = bx[0], y1 = bx[1], x2 = bx[2], y2 = bx[3];
-        const float area = (x2 - x1) * (y2 - y1);
         index_t begin = 0, count = kept_single;
         if (class_ids) {
             begin = offsets.p[dense.p[i]];
             count = filled.p[dense.p[i]];
         }
-        const vf cand[5] = {vbroadcast(x1), vbroadcast(y1), vbroadcast(x2), vbroadcast(y2), vbroadcast(area)};
-        const bool suppressed = any_iou_above(kept_boxes, begin, begin + count, cand, thr_v);
-        if (suppressed) continue;
-        const index_t slot = begin + count;
-        kx1[slot] = x1;
-        ky1[slot] = y1;
-        kx2[slot] = x2;
-        ky2[slot] = y2;
-        kar[slot] = area;
+        vf cand[5];
+        broadcast_box(bx, cand);
+        if (any_iou_above(kept_boxes, begin, begin + count, cand, thr_v)) continue;
+        kept_boxes.set(begin + count, bx);
         if (class_ids)
             ++filled.p[dense.p[i]];
         else
