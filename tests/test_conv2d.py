@@ -544,12 +544,13 @@ def test_conv2d_out_layouts_it_refuses(rng):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_lane_tail(isa, rng, threads_restored, threads):
-    # 1x1 convolutions whose pixels leave a last GEMM panel of 1 to 8 columns (14x14: 196 = 4 x 48 + 4). On
-    # AVX-512 that panel is computed with the output channels as lanes, four micro-panels of them at a time
-    # when the weights are prepared, one at a time otherwise: channel counts that leave partial groups and
+    # 1x1 convolutions whose pixels leave a last GEMM panel of 1 to 8 columns (14x14: 196 = 4 x 48 + 4 with
+    # AVX-512, 8 x 24 + 4 with AVX2). That panel is computed with the output channels as lanes (AVX-512: up
+    # to 8 columns, AVX2: up to 4), several micro-panels of them at a time when the weights are prepared (four;
+    # AVX2: two for 3 or 4 columns), one at a time otherwise: channel counts that leave partial groups and
     # partial micro-panels, K in one and in two blocks, and the same bits prepared or not
     cnnfast.set_num_threads(threads)
-    for h, w_ in ((14, 14), (13, 8), (97, 1), (11, 9), (6, 17)):
+    for h, w_ in ((14, 14), (13, 8), (97, 1), (11, 9), (6, 17), (5, 10), (7, 7)):
         for c in (24, 600):
             x = rand(rng, 2, c, h, w_)
             for o in (8, 20, 40, 72):

@@ -211,16 +211,32 @@ inline void ukernel_any(index_t kc, const ASrc A, const BSrc B, float* C, index_
 }
 
 // A last panel of a few columns (at most kLaneTailCols, packed kc x NR) against P packed micro-panels of A, the
-// other way round: a panel's MR = 8 rows of A at one k are the lanes of a 256-bit vector, and each column of B
-// is broadcast. ukernel<1> computes such a tile as MR broadcasts times a whole vector of which a quarter is
-// used (a 14x14 image: 196 = 4 x 48 + 4); here it costs NT half-width FMAs per panel and k, which a core with
-// 256-bit FMA units (Zen 4) issues at twice the rate of full ones. Every element sums its products in k order,
-// one FMA each, as ukernel does: the results are the same bits.
+// other way round: a panel's MR rows of A at one k are the lanes of a half-width vector (AVX-512: 8 rows in
+// 256 bits; AVX2: 4 rows in 128 bits), and each column of B is broadcast. ukernel<1> computes such a tile as MR
+// broadcasts times a whole vector of which a few lanes are used (a 14x14 image: 196 = 4 x 48 + 4 with AVX-512,
+// 8 x 24 + 4 with AVX2; a 7x7 image: 49 = 2 x 24 + 1); here it costs NT half-width FMAs per panel and k, which
+// cores with 256-bit FMA units (Zen 4) issue at twice the rate of full ones, and P x NT independent sums keep
+// the FMA units busy where ukernel<1>'s MR = 4 sums of AVX2 wait on each other's latency. Every element sums
+// its products in k order, one FMA each, as ukernel does: the results are the same bits.
+#if CNNFAST_VEC_BYTES == 64 || CNNFAST_VEC_BYTES == 32
 #if CNNFAST_VEC_BYTES == 64
 constexpr int kLaneTailCols = 8;
 typedef float vh __attribute__((vector_size(32)));
 typedef float vh_u __attribute__((vector_size(32), aligned(4), may_alias));
-static_assert(MR == 8, "the lane tail holds one micro-panel's rows in a 256-bit vector");
+inline vh hbroadcast(float s) { return (vh)_mm256_set1_ps(s); }
+// P micro-panels at a time: 4 x 8 sums and 4 rows of A fit the 32 registers
+constexpr int lane_tail_panels(int) { return 4; }
+#else
+// NOTE: with 16 registers, P x NT sums, P rows of A and a broadcast must fit: four panels up to two columns,
+// two panels for three or four. Five columns and more gain nothing over ukernel<1> (their broadcasts cost
+// what its vector loads do).
+constexpr int kLaneTailCols = 4;
+typedef float vh __attribute__((vector_size(16)));
+typedef float vh_u __attribute__((vector_size(16), aligned(4), may_alias));
+inline vh hbroadcast(float s) { return (vh)_mm_set1_ps(s); }
+constexpr int lane_tail_panels(int nt) { return nt <= 2 ? 4 : 2; }
+#endif
+static_assert(sizeof(vh) == MR * sizeof(float), "the lane tail holds one micro-panel's rows in a half vector");
 
 // Rows [0, mv) (up to P * MR, panel p's rows at a + p * a_step) and columns [0, NT) of C. The epilogue's row
 // bias, residual and ReLU apply; a column bias does not (the direct convolutions alone call this).
@@ -238,7 +254,7 @@ inline void ukernel_lane_tail(index_t kc, const float* a, index_t a_step, const 
         for (int p = 0; p < P; ++p) av[p] = *reinterpret_cast<const vh_u*>(a + p * a_step + k * MR);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; ++t) {
-            const vh bv = (vh)_mm256_set1_ps(b[k * NR + t]);
+            const vh bv = hbroadcast(b[k * NR + t]);
 #pragma GCC unroll 4
             for (int p = 0; p < P; ++p) acc[p][t] += av[p] * bv;
         }
@@ -262,28 +278,41 @@ inline void ukernel_lane_tail(index_t kc, const float* a, index_t a_step, const 
         }
 }
 
-// ukernel_lane_tail for nt (1..kLaneTailCols) columns; P is 1 or 4.
-template <int P>
+template <int NT>
+inline void lane_tail_rows(index_t kc, const float* a, index_t a_step, const float* b, float* C, index_t ldc, int mv,
+                           bool accumulate, bool last, const Epilogue& ep, index_t row0) {
+    constexpr int P = lane_tail_panels(NT);
+    int i = 0;
+    for (; mv - i > (P - 1) * MR; i += P * MR)
+        ukernel_lane_tail<P, NT>(kc, a + (i / MR) * a_step, a_step, b, C + i * ldc, ldc, mv - i, accumulate, last, ep,
+                                 row0 + i);
+    for (; i < mv; i += MR)
+        ukernel_lane_tail<1, NT>(kc, a + (i / MR) * a_step, 0, b, C + i * ldc, ldc, imin(MR, mv - i), accumulate, last,
+                                 ep, row0 + i);
+}
+
+// Rows [0, mv) of C, columns [0, nt) (1..kLaneTailCols): micro-panel p of A at a + p * a_step.
 inline void lane_tail(int nt, index_t kc, const float* a, index_t a_step, const float* b, float* C, index_t ldc, int mv,
                       bool accumulate, bool last, const Epilogue& ep, index_t row0) {
     switch (nt) {
 #define CNNFAST_LANE_TAIL(NT) \
-    case NT: return ukernel_lane_tail<P, NT>(kc, a, a_step, b, C, ldc, mv, accumulate, last, ep, row0);
+    case NT: return lane_tail_rows<NT>(kc, a, a_step, b, C, ldc, mv, accumulate, last, ep, row0);
         CNNFAST_LANE_TAIL(1)
         CNNFAST_LANE_TAIL(2)
         CNNFAST_LANE_TAIL(3)
         CNNFAST_LANE_TAIL(4)
+#if CNNFAST_VEC_BYTES == 64
         CNNFAST_LANE_TAIL(5)
         CNNFAST_LANE_TAIL(6)
         CNNFAST_LANE_TAIL(7)
         CNNFAST_LANE_TAIL(8)
+#endif
 #undef CNNFAST_LANE_TAIL
         default: break;
     }
 }
 #else
 constexpr int kLaneTailCols = 0;  // a micro-panel's rows are not a half vector: ukernel_any serves
-template <int P>
 inline void lane_tail(int, index_t, const float*, index_t, const float*, float*, index_t, int, bool, bool,
                       const Epilogue&, index_t) {}
 #endif
