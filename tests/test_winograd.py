@@ -166,15 +166,16 @@ def test_auto_takes_winograd_where_it_was_measured_to_pay(case, winograd):
 
 
 # (n, c, h, o) -> points per transformed filter: 16 for F(2x2, 3x3), 36 for F(4x4, 3x3), as measured best on
-# one thread with prepared filters (see wino_tile in winograd_body.h); (split, full): on cores that split
-# 512-bit FMAs in two (and on the AVX2 and generic paths), and on AVX-512 cores that do not
+# one thread with prepared filters (see wino_tile in winograd_body.h); (split, full, avx2): on AVX-512 cores
+# that split 512-bit FMAs in two (and on the generic path), on AVX-512 cores that do not, and on the AVX2 path
 @pytest.mark.parametrize("case,points", [
-    ((1, 512, 7, 512), (16, 16)),   # ResNet-50's last stage at batch 1: 4 tiles of 4x4
-    ((2, 512, 7, 512), (36, 36)),   # ... at batch 2
-    ((1, 512, 14, 512), (36, 36)),  # VGG-16's last stage: 36 MiB of filters, streamed
-    ((1, 128, 12, 128), (36, 36)),  # 9 tiles of 4x4
-    ((1, 256, 7, 256), (36, 16)),   # filters that stay in cache alone, not in a network on a full-width core
-    ((8, 160, 7, 320), (36, 36)),   # GoogLeNet's 5a at batch 8
+    ((1, 512, 7, 512), (16, 16, 36)),   # ResNet-50's last stage at batch 1: 4 tiles of 4x4
+    ((2, 512, 7, 512), (36, 36, 36)),   # ... at batch 2
+    ((1, 512, 14, 512), (36, 36, 36)),  # VGG-16's last stage: 36 MiB of filters, streamed
+    ((1, 128, 12, 128), (36, 36, 36)),  # 9 tiles of 4x4
+    ((1, 256, 7, 256), (36, 16, 36)),   # filters that stay in cache alone, not in a network on a full-width core
+    ((8, 160, 7, 320), (36, 36, 36)),   # GoogLeNet's 5a at batch 8
+    ((1, 512, 2, 512), (16, 16, 16)),   # one tile of either size: F(2x2) has the fewer points
 ])
 def test_tile_size_follows_the_cost_model(case, points):
     n, c, h, o = case
@@ -182,7 +183,8 @@ def test_tile_size_follows_the_cost_model(case, points):
     w = np.zeros((o, c, 3, 3), np.float32)
     prepared = _core.conv2d_prepare(x, w, 1, 1, 1, 1, "winograd")
     assert prepared.kind == "winograd"
-    points = points[prepared.isa == "avx512" and _core._full_width_avx512()]
+    full = prepared.isa == "avx512" and _core._full_width_avx512()
+    points = points[2 if prepared.isa == "avx2" else 1 if full else 0]
     nr = {"avx512": 48, "avx2": 24, "generic": 8}[prepared.isa]  # output channels per GEMM panel
     assert prepared.nbytes == points * -(-o // nr) * nr * c * 4
 

@@ -390,6 +390,10 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 //    0.32 vs 0.22 / 0.26 vs 0.14, 256 -> 256 0.36 vs 0.24 (with the same filters every call, 0.25 vs 0.21);
 //    F(4x4) wins on 12x12 (0.15 vs 0.18), 14x14 (128 -> 256 0.31 vs 0.36, 256 -> 256 0.61 vs 0.71) and on
 //    7x7 at batch 8 (160 -> 320 0.77 vs 1.16; batch 2, 192 -> 384: 0.40 vs 0.45 / 0.28 vs 0.24).
+//  - AVX2 (AMD EPYC Zen 3, 95 GFLOP/s per core): F(4x4) wins on 512 -> 512 on 7x7 at batch 1, where the
+//    AVX-512 figures chose F(2x2), with filters cycled out of the caches as in a network (0.86-0.90x the time
+//    of F(2x2) on one thread, 0.81-0.88x on two) and with the same filters every call (0.85-0.98x, one run
+//    of three 1.14x). Fitted as peak 95 and bw 80 GB/s whatever the filters' size.
 // Unprepared (filters_prepared false), a call also transforms the filters, writing them at about 7 GB/s
 // (36 or 16 scattered rows per filter; 512 -> 512 on 14x14 F(4x4): 8.6 ms against 3.4 prepared), which makes
 // F(2x2) pay sooner.
@@ -398,7 +402,8 @@ inline int wino_tile(const Conv2dShape& s, bool filters_prepared = true) {
     const double t4 = double(s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4)), t2 = double(s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2));
     const double co = double(s.c) * double(s.oc), kCache = 16.0 * (1 << 20), kTransformBw = 7.0;
     const bool full = CNNFAST_VEC_BYTES == 64 && cpu_full_width_avx512();  // 256-bit FMAs run at full rate anyway
-    const double peak = full ? 160.0 : 115.0, cache_bw = full ? 40.0 : 80.0, mem_bw = full ? 40.0 : 45.0;
+    double peak = full ? 160.0 : 115.0, cache_bw = full ? 40.0 : 80.0, mem_bw = full ? 40.0 : 45.0;
+    if (CNNFAST_VEC_BYTES == 32) peak = 95.0, mem_bw = 80.0;  // AVX2
     const auto bw = [&](double bytes) { return bytes <= kCache ? cache_bw : mem_bw; };
     double f4 = 72.0 * t4 / peak + 144.0 / bw(36.0 * 4.0 * co), f2 = 32.0 * t2 / peak + 64.0 / bw(16.0 * 4.0 * co);
     if (!filters_prepared) {
