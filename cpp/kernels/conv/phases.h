@@ -136,22 +136,28 @@ void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __r
 //  - exact: q = oh * OW + ow, y's own order: a vector that crosses the end of an output row takes the lanes
 //    past it from Wph - OW floats further on (ExactB), so nothing is wasted and stores go into y. Needs rows of
 //    at least VL pixels (a vector then spans two rows at most), and AVX-512, whose merge-masked load costs a
-//    load; elsewhere a blend joins the two loads on the FMA ports (AVX2: AlexNet's first layer 2.38 -> 3.0 ms).
+//    load; elsewhere a blend joins the two loads on the FMA ports (AVX2: AlexNet's first layer 2.38 -> 3.0 ms,
+//    kStraddleLoad).
 //    Rows of whole vectors (OW = 112, 224) need no masked load: a panel's vectors just start in different rows.
 //    Against rows, whose last panel of each row is short (112 = 48 + 48 + 16): ResNet-50's and GoogLeNet's 7x7/2
 //    stem 0.87-0.93x the time, VGG-16's first layer 0.82-0.88x (one and two threads, AMD EPYC Zen 5, in turns
-//    in one process). Rows of whole panels keep rows: nothing to gain.
+//    in one process). So on AVX2 too, where rows of whole vectors alone take it (kStraddleLoad false; 112 =
+//    4 x 24 + 16): the stem 0.96x the time on one thread and 0.91-0.97x on two, VGG-16's first layer 0.96x /
+//    0.92-0.97x (AMD EPYC Zen 3, in turns in one process); with the blend, Inception's 5x5 16 -> 32 on 28x28 took
+//    1.14-1.15x. Rows of whole panels keep rows: nothing to gain.
 enum class Columns { grid, rows, exact };
 
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
-constexpr bool kExactColumns = true;
+constexpr bool kExactColumns = true, kStraddleLoad = true;
+#elif defined(__AVX2__) && CNNFAST_VEC_BYTES == 32
+constexpr bool kExactColumns = true, kStraddleLoad = false;
 #else
-constexpr bool kExactColumns = false;
+constexpr bool kExactColumns = false, kStraddleLoad = false;
 #endif
 
 inline Columns column_layout(const Conv2dShape& s, const PhaseGeometry& g) {
     if (phases_are_input(s) || g.Wph == s.ow) return Columns::grid;  // the grid is y's order already
-    if (kExactColumns && s.ow % NR != 0 && s.ow >= VL) return Columns::exact;
+    if (kExactColumns && s.ow % NR != 0 && s.ow >= VL && (kStraddleLoad || s.ow % VL == 0)) return Columns::exact;
     return ceil_div(s.ow, VL) * VL < g.Wph ? Columns::rows : Columns::grid;
 }
 
@@ -221,7 +227,7 @@ struct ExactB {
         if constexpr (!Straddles) return vload(p);
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
         return (vf)_mm512_mask_loadu_ps((__m512)vload(p), static_cast<__mmask16>(panel->next[j]), p + E);
-#else  // correct, but not chosen (kExactColumns)
+#else  // correct, but not chosen (kExactColumns, kStraddleLoad)
         typedef int vi __attribute__((vector_size(kVecBytes)));
         vi lane;
         for (int l = 0; l < VL; ++l) lane[l] = (panel->next[j] >> l) & 1u ? -1 : 0;
