@@ -405,15 +405,15 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                     if (by_rows) {
                         const index_t oh0 = nb * s.oh / row_blocks, oh1 = (nb + 1) * s.oh / row_blocks;
                         rows_block(ocg, m0, m1, oh0, oh1, s.ow, g.Wph, K, wg, ag, rows, yg, P, e);
-                    } else if (direct_store) {
-                        const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
-                        float* const t = in_place || nc % NR <= kLaneTailCols ? tail : nullptr;
-                        indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, t, yg + m0 * P + n0, P, e,
+                        continue;
+                    }
+                    const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
+                    float* const block_tail = in_place || nc % NR <= kLaneTailCols ? tail : nullptr;  // see pack_tail
+                    if (direct_store) {
+                        indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, block_tail, yg + m0 * P + n0, P, e,
                                        ExactColumns{exact, s.ow, g.Wph - s.ow}, b_copy, k0, k1);
                     } else {
-                        const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
-                        float* const t = in_place || nc % NR <= kLaneTailCols ? tail : nullptr;
-                        indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, t, cblk, NC, e);
+                        indirect_block(ocg, m0, m1, n0, nc, K, wg, ag, rows, block_tail, cblk, NC, e);
                         compact_block(s, g, m0, m1, n0, nc, cblk, yg, residual ? residual + (yg - y) : nullptr,
                                       act == Activation::relu);
                     }
