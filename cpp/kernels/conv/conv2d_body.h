@@ -326,6 +326,14 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     const float* const a_whole = a_prepared ? a_prepared : prepack ? a_packed.p : nullptr;
     Epilogue ep;
     ep.relu = act == Activation::relu;
+    // NOTE: where one image's output (for one group) passes 512 KiB, a tile's lines of y have left L2 (first K
+    // block: never been there) by the time the tile is stored, and the k loop is long enough to bring them
+    // meanwhile. In turns in one process on an AMD EPYC (Zen 3), one thread: 1x1 64 -> 256 and 256 -> 64 on
+    // 56x56 0.84-0.92x the time, 256 -> 512 on 28x28 0.89-0.95x, 1x1/2 256 -> 512 from 56x56 0.89-0.94x, 256 ->
+    // 1024 on 14x14 0.86-0.93x; two threads 0.86-1.04x. Smaller outputs, which stay in L2, gained nothing
+    // (3x3/2 128 -> 128 on 56x56 0.94-1.00x, 256 -> 256 on 28x28 1.00-1.06x) or lost (2048 -> 512 on 7x7, every
+    // tile's lines in L1 already: 1.02-1.10x).
+    ep.prefetch_c = ocg * P > (index_t(128) << 10);
     const bool compact = !by_rows && !direct_store;  // through a scratch block, which compact_block() copies
     if (residual && compact) {
         ep.relu = false;  // compact_block() adds the residual, then applies the ReLU

@@ -47,6 +47,9 @@ struct Epilogue {
     const float* residual = nullptr;
     const float* c_origin = nullptr;
     bool relu = false;
+    // Ask for the tile's lines of C (for writing) as the tile starts, so that they arrive while its k loop runs:
+    // set where C's block falls out of L2 between the passes over it (see conv2d_indirect).
+    bool prefetch_c = false;
 };
 
 // A micro-panel: rows [0, rows) of A (row stride lda), columns [0, kc), stored k-major with MR floats per k
@@ -133,6 +136,11 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
         for (int i = 0; i < mv; ++i)
             for (int j = 0; j < nv; j += 64 / static_cast<int>(sizeof(float)))
                 __builtin_prefetch(ep.residual + (C + i * ldc + j - ep.c_origin), 0, 3);
+    if (ep.prefetch_c)
+        for (int i = 0; i < mv; ++i) {
+            for (int j = 0; j < nv; j += 64 / static_cast<int>(sizeof(float))) __builtin_prefetch(C + i * ldc + j, 1, 3);
+            __builtin_prefetch(C + i * ldc + nv - 1, 1, 3);
+        }
 
     for (index_t k = 0; k < kc; ++k) {
         vf b[NVT];
