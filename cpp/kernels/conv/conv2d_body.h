@@ -313,7 +313,9 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     // gave two threads 57 and 55 rows as 37 blocks of 3 and one of 1.
     const index_t row_blocks = ceil_div(s.oh, imax(1, NC / s.ow));
     const index_t n_cols = by_rows ? row_blocks * NC : exact ? P : g.N;
-    const GemmSplit split = split_gemm(chunk * G, ocg, n_cols, threads, !by_rows);
+    GemmSplit split = split_gemm(chunk * G, ocg, n_cols, threads, !by_rows);
+    // A (the weights, ocg x K) larger than B (K x n_cols): see split_m_across_threads
+    if (ocg > n_cols) split = split_m_across_threads(split, chunk * G, ocg, threads);
     // NOTE: the slack covers reads past the last phase image, in columns that are not stored.
     const index_t slack = g.Wph + NR;
     const index_t phase_floats = slabbed ? slab_channels * g.per_channel : chunk * per_image;
