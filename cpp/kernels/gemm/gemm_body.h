@@ -22,6 +22,7 @@ constexpr int MR = 4, NV = 2;  // 8 xmm accumulators
 constexpr int NR = NV * VL;
 constexpr index_t KC = 256;     // K block: MR rows of A (MR x KC) stay in L1
 constexpr index_t NC = 8 * NR;  // N block: the packed B block (KC x NC) stays in L2
+constexpr index_t kLineFloats = 64 / sizeof(float);  // a cache line
 // K blocks of the direct convolutions, which read B in place rather than from a packed block. Where A has
 // more than four micro-panels (M > 4 MR) and K > 160, blocks of at most kKcResident = 128 rows, over which the
 // paths that have A packed whole keep each B panel in L1 while every micro-panel passes over it: 128 x NR is
@@ -83,6 +84,15 @@ struct StreamedB {
     void prefetch(index_t k) const {
         for (int j = 0; j < NR; j += 64 / static_cast<int>(sizeof(float))) __builtin_prefetch(next + k * NR + j, 0, 2);
     }
+};
+// ... or the same, shared by several calls on one panel (Winograd's task of several tile panels), each asking
+// for its own part of the next panel: one line per k, from `next`.
+struct StreamedBLines {
+    const float* p;
+    const float* next;
+    const float* row(index_t k) const { return p + k * NR; }
+    vf vec(const float* r, int j) const { return vload(r + j * VL); }
+    void prefetch(index_t k) const { __builtin_prefetch(next + k * kLineFloats, 0, 2); }
 };
 // ... or in place, one pointer per row (indirect convolution: rows of the padded input).
 struct RowsB {
