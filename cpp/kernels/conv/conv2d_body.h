@@ -316,7 +316,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     GemmSplit split = split_gemm(chunk * G, ocg, n_cols, threads, !by_rows);
     // A (the weights, ocg x K) larger than B (K x n_cols): see split_m_across_threads
     if (ocg > n_cols) split = split_m_across_threads(split, chunk * G, ocg, threads);
-    split = cap_m_chunk(split, ocg, imin(K, kstep));
+    split = cap_m_chunk(split, ocg, kstep);
     // NOTE: the slack covers reads past the last phase image, in columns that are not stored.
     const index_t slack = g.Wph + NR;
     const index_t phase_floats = slabbed ? slab_channels * g.per_channel : chunk * per_image;

@@ -494,9 +494,12 @@ void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index
                                     : pc + kc < s.c                           ? U + (xi * p.panels * s.c + pc + kc) * NR
                                     : xi + 1 < PTS                            ? U + (xi + 1) * p.panels * s.c * NR
                                                                               : u;
-                // NOTE: the gn tile panels share the asking: each for its own part of the next panel's lines (one
-                // per k), where those fit; else each for all of it, 1.5 lines per k (AVX2), which cost 256 -> 256 on
-                // 14x14 (gn = 4) 1.1-1.2x the time, the tile panels after the first asking again.
+                // NOTE: the gn tile panels share the asking: each asks for its own part of the next panel's lines,
+                // one per k, where those fit (else each for all of it, 1.5 lines per k with AVX2). Each asking for
+                // all of it, the tile panels after the first asked again: in turns in one process on an AMD EPYC
+                // (Zen 3), same bits, one / two threads, sharing took 3x3 256 -> 256 on 14x14 (gn = 4) to
+                // 0.85-0.94x / 0.90-0.97x the time, 512 -> 512 on 14x14 to 0.88-0.95x, 128 -> 128 on 28x28 to
+                // 0.84-1.00x, 256 -> 256 on 56x56 to 0.89-0.95x; tasks of one tile panel (gn = 1) are unchanged.
                 const index_t lines = ceil_div(ceil_div(kc * NR, kLineFloats), gn);
                 for (index_t gi = 0; gi < gn; ++gi) {
                     const index_t ir = (g0 + gi) * MR;

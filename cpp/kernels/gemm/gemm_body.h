@@ -148,7 +148,7 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
                 __builtin_prefetch(ep.residual + (C + i * ldc + j - ep.c_origin), 0, 3);
     if (ep.prefetch_c)
         for (int i = 0; i < mv; ++i) {
-            for (int j = 0; j < nv; j += 64 / static_cast<int>(sizeof(float))) __builtin_prefetch(C + i * ldc + j, 1, 3);
+            for (int j = 0; j < nv; j += kLineFloats) __builtin_prefetch(C + i * ldc + j, 1, 3);
             __builtin_prefetch(C + i * ldc + nv - 1, 1, 3);
         }
 
@@ -491,8 +491,9 @@ inline GemmSplit split_gemm(index_t outer, index_t M, index_t N, int threads, bo
 // NOTE: batch 1, two threads, 1x1 layers on a 14x14 image, whose 1 MiB of weights a network brings from
 // memory (its other layers' weights have pushed them out of L3), each thread reading all of them: in turns
 // in one process on an AMD EPYC (Zen 3), caches flushed between calls, 1024 -> 512 0.90-0.93x the time,
-// 512 -> 1024 0.92-0.94x, 1024 -> 256 0.95-0.97x, 256 -> 1024 0.86-1.04x; ResNet-50's forward pass 0.95-0.96x.
-// Warm, the weights in L2 and L3 from the call before, it was 0.95-1.09x.
+// 512 -> 1024 0.92-0.94x, 1024 -> 256 0.95-0.97x, 256 -> 1024 0.86-1.04x, 1x1/2 512 -> 1024 from 28x28
+// 0.81-0.86x; ResNet-50's forward pass 0.95-0.96x. Warm, the weights in L2 and L3 from the call before, the
+// 14x14 layers took 0.95-1.09x.
 inline GemmSplit split_m_across_threads(GemmSplit s, index_t outer, index_t M, int threads) {
     const index_t panels = ceil_div(M, MR);
     if (threads < 2 || s.m_chunks != 1 || outer * s.n_blocks != threads || panels < threads) return s;
