@@ -76,22 +76,16 @@ struct PackedB {
 // transposed weights): while reading row k of its panel, the microkernel asks for row k of the panel it
 // reads next (`next`, same layout) into L2, a panel ahead, so the loads find it there (the hardware
 // prefetchers start afresh on every 4 KiB page and leave the loop waiting on memory) ...
-struct StreamedB {
-    const float* p;
+struct StreamedB : PackedB {
     const float* next;
-    const float* row(index_t k) const { return p + k * NR; }
-    vf vec(const float* r, int j) const { return vload(r + j * VL); }
     void prefetch(index_t k) const {
-        for (int j = 0; j < NR; j += 64 / static_cast<int>(sizeof(float))) __builtin_prefetch(next + k * NR + j, 0, 2);
+        for (int j = 0; j < NR; j += kLineFloats) __builtin_prefetch(next + k * NR + j, 0, 2);
     }
 };
 // ... or the same, shared by several calls on one panel (Winograd's task of several tile panels), each asking
 // for its own part of the next panel: one line per k, from `next`.
-struct StreamedBLines {
-    const float* p;
+struct StreamedBLines : PackedB {
     const float* next;
-    const float* row(index_t k) const { return p + k * NR; }
-    vf vec(const float* r, int j) const { return vload(r + j * VL); }
     void prefetch(index_t k) const { __builtin_prefetch(next + k * kLineFloats, 0, 2); }
 };
 // ... or in place, one pointer per row (indirect convolution: rows of the padded input).

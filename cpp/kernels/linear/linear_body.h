@@ -187,7 +187,7 @@ void panel_gemv(index_t in, index_t out, const float* __restrict x, const float*
                 for (int b = 0; b < B; ++b) xb[b] = vbroadcast(x[b * in + k]);
                 for (int s = 0; s < S; ++s) {
                     const float* const row = panel[s] + k * NR;
-                    for (int j = 0; j < NR; j += 64 / static_cast<int>(sizeof(float)))
+                    for (int j = 0; j < NR; j += kLineFloats)
                         __builtin_prefetch(row + ahead + j, 0, 3);
                     for (int v = 0; v < NV; ++v) {
                         const vf wv = vload(row + v * VL);
