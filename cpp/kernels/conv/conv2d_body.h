@@ -10,6 +10,7 @@
 
 #include "../gemm/gemm_body.h"
 #include "phases.h"
+#include "../task_runs.h"
 #include "pixel_major_body.h"
 #include "oc_vectors_body.h"
 #include "winograd_body.h"
@@ -372,6 +373,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     PerThread<float> tails(threads, pack_tail ? static_cast<std::size_t>(kKcDirect * NR) : 0);
     PerThread<float> b_copies(threads, copy_panels ? static_cast<std::size_t>(kCopiedBlockK * NC) : 0);
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
+    TaskRuns task_runs;
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
@@ -396,8 +398,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                 else if (!in_place)
                     build_phases_of_images(s, g, x, n_begin, n_count, phases.p);
                 const index_t tasks = n_count * G * split.n_blocks * split.m_chunks;
-#pragma omp for schedule(static)
-                for (index_t t = 0; t < tasks; ++t) {
+                task_runs.run(tasks, [&](index_t t) {
                     const GemmTask task = gemm_task(t, split);
                     const index_t mc = task.m_chunk, nb = task.n_block, gi = task.outer % G, ni = task.outer / G;
                     const index_t n = n_begin + ni;
@@ -416,7 +417,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                     if (by_rows) {
                         const index_t oh0 = nb * s.oh / row_blocks, oh1 = (nb + 1) * s.oh / row_blocks;
                         rows_block(ocg, m0, m1, oh0, oh1, s.ow, g.Wph, K, wg, ag, rows, yg, P, e);
-                        continue;
+                        return;
                     }
                     const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
                     float* const block_tail = in_place || nc % NR <= kLaneTailCols ? tail : nullptr;  // see pack_tail
@@ -428,7 +429,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                         compact_block(s, g, m0, m1, n0, nc, cblk, yg, residual ? residual + (yg - y) : nullptr,
                                       act == Activation::relu);
                     }
-                }
+                });
             }
         }
     }

@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "../gemm/gemm_body.h"
+#include "../task_runs.h"
 
 namespace cnnfast {
 namespace CNNFAST_ISA_NS {
@@ -551,6 +552,7 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     const WinoCall c{s, p, g, x, bias, y, act == Activation::relu,
                      TM == 2 || big_u ? kWinoMaxGroup : 1, ceil_div(s.c, kblocks), ceil_div(s.c, VL), p.ob_pad / VL};
 
+    TaskRuns block_runs;
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
@@ -563,12 +565,11 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
                     wino_filters<TM, R>(s, p, w, o0, ob, U_block.p, cp / p.panels, cp % p.panels);
             }
             if (own) {
-                // the implicit barrier keeps U_block until every thread is done with it
-#pragma omp for schedule(static)
-                for (index_t b = 0; b < p.blocks; ++b) {
+                // the barrier run() ends with keeps U_block until every thread is done with it
+                block_runs.run(p.blocks, [&](index_t b) {
                     const index_t t0 = b * total / p.blocks, t1 = (b + 1) * total / p.blocks;
                     if (t1 > t0) wino_block<false, TM, R>(c, U, o0, ob, t0, t1 - t0, V.get(), M.get(), S.get());
-                }
+                });
             } else {
                 for (index_t t0 = 0; t0 < total; t0 += p.tb)
                     wino_block<true, TM, R>(c, U, o0, ob, t0, imin(p.tb, total - t0), V.first(), M.first(), S.get());
