@@ -49,16 +49,16 @@ public:
         own.word.store(pack(epoch, end, begin), std::memory_order_release);
         for (;;) {  // own run, front to back
             std::uint64_t w = own.word.load(std::memory_order_acquire);
-            const index_t next = static_cast<index_t>(w & kMask24), last = static_cast<index_t>((w >> 24) & kMask24);
-            if (next >= last) break;
+            const index_t next = next_of(w);
+            if (next >= end_of(w)) break;
             if (own.word.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel)) f(next);
         }
         for (int i = 1; i < team; ++i) {  // then the others' last tasks
             Run& other = runs_[(me + i) % team];
             for (;;) {
                 std::uint64_t w = other.word.load(std::memory_order_acquire);
-                const index_t next = static_cast<index_t>(w & kMask24), last = static_cast<index_t>((w >> 24) & kMask24);
-                if ((w >> 48) != epoch || next >= last) break;
+                const index_t last = end_of(w);
+                if ((w >> 48) != epoch || next_of(w) >= last) break;
                 if (other.word.compare_exchange_weak(w, w - (std::uint64_t(1) << 24), std::memory_order_acq_rel))
                     f(last - 1);
             }
@@ -73,6 +73,8 @@ private:
     static std::uint64_t pack(std::uint64_t epoch, index_t end, index_t next) {
         return epoch << 48 | static_cast<std::uint64_t>(end) << 24 | static_cast<std::uint64_t>(next);
     }
+    static index_t next_of(std::uint64_t w) { return static_cast<index_t>(w & kMask24); }
+    static index_t end_of(std::uint64_t w) { return static_cast<index_t>((w >> 24) & kMask24); }
     struct alignas(64) Run {  // one cache line per thread's run
         std::atomic<std::uint64_t> word{0};
         std::uint64_t epoch = 0;  // the owner's count of loops (read and written by the owner only)
