@@ -87,6 +87,20 @@ def test_transposed_path_splits_channels_by_vectors(isa, case, rng, threads_rest
         np.testing.assert_array_equal(y, outs[0])
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_panels_of_unequal_k_blocks_per_group(isa, rng, stride):
+    # Two groups of 45 channels x 3x3 taps: K = 405 in four K blocks (102, 102, 102, 99), each packed as a
+    # contiguous run of its micro-panels, and 36 output channels per group (a partial micro-panel where MR is 8).
+    x, w, b = rand(rng, 1, 90, 12, 12), rand(rng, 72, 45, 3, 3), rand(rng, 72)
+    args = (stride, stride), (1, 1), (1, 1), 2
+    prepared = _core.conv2d_prepare(x, w, *args, "direct")
+    assert prepared.kind == "panels"
+    y = _core.conv2d(x, w, b, *args, None, None, "direct", prepared)
+    np.testing.assert_array_equal(y, _core.conv2d(x, w, b, *args, None, None, "direct"))
+    exact = _core.reference.conv2d(x, w, b, stride=stride, padding=1, groups=2)
+    np.testing.assert_allclose(y, exact, rtol=1e-5, atol=1e-5 * np.sqrt(45 * 9))
+
+
 def test_prepared_serves_other_shapes_of_the_same_path(isa, rng):
     w, b = rand(rng, 64, 32, 3, 3), rand(rng, 64)
     prepared = _core.conv2d_prepare(rand(rng, 1, 32, 14, 14), w, 1, 1, 1, 1, "auto")

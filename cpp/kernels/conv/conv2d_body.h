@@ -81,7 +81,7 @@ struct Im2colPacker {
 
 // C rows [m0, m1) x columns [n0, n0 + nc) of the indirect GEMM for one (image, group). C is y itself when the
 // columns are y's pixels (ldc = P), else a scratch block (ldc = NC) that compact_block() copies into y.
-// a_packed: A packed whole (micro-panels of MR x K, see pack_a), or null to pack or read A block by block.
+// a_packed: A packed whole (BlockedPanels(M, K)), or null to pack or read A block by block.
 // tail: scratch for the last, partial panel of B (kKcDirect x NR), or null when the rows may be read up to a
 // vector past the block (the phase buffer's slack), in which case that panel is read in place.
 // exact: the columns are exact (Columns::exact; OW and E = Wph - OW given), else grid columns q' of rows[k].
@@ -112,7 +112,8 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
     // Inception's 1x1 192 -> 16 on 28x28 0.90-0.91x the time, 480 -> 16 on 14x14 0.96x, 832 -> 16 on 7x7 and
     // 512 -> 24 on 14x14 0.99-1.00x; in groups of 4 or 8 micro-panels, larger layers gained nothing (1x1
     // 64 -> 256 and 256 -> 64 on 56x56 1.01-1.07x).
-    const index_t kstep = direct_k_step(K, M);
+    const BlockedPanels blocked(M, K);
+    const index_t kstep = blocked.kstep;
     const bool b_outer = a_packed && ((m1 - m0 > 4 * MR && kstep < K) ||
                                       (CNNFAST_VEC_BYTES == 32 && m1 - m0 > 2 * MR && m1 - m0 <= 4 * MR));
     const index_t full = nc / NR * NR, nt = nc - full;
@@ -163,7 +164,8 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
         // A last panel of up to kLaneTailCols columns (packed in `tail`) against packed A goes the other way
         // round (lane_tail): several micro-panels at a time after the others when A is packed whole, else one.
         const bool lane_tail_on = tail && nt > 0 && nt <= kLaneTailCols;
-        const float* const a_block = a_packed ? a_packed + pc * MR : nullptr;
+        const float* const a_block = a_packed ? blocked.at(a_packed, 0, pc) : nullptr;
+        const index_t a_stride = blocked.stride(pc);  // between micro-panels of the block
         auto panel_row = [&](const auto& a, float* c, int mv, index_t ir) {
             for (index_t jr = 0; jr < full; jr += NR) tile(a, c, mv, ir, jr, NR);
             if (nt == 0 || (lane_tail_on && a_block)) return;
@@ -176,12 +178,12 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
         // NOTE: packing A costs MR x kc copies per micro-panel: worth it only when several B panels reuse it.
         const bool pack = full / NR + (nt > 0 ? 1 : 0) > 2;
         if (b_outer) {
-            const float* const a_first = a_packed + (m0 / MR) * MR * K + pc * MR;
+            const float* const a_first = blocked.at(a_packed, m0, pc);
             for (index_t jr = 0; jr < nc; jr += NR) {
                 if (jr == full && lane_tail_on) break;
                 for (index_t ir = m0; ir < m1; ir += MR) {
                     const int mv = static_cast<int>(imin(MR, M - ir));
-                    const float* a = a_packed + (ir / MR) * MR * K + pc * MR;
+                    const float* a = blocked.at(a_packed, ir, pc);
                     // NOTE: the first B panel's pass brings A's block from memory, asking for the next
                     // micro-panel as it goes (StreamedA); the later passes find the block in L2, where asking again
                     // only took issue slots: in turns in one process on an Intel Xeon (Ice Lake), one / two
@@ -192,7 +194,7 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
                     if (jr > 0)
                         tile(PackedA{a}, c, mv, ir, jr, nv);
                     else
-                        tile(StreamedA{a, ir + MR < m1 ? a + MR * K : a_first}, c, mv, ir, jr, nv);
+                        tile(StreamedA{a, ir + MR < m1 ? a + a_stride : a_first}, c, mv, ir, jr, nv);
                 }
             }
         } else {
@@ -200,8 +202,8 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
                 const int mv = static_cast<int>(imin(MR, M - ir));
                 float* c = C + (ir - m0) * ldc;
                 if (a_packed) {
-                    const float* a = a_packed + (ir / MR) * MR * K + pc * MR;
-                    panel_row(StreamedA{a, ir + MR < m1 ? a + MR * K : a}, c, mv, ir);
+                    const float* a = blocked.at(a_packed, ir, pc);
+                    panel_row(StreamedA{a, ir + MR < m1 ? a + a_stride : a}, c, mv, ir);
                 } else if (pack) {
                     alignas(64) float a[MR * kKcDirect];
                     pack_a(A + ir * K + pc, K, mv, kc, a);
@@ -212,7 +214,7 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             }
         }
         if (lane_tail_on && a_block)
-            lane_tail(static_cast<int>(nt), kc, a_block + (m0 / MR) * MR * K, MR * K, tail, C + full, ldc,
+            lane_tail(static_cast<int>(nt), kc, blocked.at(a_packed, m0, pc), a_stride, tail, C + full, ldc,
                       static_cast<int>(m1 - m0), accumulate, last, ep, m0);
     }
 }
@@ -250,7 +252,8 @@ void compact_block(const Conv2dShape& s, const PhaseGeometry& g, index_t m0, ind
 void rows_block(index_t M, index_t m0, index_t m1, index_t oh0, index_t oh1, index_t OW, index_t Wph, index_t K,
                 const float* A, const float* a_packed, const float* const* rows, float* y, index_t P,
                 const Epilogue& ep) {
-    const index_t kstep = direct_k_step(K, M);
+    const BlockedPanels blocked(M, K);
+    const index_t kstep = blocked.kstep;
     const bool pack = !a_packed && (oh1 - oh0) * ceil_div(OW, NR) > 2;
     for (index_t pc = 0; pc < K; pc += kstep) {
         const index_t kc = imin(kstep, K - pc);
@@ -264,8 +267,8 @@ void rows_block(index_t M, index_t m0, index_t m1, index_t oh0, index_t oh1, ind
                                     static_cast<int>(imin(NR, OW - jr)), accumulate, last, ep, ir, 0);
             };
             if (a_packed) {
-                const float* a = a_packed + (ir / MR) * MR * K + pc * MR;
-                run(StreamedA{a, ir + MR < m1 ? a + MR * K : a});
+                const float* a = blocked.at(a_packed, ir, pc);
+                run(StreamedA{a, ir + MR < m1 ? a + blocked.stride(pc) : a});
             } else if (pack) {
                 alignas(64) float a[MR * kKcDirect];
                 pack_a(A + ir * K + pc, K, mv, kc, a);
@@ -324,7 +327,8 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     Scratch phases(in_place ? 0 : static_cast<std::size_t>(phase_floats + slack));
     // NOTE: when every micro-panel of A would be packed again for several N blocks, pack all of A once
     // (it is the size of the weights; above 8 MiB the per-block packing stays).
-    const index_t panels = ceil_div(ocg, MR), a_floats = panels * MR * K;
+    const BlockedPanels blocked(ocg, K);
+    const index_t panels = ceil_div(ocg, MR), a_floats = blocked.floats();
     const bool prepack = !a_prepared && split.n_blocks * imin(chunk, s.n) >= 3 && G * a_floats <= (index_t(2) << 20);
     Scratch a_packed(prepack ? static_cast<std::size_t>(G * a_floats) : 0);
     const float* const a_whole = a_prepared ? a_prepared : prepack ? a_packed.p : nullptr;
@@ -385,7 +389,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
 #pragma omp for schedule(static)
             for (index_t t = 0; t < G * panels; ++t) {
                 const index_t gi = t / panels, pi = t % panels;
-                pack_a(w + (gi * ocg + pi * MR) * K, K, imin(MR, ocg - pi * MR), K, a_packed.p + gi * a_floats + pi * MR * K);
+                blocked.pack(w + gi * ocg * K, K, ocg, pi, a_packed.p + gi * a_floats);
             }
         }
         for (index_t n_begin = 0; n_begin < s.n; n_begin += chunk) {
@@ -530,10 +534,11 @@ ConvPath conv_path(const Conv2dShape& s, ConvAlgorithm algo, bool prepared) {
     return ConvPath::indirect;
 }
 
-// Weights packed for the GEMM's A, per group: G x ceil(ocg / MR) micro-panels of MR x K.
+// Weights packed for the GEMM's A, per group: G x ceil(ocg / MR) micro-panels of MR x K, K block by K block
+// (BlockedPanels).
 index_t panels_floats(const Conv2dShape& s) {
     const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw;
-    return G * ceil_div(ocg, MR) * MR * K;
+    return G * BlockedPanels(ocg, K).floats();
 }
 
 }  // namespace
@@ -563,11 +568,11 @@ void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) 
     if (kind == kPrepackTransposed) return pixel_major_pack_b(s, w, dst);
     if (kind != kPrepackPanels) return;
     const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw, panels = ceil_div(ocg, MR);
-    const index_t a_floats = panels * MR * K;
+    const BlockedPanels blocked(ocg, K);
 #pragma omp parallel for num_threads(get_num_threads()) schedule(static)
     for (index_t t = 0; t < G * panels; ++t) {
         const index_t gi = t / panels, pi = t % panels;
-        pack_a(w + (gi * ocg + pi * MR) * K, K, imin(MR, ocg - pi * MR), K, dst + gi * a_floats + pi * MR * K);
+        blocked.pack(w + gi * ocg * K, K, ocg, pi, dst + gi * blocked.floats());
     }
 }
 

@@ -64,6 +64,30 @@ inline void pack_a(const float* __restrict A, index_t lda, index_t rows, index_t
         for (index_t k = 0; k < kc; ++k) dst[k * MR + i] = 0.f;
 }
 
+// A (M x K, row stride lda) packed whole for the direct convolutions' GEMM, K block by K block (the blocks of
+// direct_k_step(K, M)): block [pc, pc + kc) holds its ceil(M / MR) micro-panels of MR x kc one after another
+// (pack_a), from pc * Mpad floats on (Mpad = ceil(M / MR) * MR; every block before it is kstep long).
+// NOTE: a pass over a K block then reads one contiguous run, which the L2 prefetchers follow; with whole-K
+// micro-panels it read kc x MR floats of every MR x K, and the prefetchers also brought the other blocks'
+// halves. In one process, in turns, on an AMD EPYC (Zen 3), one thread: the microkernel over 128 micro-panels
+// of kc 128 read at a stride of two blocks ran at 0.95x the rate of contiguous ones (91 against 96 GFLOP/s).
+struct BlockedPanels {
+    index_t K, kstep, Mpad;
+    BlockedPanels(index_t M, index_t K_) : K(K_), kstep(direct_k_step(K_, M)), Mpad(ceil_div(M, MR) * MR) {}
+    index_t floats() const { return Mpad * K; }
+    // micro-panel of rows [ir, ir + MR) in the K block starting at pc
+    const float* at(const float* packed, index_t ir, index_t pc) const {
+        return packed + pc * Mpad + (ir / MR) * MR * imin(kstep, K - pc);
+    }
+    // the micro-panel stride within the K block starting at pc
+    index_t stride(index_t pc) const { return MR * imin(kstep, K - pc); }
+    void pack(const float* A, index_t lda, index_t M, index_t panel, float* dst) const {
+        for (index_t pc = 0; pc < K; pc += kstep)
+            pack_a(A + panel * MR * lda + pc, lda, imin(MR, M - panel * MR), imin(kstep, K - pc),
+                   dst + pc * Mpad + panel * stride(pc));
+    }
+};
+
 // Where the microkernel finds row k of its B panel: packed (kc x NR, contiguous) ...
 // Each source gives the microkernel row(k), and vec(row(k), j), vector j of that row.
 struct PackedB {
