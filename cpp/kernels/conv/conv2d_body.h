@@ -302,7 +302,8 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     // on 56x56 0.92-0.94x the time on one thread (0.91-0.93x at batch 8), 0.97-0.99x on two, where slabs of
     // 512 KiB (not per thread: a barrier per K block) took 1.02-1.04x; AlexNet's 11x11/4 1.00x. 1x1 layers
     // copy their B panels per K block anyway: 1x1/2 256 -> 512 on 56x56 1.02-1.04x slabbed, so they are not.
-    const index_t taps = s.kh * s.kw, kstep = direct_k_step(K, ocg);
+    const BlockedPanels blocked(ocg, K);  // the K blocks, and the weights packed whole
+    const index_t taps = s.kh * s.kw, kstep = blocked.kstep;
     const index_t slab_floats = threads * (index_t(128) << 10);
     index_t slab_k = K;
     if (!in_place && G == 1 && taps > 1 && direct_store && !by_rows && K > kstep && per_image > slab_floats)
@@ -327,8 +328,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     Scratch phases(in_place ? 0 : static_cast<std::size_t>(phase_floats + slack));
     // NOTE: when every micro-panel of A would be packed again for several N blocks, pack all of A once
     // (it is the size of the weights; above 8 MiB the per-block packing stays).
-    const BlockedPanels blocked(ocg, K);
-    const index_t panels = ceil_div(ocg, MR), a_floats = blocked.floats();
+    const index_t a_floats = blocked.floats();
     const bool prepack = !a_prepared && split.n_blocks * imin(chunk, s.n) >= 3 && G * a_floats <= (index_t(2) << 20);
     Scratch a_packed(prepack ? static_cast<std::size_t>(G * a_floats) : 0);
     const float* const a_whole = a_prepared ? a_prepared : prepack ? a_packed.p : nullptr;
@@ -387,10 +387,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
         const float** const rows = row_tables.get();
         if (prepack) {
 #pragma omp for schedule(static)
-            for (index_t t = 0; t < G * panels; ++t) {
-                const index_t gi = t / panels, pi = t % panels;
-                blocked.pack(w + gi * ocg * K, K, ocg, pi, a_packed.p + gi * a_floats);
-            }
+            for (index_t t = 0; t < G * blocked.panels(); ++t) blocked.pack_task(w, ocg, t, a_packed.p);
         }
         for (index_t n_begin = 0; n_begin < s.n; n_begin += chunk) {
             const index_t n_count = imin(chunk, s.n - n_begin);
@@ -567,13 +564,10 @@ void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) 
     if (kind == kPrepackWinogradPhases) return winograd_phases_prepack(s, w, dst);
     if (kind == kPrepackTransposed) return pixel_major_pack_b(s, w, dst);
     if (kind != kPrepackPanels) return;
-    const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw, panels = ceil_div(ocg, MR);
+    const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw;
     const BlockedPanels blocked(ocg, K);
 #pragma omp parallel for num_threads(get_num_threads()) schedule(static)
-    for (index_t t = 0; t < G * panels; ++t) {
-        const index_t gi = t / panels, pi = t % panels;
-        blocked.pack(w + gi * ocg * K, K, ocg, pi, dst + gi * blocked.floats());
-    }
+    for (index_t t = 0; t < G * blocked.panels(); ++t) blocked.pack_task(w, ocg, t, dst);
 }
 
 void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,

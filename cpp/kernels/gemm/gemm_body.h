@@ -83,10 +83,15 @@ struct BlockedPanels {
     }
     // the micro-panel stride within the K block starting at pc
     index_t stride(index_t pc) const { return MR * imin(kstep, K - pc); }
-    void pack(const float* A, index_t lda, index_t M, index_t panel, float* dst) const {
+    index_t panels() const { return Mpad / MR; }
+    // Packs task t of G x panels(): micro-panel t % panels() of group t / panels(), from weights w of G groups
+    // of M x K (row stride K) into dst, G x floats() floats.
+    void pack_task(const float* w, index_t M, index_t t, float* dst) const {
+        const index_t gi = t / panels(), panel = t % panels();
+        const float* A = w + (gi * M + panel * MR) * K;
+        float* const d = dst + gi * floats();
         for (index_t pc = 0; pc < K; pc += kstep)
-            pack_a(A + panel * MR * lda + pc, lda, imin(MR, M - panel * MR), imin(kstep, K - pc),
-                   dst + pc * Mpad + panel * stride(pc));
+            pack_a(A + pc, K, imin(MR, M - panel * MR), imin(kstep, K - pc), d + pc * Mpad + panel * stride(pc));
     }
 };
 
