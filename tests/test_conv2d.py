@@ -483,6 +483,18 @@ def test_conv2d_shifted_images(isa, rng, threads_restored, threads):
                      what=f"{x.shape} * {w.shape} + residual")
 
 
+def test_conv2d_stride2_rows_split_once(isa, rng):
+    # column stride 2: each input row is split into its even and odd columns once, and every phase or shifted
+    # image row copied from those halves; rows of fewer than a vector of columns, odd widths, padding of 0-3
+    # (a tap's first column left of the halves), dilation 2, and rows too wide for the split's buffer (over 2048
+    # columns: the per-image gather instead)
+    for (h, w_), k, pad, dil, oc in (((7, 7), 3, 1, 1, 64), ((6, 13), 3, 0, 1, 16), ((9, 17), 5, 3, 1, 64),
+                                     ((8, 19), 3, 2, 2, 64), ((5, 27), 2, 1, 1, 8), ((3, 4301), 3, 1, 1, 64),
+                                     ((3, 4301), 3, 1, 1, 8)):
+        x = rand(rng, 1, 3, h, w_)
+        check_conv(x, rand(rng, oc, 3, k, k), rand(rng, oc), stride=2, padding=pad, dilation=dil, algorithm="direct")
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_out_channel_slice(isa, rng, threads_restored, threads):
     # out a channel slice of a larger array (an Inception module's output): each image contiguous, the

@@ -116,9 +116,78 @@ inline bool phase_used(index_t a, index_t taps, index_t dil, index_t stride) {
 // dst[a][b][i][j] = plane[i * SH + a - PT][j * SW + b - PL], zero outside the input, for row phase `a` and the
 // column phases b that some tap reads with it; the phases no tap reads are left unwritten. Shifted (see
 // shifted_geometry): dst[a][kj][i][j] = plane[i * SH + a - PT][j * SW + kj * DW - PL] for every column tap kj.
+// Column stride 2: each input row is split once into its even and odd columns (zero outside the row), and
+// every image's row is a run of one of the two halves: image b reads padded column j * 2 + cw, cw = (shifted ?
+// b * DW : b) - PL, that is half[cw mod 2][j + floor(cw / 2)]. Returns false, writing nothing, where the halves
+// would not fit its buffer (rows over 2 kMaxHalf columns).
+// NOTE: gathering each image's row from the input instead costs two divisions, a two-vector shuffle and blend
+// per vector and a scalar tail, for every image (three per row phase for a shifted 3x3/2). ResNet-50's stride-2
+// 3x3 128 -> 128 on 56x56 spent 10% of its samples building them, 6% split once (one thread, AMD EPYC Zen 3),
+// and the time went less than that, the input's first reads from L3 being the rest: in turns in one process,
+// same bits, 0.99-1.01x at batch 1 (one and two threads), 0.98-0.99x at batch 8. A 1x1/2, whose images all take
+// one half, keeps the gather.
+constexpr index_t kMaxHalf = 1024;
+bool build_phases_stride2(const Conv2dShape& s, const PhaseGeometry& g, const float* __restrict plane, index_t a,
+                          float* __restrict dst) {
+    index_t off[16], parity[16], lo = 0, hi = 0;
+    bool used[16];
+    if (g.col_images > 16) return false;
+    for (index_t b = 0; b < g.col_images; ++b) {
+        used[b] = g.shifted || phase_used(b, s.kw, s.dil_w, s.stride_w);
+        const index_t cw = (g.shifted ? b * s.dil_w : b) - s.pad_l;
+        off[b] = cw >= 0 ? cw / 2 : -((1 - cw) / 2);
+        parity[b] = cw - 2 * off[b];
+        lo = b == 0 ? off[b] : imin(lo, off[b]);
+        hi = b == 0 ? off[b] : imax(hi, off[b]);
+    }
+    bool both = false;  // else (a 1x1/2) a plain gather reads what the one used half needs, no more
+    for (index_t b = 1; b < g.col_images; ++b) both = both || (used[b] && used[0] && parity[b] != parity[0]);
+    const index_t span = hi - lo + g.Wph;  // half columns lo .. hi + Wph - 1
+    if (!both || span > kMaxHalf) return false;
+    alignas(64) float half[2][kMaxHalf];
+    const index_t W = s.w;
+    for (index_t i = 0; i < g.Hph; ++i) {
+        const index_t ih = i * s.stride_h + a - s.pad_t;
+        const bool inside = ih >= 0 && ih < s.h;
+        if (inside) {
+            const float* row = plane + ih * W;
+            // half column j (index j - lo) holds input columns 2j and 2j + 1
+            const index_t end = hi + g.Wph;
+            index_t j = lo;
+            for (; j < end && j < 0; ++j) half[0][j - lo] = half[1][j - lo] = 0.f;
+            for (; j + VL <= end && 2 * j + 2 * VL <= W; j += VL) {
+                vf e, o;
+                vdeinterleave(vload(row + 2 * j), vload(row + 2 * j + VL), e, o);
+                vstore(half[0] + (j - lo), e);
+                vstore(half[1] + (j - lo), o);
+            }
+            for (; j < end; ++j) {
+                half[0][j - lo] = 2 * j < W ? row[2 * j] : 0.f;
+                half[1][j - lo] = 2 * j + 1 < W ? row[2 * j + 1] : 0.f;
+            }
+        }
+        for (index_t b = 0; b < g.col_images; ++b) {
+            if (!used[b]) continue;
+            float* d = dst + ((a * g.col_images + b) * g.Hph + i) * g.Wph;
+            const float* src = half[parity[b]] + (off[b] - lo);
+            // whole vectors, the last one overlapping its predecessor (rows are a few vectors: a loop with a
+            // scalar tail, or a call to memcpy, cost as much as the copy)
+            const index_t n = g.Wph;
+            if (n < VL) {
+                for (index_t t = 0; t < n; ++t) d[t] = inside ? src[t] : 0.f;
+                continue;
+            }
+            for (index_t t = 0; t + VL <= n; t += VL) vstore(d + t, inside ? vload(src + t) : vf{});
+            if (n % VL) vstore(d + n - VL, inside ? vload(src + n - VL) : vf{});
+        }
+    }
+    return true;
+}
+
 void build_phases(const Conv2dShape& s, const PhaseGeometry& g, const float* __restrict plane, index_t a,
                   float* __restrict dst) {
     if (!phase_used(a, s.kh, s.dil_h, s.stride_h)) return;
+    if (s.stride_w == 2 && build_phases_stride2(s, g, plane, a, dst)) return;
     for (index_t b = 0; b < g.col_images; ++b) {
         if (!g.shifted && !phase_used(b, s.kw, s.dil_w, s.stride_w)) continue;
         const index_t iw0 = (g.shifted ? b * s.dil_w : b) - s.pad_l;
