@@ -219,9 +219,10 @@ def test_conv2d_few_output_channels_shapes(isa, shape, rng):
     x, w = rand(rng, n, c, h, w_), rand(rng, o, c, k, k)
     y = check_conv(x, w, rand(rng, o), padding=p, activation="relu")
     assert (y >= 0).all()
-    prepared = _core.conv2d_prepare(x, w, (1, 1), (p, p), (1, 1), 1, "auto")
-    np.testing.assert_array_equal(_core.conv2d(x, w, None, (1, 1), (p, p), (1, 1), 1, None, None, "auto", prepared),
-                                  _core.conv2d(x, w, None, (1, 1), (p, p), (1, 1), 1, None, None, "auto"))
+    # the direct path, prepared or not: the same bits ('auto' may take Winograd with prepared weights)
+    prepared = _core.conv2d_prepare(x, w, (1, 1), (p, p), (1, 1), 1, "direct")
+    np.testing.assert_array_equal(_core.conv2d(x, w, None, (1, 1), (p, p), (1, 1), 1, None, None, "direct", prepared),
+                                  _core.conv2d(x, w, None, (1, 1), (p, p), (1, 1), 1, None, None, "direct"))
 
 
 # --- shapes that hit the GEMM tiles: output pixels around NR, output channels around MR ------------
