@@ -130,20 +130,20 @@ constexpr index_t kMaxHalf = 1024;
 bool build_phases_stride2(const Conv2dShape& s, const PhaseGeometry& g, const float* __restrict plane, index_t a,
                           float* __restrict dst) {
     index_t off[16], parity[16], lo = 0, hi = 0;
-    bool used[16];
+    bool used[16], half_used[2] = {false, false};
     if (g.col_images > 16) return false;
     for (index_t b = 0; b < g.col_images; ++b) {
         used[b] = g.shifted || phase_used(b, s.kw, s.dil_w, s.stride_w);
         const index_t cw = (g.shifted ? b * s.dil_w : b) - s.pad_l;
         off[b] = cw >= 0 ? cw / 2 : -((1 - cw) / 2);
         parity[b] = cw - 2 * off[b];
+        half_used[parity[b]] = half_used[parity[b]] || used[b];
         lo = b == 0 ? off[b] : imin(lo, off[b]);
         hi = b == 0 ? off[b] : imax(hi, off[b]);
     }
-    bool both = false;  // else (a 1x1/2) a plain gather reads what the one used half needs, no more
-    for (index_t b = 1; b < g.col_images; ++b) both = both || (used[b] && used[0] && parity[b] != parity[0]);
+    // images of one half only (a 1x1/2): the plain gather reads what that half needs, no more
     const index_t span = hi - lo + g.Wph;  // half columns lo .. hi + Wph - 1
-    if (!both || span > kMaxHalf) return false;
+    if (!half_used[0] || !half_used[1] || span > kMaxHalf) return false;
     alignas(64) float half[2][kMaxHalf];
     const index_t W = s.w;
     for (index_t i = 0; i < g.Hph; ++i) {
@@ -151,20 +151,22 @@ bool build_phases_stride2(const Conv2dShape& s, const PhaseGeometry& g, const fl
         const bool inside = ih >= 0 && ih < s.h;
         if (inside) {
             const float* row = plane + ih * W;
-            // half column j (index j - lo) holds input columns 2j and 2j + 1
+            // half column j (index j - lo) holds input columns 2j and 2j + 1: whole vectors where both lie in
+            // the row, single columns (zero outside it) before and after
             const index_t end = hi + g.Wph;
+            auto one = [&](index_t j) {
+                half[0][j - lo] = j >= 0 && 2 * j < W ? row[2 * j] : 0.f;
+                half[1][j - lo] = j >= 0 && 2 * j + 1 < W ? row[2 * j + 1] : 0.f;
+            };
             index_t j = lo;
-            for (; j < end && j < 0; ++j) half[0][j - lo] = half[1][j - lo] = 0.f;
+            for (; j < end && j < 0; ++j) one(j);
             for (; j + VL <= end && 2 * j + 2 * VL <= W; j += VL) {
                 vf e, o;
                 vdeinterleave(vload(row + 2 * j), vload(row + 2 * j + VL), e, o);
                 vstore(half[0] + (j - lo), e);
                 vstore(half[1] + (j - lo), o);
             }
-            for (; j < end; ++j) {
-                half[0][j - lo] = 2 * j < W ? row[2 * j] : 0.f;
-                half[1][j - lo] = 2 * j + 1 < W ? row[2 * j + 1] : 0.f;
-            }
+            for (; j < end; ++j) one(j);
         }
         for (index_t b = 0; b < g.col_images; ++b) {
             if (!used[b]) continue;

@@ -359,13 +359,13 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
         if (s.c < 16 || s.oc < 16 || s.oh * s.ow < 49) return false;
         const index_t tiles = s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2);
         if (!filters_prepared) return (s.oc >= 64 || (s.oc >= 32 && s.c >= 64)) && tiles >= 49;
-        // AVX2 (AMD EPYC Zen 3, k loop two steps a turn): 32 and 48 out win from 16 channels too, in a loop
-        // (0.60-0.89x the time on one thread, 0.70-0.80x on two: 16 -> 32 on 7x7 to 28x28 at batch 1 and 8,
-        // 16 -> 48 and 24 -> 32 on 14x14; GoogLeNet, with two such layers, within the noise of whole passes);
-        // on two threads after a pause (the bench's turns) Inception 3a's 16 -> 32 still cost more than in a
-        // loop (0.184 ms against 0.121). 16 out still loses (16 -> 16 on 28x28 1.14x / 1.08x).
-        if (CNNFAST_VEC_BYTES == 32 && s.oc >= 32) return true;
-        return s.oc >= 64 || (s.oc >= 32 && s.c >= 32) || (s.c >= 128 && s.oh * s.ow <= 256);
+        // On AVX2 (AMD EPYC Zen 3, k loop two steps a turn) 32 and 48 out win from 16 channels (the least this
+        // path takes) too, in a loop (0.60-0.89x the time on one thread, 0.70-0.80x on two: 16 -> 32 on 7x7 to
+        // 28x28 at batch 1 and 8, 16 -> 48 and 24 -> 32 on 14x14; GoogLeNet, with two such layers, within the
+        // noise of whole passes); on two threads after a pause (the bench's turns) Inception 3a's 16 -> 32 still
+        // cost more than in a loop (0.184 ms against 0.121). 16 out still loses (16 -> 16 on 28x28 1.14x / 1.08x).
+        constexpr index_t min_c_for_32_out = CNNFAST_VEC_BYTES == 32 ? 16 : 32;
+        return s.oc >= 64 || (s.oc >= 32 && s.c >= min_c_for_32_out) || (s.c >= 128 && s.oh * s.ow <= 256);
     }
     // F(4x4, 3x3) (or F(2x2, 3x3), wino_tile). Prepared: from 48 out (a whole panel) it wins from 16
     // channels and 4 tiles (a 7x7 image) up (0.37-0.93x); 32 out wins on 14x14 and larger (0.69-0.81x: 16 ->
