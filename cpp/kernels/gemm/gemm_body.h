@@ -26,17 +26,22 @@ constexpr index_t KC = 256;     // K block: MR rows of A (MR x KC) stay in L1
 constexpr index_t NC = 8 * NR;  // N block: the packed B block (KC x NC) stays in L2
 constexpr index_t kLineFloats = 64 / sizeof(float);  // a cache line
 // K blocks of the direct convolutions, which read B in place rather than from a packed block. Where A has
-// more than four micro-panels (M > 4 MR) and K > 160, blocks of at most kKcResident = 128 rows, over which the
-// paths that have A packed whole keep each B panel in L1 while every micro-panel passes over it: 128 x NR is
-// 24 KiB, up to 32 KiB with the extra lines of rows that are not 64-byte aligned (a 14x14 image's channels
-// are 784 bytes apart); blocks of 192 rows lost the gain. Otherwise K up to 2 KC in one block (K = 400,
-// Inception's 5x5 on 16 channels: 0.185 -> 0.182 ms), longer K in blocks of equal size up to 1.5 KC (2304 in
-// six: blocks of 2 KC were 1-2% slower there). A block that does not end K stores C, which the next one
-// reloads; MR x 2 KC of A, 16 KiB, stays in L1.
+// more than four micro-panels (M > 4 MR) and K > 1.25 kKcResident, blocks of at most kKcResident rows, over
+// which the paths that have A packed whole keep each B panel in L1 while every micro-panel passes over it:
+// 128 x NR is 24 KiB with AVX-512, up to 32 KiB with the extra lines of rows that are not 64-byte aligned (a
+// 14x14 image's channels are 784 bytes apart); blocks of 192 rows lost the gain there. With AVX2 (NR = 24)
+// a panel of 256 rows takes the same 24 KiB, and half as many blocks store and reload C half as often: in
+// turns in one process on an AMD EPYC (Zen 3), one / two threads, against blocks of 128, 1x1 layers of
+// ResNet-50 and GoogLeNet 0.94-0.99x / 0.94-0.99x the time (1024 -> 256 on 14x14 0.97x / 0.95x, 1x1/2 256 ->
+// 512 from 56x56 0.96x / 0.98x), 3x3/2 128 -> 128 on 56x56 0.96-0.97x / 0.97-0.98x, 2048 -> 512 and 512 ->
+// 2048 on 7x7, 1x1/2 1024 -> 2048 from 14x14 1.00-1.01x; blocks of 320 or 384 rows gained less. Otherwise K
+// up to 2 KC in one block (K = 400, Inception's 5x5 on 16 channels: 0.185 -> 0.182 ms), longer K in blocks
+// of equal size up to 1.5 KC (2304 in six: blocks of 2 KC were 1-2% slower there). A block that does not end
+// K stores C, which the next one reloads; MR x 2 KC of A, 16 KiB, stays in L1.
 // NOTE: the blocks depend on the shape alone (never on threads or on whether the weights are prepared), and
 // every path of one shape uses them, so a layer gives the same bits whichever way it runs.
 constexpr index_t kKcDirect = KC * 2;  // the longest block
-constexpr index_t kKcResident = 128;
+constexpr index_t kKcResident = CNNFAST_VEC_BYTES == 32 ? 256 : 128;
 inline index_t direct_k_step(index_t K, index_t M) {
     if (M > 4 * MR && K > kKcResident * 5 / 4) return ceil_div(K, ceil_div(K, kKcResident));
     return K <= kKcDirect ? K : ceil_div(K, ceil_div(K, KC * 3 / 2));
