@@ -600,14 +600,18 @@ inline GemmSplit split_m_across_threads(GemmSplit s, index_t outer, index_t M, i
 
 // M chunks whose K block of A (rows x kc) passes kMaxABlockBytes, cut into equal chunks that fit (whole micro-
 // panels): the B-panel-outer order (indirect_block) passes all of a chunk's K block over each B panel, and a
-// block larger than half of L2 comes from L3 on every pass but the first. Each chunk then packs or copies its
+// block larger than L2 comes from L3 on every pass but the first. Each chunk then packs or copies its
 // B panels again, a small part of its work.
 // NOTE: AVX2 only, where it was measured (L2 of 512 KiB; AVX-512 cores have 1-2 MiB). In turns in one process on
 // an AMD EPYC (Zen 3), caches flushed between calls, batch 1: ResNet-50's 1x1 512 -> 2048 on 7x7 (4 chunks of 512
 // rows) 0.82-0.99x the time on one thread and 0.86-0.97x on two, 1x1/2 1024 -> 2048 from 14x14 0.91-0.98x, 256 ->
-// 1024 on 14x14 0.94-0.98x / 0.99-1.05x; at batch 8 0.88-1.13x, about even.
+// 1024 on 14x14 0.94-0.98x / 0.99-1.05x; at batch 8 0.88-1.13x, about even. That was with K blocks of 128 rows
+// and chunks of 256 KiB (512 rows); with blocks of 256 rows (kKcResident), chunks of 512 KiB keep the rows and
+// took 0.98-1.00x the time of 256 KiB ones on one thread (1x1/2 1024 -> 2048 from 14x14 0.98x, 512 -> 2048 and
+// 2048 -> 512 on 7x7 0.99x), 1.00x on two (0.99-1.02x), caches flushed; warm 0.98x / 0.97-1.01x; batch 8
+// 0.97-0.99x on one and two threads.
 #if CNNFAST_VEC_BYTES == 32
-constexpr index_t kMaxABlockBytes = index_t(256) << 10;
+constexpr index_t kMaxABlockBytes = index_t(512) << 10;
 #else
 constexpr index_t kMaxABlockBytes = 0;  // no cap
 #endif
