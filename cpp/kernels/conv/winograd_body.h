@@ -450,7 +450,12 @@ struct WinoCall {
     index_t group, kstep, cvecs, ovecs;
 };
 
-constexpr index_t kWinoMaxGroup = 4;
+// Tile panels per GEMM task where a panel of U is read from memory (wino_conv's group): with AVX2, 16 instead
+// of 4, so U is read a quarter as often. In turns in one process on an AMD EPYC (Zen 3), same bits, one / two
+// threads: 3x3 512 -> 512 on 28x28 0.93-0.94x / 0.90-0.95x the time, on 14x14 0.95-0.98x / 0.94-1.00x, 256 ->
+// 256 on 56x56 0.98-0.99x / 0.95-0.98x, 128 -> 128 on 28x28 0.97-0.98x / 0.99x; the layers of fewer tiles
+// or panels, within the noise (Inception's 5x5, 64 -> 64 on 56x56: 0.96-1.01x). 8 gained less.
+constexpr index_t kWinoMaxGroup = CNNFAST_VEC_BYTES == 32 ? 16 : 4;
 
 // i = 0 .. n - 1 split over the team (an orphaned `omp for`, with its barrier) or run by the calling thread.
 template <bool Shared, class F>
@@ -558,9 +563,9 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     // the time, back to back 0.98-1.00x (Intel Xeon, Ice Lake; in turns in one process).
     const bool big_u = per_block * index_t(sizeof(float)) * ceil_div(s.oc, p.ob) > (index_t(2) << 20);
     // Tile panels per GEMM task: where U is larger than L2 (and for F(2x2, 3x3), which runs on few tiles), a
-    // task takes up to 4 panels per panel of U, so each comes from memory once for all of them; otherwise one
-    // (U stays in L2; grouping cost F(4x4, 3x3) 2-3% there; with U from memory, 128 -> 128 on 28x28 and 256 ->
-    // 256 on 14x14 took 1.05-1.07x the time with one panel).
+    // task takes up to kWinoMaxGroup panels per panel of U, so each comes from memory once for all of them;
+    // otherwise one (U stays in L2; grouping cost F(4x4, 3x3) 2-3% there; with U from memory, 128 -> 128 on
+    // 28x28 and 256 -> 256 on 14x14 took 1.05-1.07x the time with one panel).
     const WinoCall c{s, p, g, x, bias, y, act == Activation::relu,
                      TM == 2 || big_u ? kWinoMaxGroup : 1, ceil_div(s.c, kblocks), ceil_div(s.c, VL), p.ob_pad / VL};
 
