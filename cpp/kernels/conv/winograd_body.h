@@ -564,10 +564,15 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     const bool big_u = per_block * index_t(sizeof(float)) * ceil_div(s.oc, p.ob) > (index_t(2) << 20);
     // Tile panels per GEMM task: where U is larger than L2 (and for F(2x2, 3x3), which runs on few tiles), a
     // task takes up to kWinoMaxGroup panels per panel of U, so each comes from memory once for all of them;
-    // otherwise one (U stays in L2; grouping cost F(4x4, 3x3) 2-3% there; with U from memory, 128 -> 128 on
-    // 28x28 and 256 -> 256 on 14x14 took 1.05-1.07x the time with one panel).
+    // otherwise one with AVX-512 (U stays in L2; grouping cost F(4x4, 3x3) 2-3% there; with U from memory, 128
+    // -> 128 on 28x28 and 256 -> 256 on 14x14 took 1.05-1.07x the time with one panel). With AVX2, whose panels
+    // of U (kc x 24 floats) stay in L1 across the group, always: in turns in one process on an AMD EPYC (Zen 3),
+    // same bits, one / two threads, U in L2: 64 -> 64 on 56x56 0.96x / 0.95x the time, on 224x224 0.96x /
+    // 0.94x, 64 -> 128 on 112x112 0.96-0.97x / 0.96x, Inception's 96 -> 128 on 28x28 0.95x / 0.96x (0.86x /
+    // 0.84x with the caches flushed between calls).
+    const bool grouped = CNNFAST_VEC_BYTES == 32 || TM == 2 || big_u;
     const WinoCall c{s, p, g, x, bias, y, act == Activation::relu,
-                     TM == 2 || big_u ? kWinoMaxGroup : 1, ceil_div(s.c, kblocks), ceil_div(s.c, VL), p.ob_pad / VL};
+                     grouped ? kWinoMaxGroup : 1, ceil_div(s.c, kblocks), ceil_div(s.c, VL), p.ob_pad / VL};
 
     TaskRuns block_runs;
 #pragma omp parallel num_threads(threads)
