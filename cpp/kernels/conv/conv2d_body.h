@@ -89,8 +89,9 @@ struct Im2colPacker {
 // kCopiedBlockK rows, a block's full panels are all copied there at its start (kc x NR each), row by row.
 // k_begin, k_end: only the K blocks of rows [k_begin, k_end) (whole blocks of direct_k_step; all of K by default),
 // the others done before or after; C accumulates from row 0 on, and the epilogue comes with the block ending at K.
-constexpr index_t kCopiedBlockK = kKcResident * 5 / 4;
-static_assert(kKcResident <= kCopiedBlockK, "the B-panel-outer order's K blocks fit the copy");
+// NOTE: every K block of direct_k_step's where A has more than four micro-panels fits (kKcResident blocks, or
+// one of up to kKcResidentWhole rows); the longer blocks of the others are not copied.
+constexpr index_t kCopiedBlockK = kKcResidentWhole;
 struct ExactColumns {
     bool on;
     index_t OW, E;

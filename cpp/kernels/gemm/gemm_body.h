@@ -42,8 +42,9 @@ constexpr index_t kLineFloats = 64 / sizeof(float);  // a cache line
 // every path of one shape uses them, so a layer gives the same bits whichever way it runs.
 constexpr index_t kKcDirect = KC * 2;  // the longest block
 constexpr index_t kKcResident = CNNFAST_VEC_BYTES == 32 ? 256 : 128;
+constexpr index_t kKcResidentWhole = kKcResident * 5 / 4;  // up to this, such a K stays one block
 inline index_t direct_k_step(index_t K, index_t M) {
-    if (M > 4 * MR && K > kKcResident * 5 / 4) return ceil_div(K, ceil_div(K, kKcResident));
+    if (M > 4 * MR && K > kKcResidentWhole) return ceil_div(K, ceil_div(K, kKcResident));
     return K <= kKcDirect ? K : ceil_div(K, ceil_div(K, KC * 3 / 2));
 }
 

@@ -141,8 +141,8 @@ void linear_packed(index_t batch, index_t in, index_t out, const float* x, const
             for (index_t pc = 0; pc < in; pc += kstep) {
                 const index_t kc = imin(kstep, in - pc);
                 const float* const b = panel + pc * NR;
-                // the next block (the next panel's first after the last), if this thread reads it
-                const bool ask = mpanels > 1 && (p * in + pc + 2 * kc) * NR <= p1 * in * NR;
+                // the next block, a whole one (the next panel's first after the last), if this thread reads it
+                const bool ask = mpanels > 1 && (p + 1 < p1 || pc + 2 * kc <= in);
                 const index_t lines = ceil_div(ceil_div(kc * NR, kLineFloats), mpanels);
                 for (index_t im = 0; im < mpanels; ++im) {
                     const PackedA a{a_packed.p + im * MR * in + pc * MR};
