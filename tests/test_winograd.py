@@ -141,8 +141,10 @@ def test_auto_picks_a_path_that_agrees_with_direct(k):
 # GEMMs take the output channels as vector lanes, so few output channels stay direct
 @pytest.mark.parametrize("case,winograd", [
     ((1, 192, 28, 32, 5, 2), True),    # Inception's 5x5 on the module's input
-    ((1, 16, 28, 32, 5, 2), "avx2"),   # Inception 3a's 5x5: 32 out from 16 channels, Winograd on AVX2 only
-    ((1, 16, 14, 48, 5, 2), "avx2"),   # Inception 4a's
+    ((1, 16, 28, 32, 5, 2), ("avx2", "avx512")),  # Inception 3a's 5x5: 32 out from 16 channels, not generic
+    ((1, 16, 14, 48, 5, 2), ("avx2", "avx512")),  # Inception 4a's
+    ((1, 16, 7, 32, 5, 2), ("avx2",)),            # ... on 7x7, AVX2 only
+    ((1, 24, 14, 32, 5, 2), ("avx2",)),
     ((1, 32, 14, 32, 5, 2), True),     # ... from 32: Winograd
     ((1, 192, 28, 16, 5, 2), False),   # 16 output channels: direct ...
     ((1, 192, 14, 16, 5, 2), True),    # ... but on 128+ channels where direct would run pixel-major
@@ -163,8 +165,8 @@ def test_auto_takes_winograd_where_it_was_measured_to_pay(case, winograd):
     x = np.zeros((n, c, h, h), np.float32)
     wt = np.zeros((o, c, k, k), np.float32)
     prepared = _core.conv2d_prepare(x, wt, 1, pad, 1, 1, "auto")
-    if isinstance(winograd, str):  # on that ISA's path only
-        winograd = prepared.isa == winograd
+    if isinstance(winograd, tuple):  # on those ISAs' paths only
+        winograd = prepared.isa in winograd
     assert (prepared.kind == "winograd") == winograd, prepared.kind
 
 

@@ -154,10 +154,10 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             else if (nv < NR && tail)
                 ukernel_any(kc, a, PackedB{tail}, c + jr, ldc, mv, nv, accumulate, last, ep, ir, 0);
             else if (exact.on && exact.OW % VL != 0)
-                ukernel_any(kc, a, ExactB<true>{rows + pc, panels + jr / NR, exact.E}, c + jr, ldc, mv, nv,
+                ukernel_any(kc, a, ExactB<true>(rows + pc, panels[jr / NR], exact.E), c + jr, ldc, mv, nv,
                             accumulate, last, ep, ir, 0);
             else if (exact.on)
-                ukernel_any(kc, a, ExactB<false>{rows + pc, panels + jr / NR, exact.E}, c + jr, ldc, mv, nv,
+                ukernel_any(kc, a, ExactB<false>(rows + pc, panels[jr / NR], exact.E), c + jr, ldc, mv, nv,
                             accumulate, last, ep, ir, 0);
             else
                 ukernel_any(kc, a, RowsB{rows + pc, n0 + jr}, c + jr, ldc, mv, nv, accumulate, last, ep, ir, 0);

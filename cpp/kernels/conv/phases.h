@@ -290,18 +290,23 @@ inline ExactPanel exact_panel(index_t q0, index_t OW, index_t E) {
 template <bool Straddles>
 struct ExactB {
     const float* const* rows;
-    const ExactPanel* panel;
+    static constexpr bool kMaskedLoads = Straddles && CNNFAST_VEC_BYTES == 64;  // (see ukernel's store)
+    index_t off[NV];  // the panel's offsets and masks by value: loop invariants, kept in registers
+    unsigned next[NV];
     index_t E;  // Wph - OW
+    ExactB(const float* const* rows_, const ExactPanel& p, index_t E_) : rows(rows_), E(E_) {
+        for (int j = 0; j < NV; ++j) off[j] = p.off[j], next[j] = p.next[j];
+    }
     const float* row(index_t k) const { return rows[k]; }
     vf vec(const float* r, int j) const {
-        const float* p = r + panel->off[j];
+        const float* p = r + off[j];
         if constexpr (!Straddles) return vload(p);
 #if defined(__AVX512F__) && CNNFAST_VEC_BYTES == 64
-        return (vf)_mm512_mask_loadu_ps((__m512)vload(p), static_cast<__mmask16>(panel->next[j]), p + E);
+        return (vf)_mm512_mask_loadu_ps((__m512)vload(p), static_cast<__mmask16>(next[j]), p + E);
 #else  // correct, but not chosen (kExactColumns, kStraddleLoad)
         typedef int vi __attribute__((vector_size(kVecBytes)));
         vi lane;
-        for (int l = 0; l < VL; ++l) lane[l] = (panel->next[j] >> l) & 1u ? -1 : 0;
+        for (int l = 0; l < VL; ++l) lane[l] = (next[j] >> l) & 1u ? -1 : 0;
         const vf first = vload(p), second = vload(p + E);
         return lane ? second : first;
 #endif

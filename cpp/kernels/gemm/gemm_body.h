@@ -134,6 +134,12 @@ struct RowsB {
     void prefetch(index_t) const {}
 };
 
+// Whether a B source reads with masked loads (a static constexpr bool kMaskedLoads member; see ukernel's store).
+template <class B, class = void>
+struct masked_loads : std::false_type {};
+template <class B>
+struct masked_loads<B, std::void_t<decltype(B::kMaskedLoads)>> : std::bool_constant<B::kMaskedLoads> {};
+
 // One tile: C[0:mv, 0:nv] (+)= A (packed micro-panel, MR x kc) * B (kc x NVT vectors), with the epilogue on
 // the last K block.
 // Where it finds A: a packed micro-panel (MR floats per k) ...
@@ -260,7 +266,13 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
     // (Not for the streamed B panels of Winograd and the pixel-major path, whose callers inline the microkernel
     // and lost more to its size than they gained: Winograd's 64 -> 64 on 56x56 took 1.06-1.11x the time on
     // two threads.)
-    if constexpr (!std::is_same_v<BSrc, StreamedB> && !std::is_same_v<BSrc, StreamedBLines>)
+    // (Nor for B sources that load through AVX-512 masked loads, whose builtins GCC 12 does not move stores
+    // past: handing the sums to full_tile_store by reference made them memory, stored on every k step. Without
+    // it, in turns in one process on an Intel Xeon (AVX-512, two FMA units), same bits, one / two threads:
+    // the direct 5x5 16 -> 32 on 28x28 0.48x / 0.52x the time, 192 -> 32 0.50x / 0.51x, LeNet-5's first
+    // layer at batch 64 0.67x / 0.70x.)
+    if constexpr (!std::is_same_v<BSrc, StreamedB> && !std::is_same_v<BSrc, StreamedBLines> &&
+                  !masked_loads<BSrc>::value)
         if (mv == MRT && nv == NVT * VL && !(last && ep.bias_col))
             return full_tile_store<MRT, NVT>(acc, C, ldc, accumulate, last, ep, row0);
     // Full vectors go through vector code whatever mv is; only a last partial vector is stored lane by lane.
