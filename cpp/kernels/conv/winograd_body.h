@@ -367,10 +367,10 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
         // With AVX-512 (Intel Xeon with two FMA units, in turns in one process, Winograd / direct, one / two
         // threads) 16 -> 32 on 28x28 0.90x / 0.81x, 16 -> 48 on 14x14 0.77x / 0.89x; but 16 -> 32 on 7x7 1.27x /
         // 1.61x and 24 -> 32 on 14x14 0.99x / 1.31x: from 16 channels, 32 out on 28x28 and larger, 48 on 14x14.
-        constexpr index_t min_c_for_32_out = CNNFAST_VEC_BYTES == 32 ? 16 : 32;
         const index_t pixels = s.oh * s.ow;
-        if (CNNFAST_VEC_BYTES == 64 && ((s.oc >= 32 && pixels >= 784) || (s.oc >= 48 && pixels >= 196))) return true;
-        return s.oc >= 64 || (s.oc >= 32 && s.c >= min_c_for_32_out) || (s.c >= 128 && pixels <= 256);
+        const bool few_channels_pay = CNNFAST_VEC_BYTES == 32 ||
+                                      (CNNFAST_VEC_BYTES == 64 && (pixels >= 784 || (s.oc >= 48 && pixels >= 196)));
+        return s.oc >= 64 || (s.oc >= 32 && (s.c >= 32 || few_channels_pay)) || (s.c >= 128 && pixels <= 256);
     }
     // F(4x4, 3x3) (or F(2x2, 3x3), wino_tile). Prepared: from 48 out (a whole panel) it wins from 16
     // channels and 4 tiles (a 7x7 image) up (0.37-0.93x); 32 out wins on 14x14 and larger (0.69-0.81x: 16 ->
