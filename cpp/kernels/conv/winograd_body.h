@@ -406,6 +406,13 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 //    AVX-512 figures chose F(2x2), with filters cycled out of the caches as in a network (0.86-0.90x the time
 //    of F(2x2) on one thread, 0.81-0.88x on two) and with the same filters every call (0.85-0.98x, one run
 //    of three 1.14x). Fitted as peak 95 and bw 80 GB/s whatever the filters' size.
+//  - Intel's AVX-512 cores count as full-width. On a Xeon (model 167: two 512-bit FMA units, 10-15 GB/s from
+//    DRAM for one core, 480 MiB of L3), the same form fitted to 256 -> 256 on 14x14 with the caches flushed
+//    between calls (F(4x4) 1.47 ms, F(2x2) 1.22, one thread) gives peak 127 and bw 10.3 GB/s, which picks
+//    F(2x2) on 14x14 from 96 -> 208 up: flushed, 0.83-0.86x the time of F(4x4) on one thread (96 -> 208,
+//    128 -> 256, 160 -> 320, 256 -> 256, 512 -> 512), but with the filters in L3 1.12-1.18x, and whole
+//    networks at batch 1, in turns, one / two threads: ResNet-50 0.98-0.99x / 1.00-1.05x, GoogLeNet
+//    0.94-0.97x / 1.00-1.05x, VGG-16 1.02x / 0.99-1.00x. Not taken: the model above stands for them.
 // Unprepared (filters_prepared false), a call also transforms the filters, writing them at about 7 GB/s
 // (36 or 16 scattered rows per filter; 512 -> 512 on 14x14 F(4x4): 8.6 ms against 3.4 prepared), which makes
 // F(2x2) pay sooner.

@@ -150,7 +150,9 @@ struct PackedA {
 };
 // ... or a micro-panel of A packed whole (prepared weights, read from memory once per call), asking for row k
 // of the micro-panel it reads next (`next`) into L2 as it reads its own: a few percent of a 1x1 layer on a
-// 14x14 image when a network's other layers have pushed its weights out of the caches ...
+// 14x14 image when a network's other layers have pushed its weights out of the caches. (Asking for the
+// micro-panel two ahead instead: 1x1 layers on 7x7 to 28x28 images, the caches flushed between calls,
+// 0.98-1.03x the time on an Intel Xeon, model 167, one thread.) ...
 struct StreamedA {
     const float* p;
     const float* next;
@@ -242,7 +244,11 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
     // 14x14 0.92x / 0.87x), its 5x5 192 -> 32 0.92x / 1.00x, the 1x1 layers 0.98-0.99x / 0.90-1.00x (256 -> 1024
     // on 14x14 0.99x / 0.90x), Inception's 192 -> 16 0.91x / 0.99x, the 7x7/2 stem 0.97x / 0.97x, AlexNet's
     // 11x11/4 0.95x / 1.01-1.03x, VGG-16's first layer (27 k steps) 1.01-1.03x. Unrolled by four: the same.
-    // AVX-512's loop, whose 24 sums leave few registers, keeps one step a turn (not measured).
+    // AVX-512's loop, whose 24 sums leave few registers, keeps one step a turn. In a model of the loop with B
+    // in L1 (Intel Xeon, model 167: two 512-bit FMA units, probe 229 GFLOP/s per core), one step a turn
+    // ran at 181-191 GFLOP/s, two or four at 182-192; tiles of 6 x 4 and 12 x 2 vectors 183-185, 4 x 6 165.
+    // Its FMAs alone reached 222-229, with only B's loads 211, with only A's broadcasts 216: the loads, not
+    // the tile's shape or the loop's counters, hold it at about 80% of the probe there.
 #if CNNFAST_VEC_BYTES == 32
 #pragma GCC unroll 2
 #endif
