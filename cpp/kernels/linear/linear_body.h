@@ -105,6 +105,9 @@ void linear_prepack_impl(index_t in, index_t out, const float* w, float* dst) {
     }
 }
 
+// Rows of a prepared panel that a single stream over it asks for ahead of the one it reads (AheadB, panel_gemv).
+constexpr index_t kAheadRows = 16;  // 3 KiB of a panel with AVX-512, 1.5 KiB with AVX2
+
 // y (batch x out) = x @ W.T + b with W^T prepared (linear_prepack_impl): each thread streams its run of
 // panels once, front to back (a panel is contiguous: in x NR floats), against x packed whole (MR-row
 // micro-panels over all of K). One MR panel of x (batch <= MR): no K blocks, so each panel is one sequential
@@ -112,10 +115,17 @@ void linear_prepack_impl(index_t in, index_t out, const float* w, float* dst) {
 // the passes over it ask for the next block into L2, each pass for its share of the lines.
 // NOTE: without the asking, the first pass over a block waited on memory and the others computed with memory
 // idle: AlexNet's 9216 -> 4096 at batch 8 took 12.5 ms where streaming its 151 MB alone (batch 1) takes 6.4
-// and the multiplies alone about 6. In turns in one process on an AMD EPYC (Zen 3), same bits, one / two
-// threads: 9216 -> 4096 at batch 8 0.78-0.81x / 0.84x the time, 4096 -> 4096 0.78-0.79x, at batch 16 0.81x;
-// asking a block further ahead gained less (0.80x), and every pass asking for all of it, 0.84-0.89x. A single
-// pass (batch <= MR) has its stream followed by the hardware prefetchers: asking 512 rows ahead took 1.10x.
+// and the multiplies alone about 6. In turns in one process on an AMD EPYC (Zen 3, AVX2: batch 8 is two
+// micro-panels), same bits, one / two threads: 9216 -> 4096 at batch 8 0.78-0.81x / 0.84x the time, 4096 ->
+// 4096 0.78-0.79x, at batch 16 0.81x; asking a block further ahead gained less (0.80x), and every pass asking
+// for all of it, 0.84-0.89x.
+// A single pass (batch <= MR) asks for its row kAheadRows on into L1 as it reads a row (AheadB), as
+// panel_gemv does: on an Intel Xeon (model 167, AVX-512), the hardware prefetchers alone left one thread at
+// 10 GB/s where the batch-1 pass over the same weights reads 17. In turns in one process there, same bits,
+// one / two threads: 9216 -> 4096 at batch 8 (151 MB from DRAM) 14.5 -> 9.6 ms / 7.4 -> 4.8 ms (0.63-0.67x
+// the time), at batch 4 0.72x / 0.78x, 25088 -> 4096 at batch 8 0.68x / 0.68x, 2048 -> 1000 (in L3) 0.93x /
+// 0.99x; asking 8 rows ahead gained about as much, 24 to 64 rows less (0.75-0.80x). (On the AMD EPYC, the
+// same single pass asking 512 rows ahead into L2 had taken 1.10x.)
 void linear_packed(index_t batch, index_t in, index_t out, const float* x, const float* wp, const float* bias,
                    float* y, bool relu) {
     const index_t panels = ceil_div(out, NR);
@@ -151,6 +161,9 @@ void linear_packed(index_t batch, index_t in, index_t out, const float* x, const
                     if (ask)
                         ukernel_any(kc, a, StreamedBLines{{b}, b + kc * NR + im * lines * kLineFloats}, c, out, mv, nv,
                                     pc > 0, pc + kc == in, ep, im * MR, p * NR);
+                    else if (mpanels == 1)
+                        ukernel_any(kc, a, AheadB<kAheadRows>{{b}}, c, out, mv, nv, pc > 0, pc + kc == in, ep, im * MR,
+                                    p * NR);
                     else
                         ukernel_any(kc, a, PackedB{b}, c, out, mv, nv, pc > 0, pc + kc == in, ep, im * MR, p * NR);
                 }
@@ -173,11 +186,11 @@ void linear_packed(index_t batch, index_t in, index_t out, const float* x, const
 // batch 2 (2 -> 4 streams) 0.77x / 0.73x, batch 3 (2 -> 3) 0.75x / 0.75x; AVX2, batch 1 (2 -> 4 streams)
 // 0.84x / 0.76x on 25088 -> 4096, 0.75x / 0.70x on 4096 -> 4096. In a model of the loop, prefetching into L2
 // instead gained less (0.90x at batch 1), and 8 rows ahead instead of 16 about the same; the batch-4+ GEMM's
-// single stream per thread (AlexNet's 9216 -> 4096 at batch 8) gained nothing from the same prefetch.
+// single stream per thread (AlexNet's 9216 -> 4096 at batch 8) gained nothing from the same prefetch there
+// (it does on a later Xeon: see linear_packed).
 constexpr int panel_streams(int B) {
     return kVecRegs == 32 ? (B == 1 ? 6 : B == 2 ? 4 : 3) : (B == 1 ? 4 : B == 2 ? 2 : 1);
 }
-constexpr index_t kAheadRows = 16;  // 3 KiB of a panel with AVX-512, 1.5 KiB with AVX2
 
 template <int B>
 void panel_gemv(index_t in, index_t out, const float* __restrict x, const float* __restrict wp, const float* bias,
