@@ -119,6 +119,12 @@ struct StreamedB : PackedB {
         for (int j = 0; j < NR; j += kLineFloats) __builtin_prefetch(next + k * NR + j, 0, 2);
     }
 };
+// ... or the same, shared by several calls on one panel (Winograd's task of several tile panels), each asking
+// for its own part of the next panel: one line per k, from `next`.
+struct StreamedBLines : PackedB {
+    const float* next;
+    void prefetch(index_t k) const { __builtin_prefetch(next + k * kLineFloats, 0, 2); }
+};
 // ... or packed and read once, front to back, as one stream (a fully connected layer's prepared weights
 // against a batch of one micro-panel): while reading row k, the microkernel asks for row k + kAhead into L1.
 template <index_t kAhead>
@@ -126,12 +132,6 @@ struct AheadB : PackedB {
     void prefetch(index_t k) const {
         for (int j = 0; j < NR; j += kLineFloats) __builtin_prefetch(p + (k + kAhead) * NR + j, 0, 3);
     }
-};
-// ... or the same, shared by several calls on one panel (Winograd's task of several tile panels), each asking
-// for its own part of the next panel: one line per k, from `next`.
-struct StreamedBLines : PackedB {
-    const float* next;
-    void prefetch(index_t k) const { __builtin_prefetch(next + k * kLineFloats, 0, 2); }
 };
 // ... or in place, one pointer per row (indirect convolution: rows of the padded input).
 struct RowsB {

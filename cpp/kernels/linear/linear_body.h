@@ -125,7 +125,9 @@ constexpr index_t kAheadRows = 16;  // 3 KiB of a panel with AVX-512, 1.5 KiB wi
 // one / two threads: 9216 -> 4096 at batch 8 (151 MB from DRAM) 14.5 -> 9.6 ms / 7.4 -> 4.8 ms (0.63-0.67x
 // the time), at batch 4 0.72x / 0.78x, 25088 -> 4096 at batch 8 0.68x / 0.68x, 2048 -> 1000 (in L3) 0.93x /
 // 0.99x; asking 8 rows ahead gained about as much, 24 to 64 rows less (0.75-0.80x). (On the AMD EPYC, the
-// same single pass asking 512 rows ahead into L2 had taken 1.10x.)
+// same single pass asking 512 rows ahead into L2 had taken 1.10x.) The K-blocked passes of larger batches
+// gained nothing on the Xeon from the same asking in their first pass (9216 -> 4096 at batch 16 and 32, one
+// thread: beside the asking for the next block 0.96-1.05x the time, instead of it 1.26-1.40x).
 void linear_packed(index_t batch, index_t in, index_t out, const float* x, const float* wp, const float* bias,
                    float* y, bool relu) {
     const index_t panels = ceil_div(out, NR);
