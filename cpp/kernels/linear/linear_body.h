@@ -198,7 +198,6 @@ template <int B>
 void panel_gemv(index_t in, index_t out, const float* __restrict x, const float* __restrict wp, const float* bias,
                 float* __restrict y, bool relu, int threads) {
     constexpr int S = panel_streams(B);
-    constexpr index_t ahead = kAheadRows * NR;
     const index_t panels = ceil_div(out, NR);
     // as in linear_packed: a layer as small as LeNet-5's is over before a second thread has started
     threads = B * in * out < (index_t(1) << 20) ? 1 : static_cast<int>(imin(threads, panels));
@@ -208,8 +207,8 @@ void panel_gemv(index_t in, index_t out, const float* __restrict x, const float*
         const int t = omp_get_thread_num();
         const index_t p0 = t * panels / threads, p1 = (t + 1) * panels / threads;
         for (index_t p = p0; p < p1; p += S) {
-            const float* panel[S];  // past p1, the last panel again: computed, not stored
-            for (int s = 0; s < S; ++s) panel[s] = wp + imin(p + s, p1 - 1) * in * NR;
+            AheadB<kAheadRows> panel[S];  // past p1, the last panel again: computed, not stored
+            for (int s = 0; s < S; ++s) panel[s].p = wp + imin(p + s, p1 - 1) * in * NR;
             vf acc[S][B][NV];
             for (int s = 0; s < S; ++s)
                 for (int b = 0; b < B; ++b)
@@ -218,11 +217,10 @@ void panel_gemv(index_t in, index_t out, const float* __restrict x, const float*
                 vf xb[B];
                 for (int b = 0; b < B; ++b) xb[b] = vbroadcast(x[b * in + k]);
                 for (int s = 0; s < S; ++s) {
-                    const float* const row = panel[s] + k * NR;
-                    for (int j = 0; j < NR; j += kLineFloats)
-                        __builtin_prefetch(row + ahead + j, 0, 3);
+                    const float* const row = panel[s].row(k);
+                    panel[s].prefetch(k);
                     for (int v = 0; v < NV; ++v) {
-                        const vf wv = vload(row + v * VL);
+                        const vf wv = panel[s].vec(row, v);
                         for (int b = 0; b < B; ++b) acc[s][b][v] += xb[b] * wv;
                     }
                 }
