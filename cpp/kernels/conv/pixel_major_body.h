@@ -216,12 +216,27 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                         const float* b = B + (jn * K + pc) * NR + (lo - jn * NR);
                         const float* next = jn + 1 < j1 ? B + ((jn + 1) * K + pc) * NR
                                             : pc + kc < K ? B + (j0 * K + pc + kc) * NR : b;
-                        // NOTE: the first tile asks for the next block of B' (StreamedB); the others find it in
-                        // L2 already, and their prefetches (three per k) only took issue slots: in turns in one
-                        // process on an Intel Xeon (Ice Lake), 3x3/2 256 -> 256 on 28x28 and 512 -> 512 on 14x14
-                        // 0.96-0.98x the time with the first tile alone prefetching.
-                        auto tile = [&](const auto& a, float* c, int mv, bool first_tile) {
-                            if (first_tile)
+                        // The first kLines tiles (three with AVX-512) each ask for their own part of the next
+                        // block of B', one line per k (StreamedBLines), so that it comes from memory over three
+                        // tiles' time rather than the first tile's; with fewer tiles, the first asks for all of it.
+                        // NOTE: the first tile alone asking for all of it (StreamedB, three lines per k) left
+                        // memory idle for the rest of the panel. Sharing it, in turns in one process on an Intel
+                        // Xeon (model 167), same bits, one / two threads, batch 1, the weights cold (64 MiB
+                        // written between calls): ResNet-50's 1x1 512 -> 2048 and 2048 -> 512 on 7x7 0.91x /
+                        // 0.91-0.93x the time, 3x3/2 512 -> 512 on 14x14 0.82x / 0.92x, 1x1/2 1024 -> 2048 0.86x
+                        // / 0.96x, 3x3/2 256 -> 256 on 28x28 0.94x / 0.92x, GoogLeNet's 832 -> 384 on 7x7 0.90x
+                        // / 0.97x; warm, 0.87-1.02x; at batch 8 0.89-1.00x; with AVX2 forced 0.96-0.99x. One line
+                        // every other k over six tiles took 1.0-1.16x the time of this.
+                        // NOTE: every tile asking for all of it only took issue slots: in turns in one process
+                        // on an Intel Xeon (Ice Lake), 3x3/2 256 -> 256 on 28x28 and 512 -> 512 on 14x14 0.96-0.98x
+                        // the time with the first tile alone prefetching.
+                        constexpr index_t kLines = (NR + kLineFloats - 1) / kLineFloats;
+                        const bool spread = ip1 - ip0 >= kLines;
+                        auto tile = [&](const auto& a, float* c, int mv, index_t t) {
+                            if (spread && t < kLines)
+                                ukernel_any(kc, a, StreamedBLines{b, next + t * kc * kLineFloats}, c, ldc, mv, nv,
+                                            pc > 0, pc + kc == K, ep, 0, lo);
+                            else if (!spread && t == 0)
                                 ukernel_any(kc, a, StreamedB{b, next}, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
                             else
                                 ukernel_any(kc, a, PackedB{b}, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
@@ -231,11 +246,11 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                             const int mv = static_cast<int>(imin(rp, P - ir));
                             float* const c = C + ir * ldc + lo;
                             if (pack) {
-                                tile(PackedA{abuf + (ip - ip0) * MR * kc}, c, mv, ip == ip0);
+                                tile(PackedA{abuf + (ip - ip0) * MR * kc}, c, mv, ip - ip0);
                             } else {
                                 PixelA a = panel_a(ip);
                                 a.rows = rows + pc;
-                                tile(a, c, mv, ip == ip0);
+                                tile(a, c, mv, ip - ip0);
                             }
                         }
                     }

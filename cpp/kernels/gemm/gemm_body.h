@@ -119,8 +119,9 @@ struct StreamedB : PackedB {
         for (int j = 0; j < NR; j += kLineFloats) __builtin_prefetch(next + k * NR + j, 0, 2);
     }
 };
-// ... or the same, shared by several calls on one panel (Winograd's task of several tile panels), each asking
-// for its own part of the next panel: one line per k, from `next`.
+// ... or the same, shared by several calls on one panel (Winograd's task of several tile panels, the
+// pixel-major path's first pixel panels), each asking for its own part of the next panel: one line per k,
+// from `next`.
 struct StreamedBLines : PackedB {
     const float* next;
     void prefetch(index_t k) const { __builtin_prefetch(next + k * kLineFloats, 0, 2); }
