@@ -234,7 +234,7 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                         const bool spread = ip1 - ip0 >= kLines;
                         auto tile = [&](const auto& a, float* c, int mv, index_t t) {
                             if (spread && t < kLines)
-                                ukernel_any(kc, a, StreamedBLines{b, next + t * kc * kLineFloats}, c, ldc, mv, nv,
+                                ukernel_any(kc, a, StreamedBLines<>{b, next + t * kc * kLineFloats}, c, ldc, mv, nv,
                                             pc > 0, pc + kc == K, ep, 0, lo);
                             else if (!spread && t == 0)
                                 ukernel_any(kc, a, StreamedB{b, next}, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);

@@ -518,21 +518,28 @@ void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index
                                     : pc + kc < s.c                           ? U + (xi * p.panels * s.c + pc + kc) * NR
                                     : xi + 1 < PTS                            ? U + (xi + 1) * p.panels * s.c * NR
                                                                               : u;
-                // NOTE: the gn tile panels share the asking: each asks for its own part of the next panel's lines,
-                // one per k, where those fit (else each for all of it, 1.5 lines per k with AVX2). Each asking for
-                // all of it, the tile panels after the first asked again: in turns in one process on an AMD EPYC
+                // NOTE: the gn tile panels share the asking (with_shared_next): each asks for its own part of the
+                // next panel's lines, one per k where those fit. Each asking for all of it, the tile panels after
+                // the first asked again: in turns in one process on an AMD EPYC
                 // (Zen 3), same bits, one / two threads, sharing took 3x3 256 -> 256 on 14x14 (gn = 4) to
                 // 0.85-0.94x / 0.90-0.97x the time, 512 -> 512 on 14x14 to 0.88-0.95x, 128 -> 128 on 28x28 to
                 // 0.84-1.00x, 256 -> 256 on 56x56 to 0.89-0.95x; tasks of one tile panel (gn = 1) are unchanged.
-                const index_t lines = ceil_div(ceil_div(kc * NR, kLineFloats), gn);
+                // Where one line per k does not cover them (AVX-512, three lines per row, gn = 2: the 16 tiles of
+                // a 14x14 image with F(4x4), of a 7x7 one with F(2x2)), the first tile panel asks for two lines
+                // per k and the others for one each, rather than each for all of it (the first's asking done in
+                // its time alone). In turns in one process on an Intel Xeon (model 167), same bits, one / two
+                // threads, batch 1: 256 -> 256 on 14x14 0.82x / 0.84x the time, 512 -> 512 on 7x7 0.86x / 0.87x,
+                // 512 -> 512 on 14x14 0.78x / 0.77x; the filters cold (64 MiB written between calls) 0.84x /
+                // 0.87x, 0.77x / 0.83x, 0.87x / 0.89x; at batch 8 0.90-0.96x.
                 for (index_t gi = 0; gi < gn; ++gi) {
                     const index_t ir = (g0 + gi) * MR;
                     const int mv = static_cast<int>(imin(MR, tcount - ir));
                     float* const m = M + xi * p.m_plane + ir * p.ob_pad + pn * NR;
                     const RowsA a(V + xi * p.v_plane + ir * p.c_pad + pc, p.c_pad, mv);
-                    if (lines <= kc && next != u)
-                        ukernel_any(kc, a, StreamedBLines{u, next + gi * lines * kLineFloats}, m, p.ob_pad, mv, nv,
-                                    pc > 0, pc + kc == s.c, none, 0, 0);
+                    if (next != u)
+                        with_shared_next(kc, u, next, gi, gn, [&](const auto& bsrc) {
+                            ukernel_any(kc, a, bsrc, m, p.ob_pad, mv, nv, pc > 0, pc + kc == s.c, none, 0, 0);
+                        });
                     else
                         ukernel_any(kc, a, StreamedB{u, next}, m, p.ob_pad, mv, nv, pc > 0, pc + kc == s.c, none, 0, 0);
                 }

@@ -120,12 +120,32 @@ struct StreamedB : PackedB {
     }
 };
 // ... or the same, shared by several calls on one panel (Winograd's task of several tile panels, the
-// pixel-major path's first pixel panels), each asking for its own part of the next panel: one line per k,
+// pixel-major path's first pixel panels), each asking for its own part of the next panel: kPerK lines per k,
 // from `next`.
+template <int kPerK = 1>
 struct StreamedBLines : PackedB {
     const float* next;
-    void prefetch(index_t k) const { __builtin_prefetch(next + k * kLineFloats, 0, 2); }
+    void prefetch(index_t k) const {
+        for (int j = 0; j < kPerK; ++j) __builtin_prefetch(next + (k * kPerK + j) * kLineFloats, 0, 2);
+    }
 };
+template <class B>
+struct streamed_lines : std::false_type {};
+template <int kPerK>
+struct streamed_lines<StreamedBLines<kPerK>> : std::true_type {};
+// Call f with the B source of call i of n calls on the kc-row block at b that share asking for the block at
+// `next` (kc rows of NR floats, `total` lines): each its own run of lines, one per k, where those cover it;
+// else (AVX-512, three lines per row, n = 2) the first two lines per k and the others one; else each all.
+template <class F>
+decltype(auto) with_shared_next(index_t kc, const float* b, const float* next, index_t i, index_t n, F&& f) {
+    const index_t total = (kc * NR + kLineFloats - 1) / kLineFloats, lines = (total + n - 1) / n;
+    if (lines <= kc) return f(StreamedBLines<>{{b}, next + i * lines * kLineFloats});
+    if (n > 1 && total <= (n + 1) * kc) {
+        if (i == 0) return f(StreamedBLines<2>{{b}, next});
+        return f(StreamedBLines<>{{b}, next + (i + 1) * kc * kLineFloats});
+    }
+    return f(StreamedB{{b}, next});
+}
 // ... or packed and read once, front to back, as one stream (a fully connected layer's prepared weights
 // against a batch of one micro-panel): while reading row k, the microkernel asks for row k + kAhead into L1.
 template <index_t kAhead>
@@ -286,7 +306,7 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
     // it, in turns in one process on an Intel Xeon (AVX-512, two FMA units), same bits, one / two threads:
     // the direct 5x5 16 -> 32 on 28x28 0.48x / 0.52x the time, 192 -> 32 0.50x / 0.51x, LeNet-5's first
     // layer at batch 64 0.67x / 0.70x.)
-    if constexpr (!std::is_same_v<BSrc, StreamedB> && !std::is_same_v<BSrc, StreamedBLines> &&
+    if constexpr (!std::is_same_v<BSrc, StreamedB> && !streamed_lines<BSrc>::value &&
                   !masked_loads<BSrc>::value)
         if (mv == MRT && nv == NVT * VL && !(last && ep.bias_col))
             return full_tile_store<MRT, NVT>(acc, C, ldc, accumulate, last, ep, row0);
