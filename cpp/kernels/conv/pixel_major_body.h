@@ -216,9 +216,10 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                         const float* b = B + (jn * K + pc) * NR + (lo - jn * NR);
                         const float* next = jn + 1 < j1 ? B + ((jn + 1) * K + pc) * NR
                                             : pc + kc < K ? B + (j0 * K + pc + kc) * NR : b;
-                        // The first kLines tiles (three with AVX-512) each ask for their own part of the next
-                        // block of B', one line per k (StreamedBLines), so that it comes from memory over three
-                        // tiles' time rather than the first tile's; with fewer tiles, the first asks for all of it.
+                        // The first kLines tiles (three with AVX-512; two with AVX2, the second asking for half a
+                        // block past it too) each ask for their own part of the next block of B', one line per k
+                        // (StreamedBLines), so that it comes from memory over several tiles' time rather than the
+                        // first tile's; with fewer tiles, the first asks for all of it.
                         // NOTE: the first tile alone asking for all of it (StreamedB, three lines per k) left
                         // memory idle for the rest of the panel. Sharing it, in turns in one process on an Intel
                         // Xeon (model 167), same bits, one / two threads, batch 1, the weights cold (64 MiB
