@@ -216,10 +216,10 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                         const float* b = B + (jn * K + pc) * NR + (lo - jn * NR);
                         const float* next = jn + 1 < j1 ? B + ((jn + 1) * K + pc) * NR
                                             : pc + kc < K ? B + (j0 * K + pc + kc) * NR : b;
-                        // The first kLines tiles (three with AVX-512; two with AVX2, the second asking for half a
-                        // block past it too) each ask for their own part of the next block of B', one line per k
-                        // (StreamedBLines), so that it comes from memory over several tiles' time rather than the
-                        // first tile's; with fewer tiles, the first asks for all of it.
+                        // The first kLines tiles (three with AVX-512, two with AVX2), or all of them where there
+                        // are fewer, share asking for the next block of B' (with_shared_next: with AVX-512 each a
+                        // third of it, one line per k), so that it comes from memory over several tiles' time
+                        // rather than the first tile's.
                         // NOTE: the first tile alone asking for all of it (StreamedB, three lines per k) left
                         // memory idle for the rest of the panel. Sharing it, in turns in one process on an Intel
                         // Xeon (model 167), same bits, one / two threads, batch 1, the weights cold (64 MiB
@@ -232,13 +232,12 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                         // on an Intel Xeon (Ice Lake), 3x3/2 256 -> 256 on 28x28 and 512 -> 512 on 14x14 0.96-0.98x
                         // the time with the first tile alone prefetching.
                         constexpr index_t kLines = (NR + kLineFloats - 1) / kLineFloats;
-                        const bool spread = ip1 - ip0 >= kLines;
+                        const index_t askers = imin(ip1 - ip0, kLines);
                         auto tile = [&](const auto& a, float* c, int mv, index_t t) {
-                            if (spread && t < kLines)
-                                ukernel_any(kc, a, StreamedBLines<>{b, next + t * kc * kLineFloats}, c, ldc, mv, nv,
-                                            pc > 0, pc + kc == K, ep, 0, lo);
-                            else if (!spread && t == 0)
-                                ukernel_any(kc, a, StreamedB{b, next}, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
+                            if (t < askers)
+                                with_shared_next(kc, b, next, t, askers, [&](const auto& bsrc) {
+                                    ukernel_any(kc, a, bsrc, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
+                                });
                             else
                                 ukernel_any(kc, a, PackedB{b}, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
                         };
