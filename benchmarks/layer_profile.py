@@ -89,25 +89,13 @@ _ORT_OPS = {"MaxPool": "max_pool2d", "AveragePool": "avg_pool2d", "GlobalAverage
 
 def ort_layers(name: str, threads: int, batch: int, iters: int):
     """ONNX Runtime's profile: {key: [seconds of each node run]}, and the median time of a plain run."""
-    import onnxruntime as ort
     from cnnfast.bench.networks import input_shape, onnx_model
+    from cnnfast.bench.peers import ort_session
 
     model = onnx_model(name, batch)
     x = np.random.default_rng(0).random((batch, *input_shape(name)), dtype=np.float32)
 
-    def session(profile_prefix=None):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        if profile_prefix:
-            opts.enable_profiling = True
-            opts.profile_file_prefix = profile_prefix
-        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-
-    sess = session()
+    sess = ort_session(model, threads)
     for _ in range(3):
         sess.run(None, {"x": x})
     plain = []
@@ -118,7 +106,7 @@ def ort_layers(name: str, threads: int, batch: int, iters: int):
 
     times = collections.defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
-        sess = session(os.path.join(tmp, "profile"))
+        sess = ort_session(model, threads, os.path.join(tmp, "profile"))
         for _ in range(3 + iters):
             sess.run(None, {"x": x})
         path = sess.end_profiling()

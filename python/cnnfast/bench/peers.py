@@ -232,6 +232,24 @@ def _onnx_graph(case: Case, inputs: Inputs):
     return _onnx_model(case, inputs)
 
 
+def ort_session(model: bytes, threads: int, profile_prefix: Optional[str] = None):
+    """An ONNX Runtime CPU session on ``model`` as the benchmarks run it: intra-op threads = ``threads``, one
+    inter-op thread, sequential execution, all graph optimizations; with ``profile_prefix``, ONNX Runtime's
+    own per-node profiling on, its JSON file named from that prefix."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimePeer(Peer):
     """ONNX Runtime's CPU provider on a single-op graph: intra-op threads = ``threads``, one inter-op
     thread, sequential execution, all graph optimizations; inputs bound once with IOBinding."""
@@ -246,13 +264,7 @@ class OnnxRuntimePeer(Peer):
         import onnxruntime as ort
 
         model, names = _onnx_graph(case, inputs)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(model, threads)
         io = sess.io_binding()
         for name, arr in zip(names, _graph_inputs(case, inputs)):
             io.bind_cpu_input(name, np.ascontiguousarray(arr))
