@@ -241,6 +241,25 @@ def test_max_pool_2x2_s2(isa, h, w, rng):
                                       ref.max_pool2d(x, 2, 2, ceil_mode=ceil_mode).astype(np.float32))
 
 
+# 2x2 stride-2 pooling of even planes with output rows of up to 8 floats takes the row-pair path: the planes
+# back to back as one run of row pairs, split in runs of 64 across threads. Runs that start and end inside a
+# plane, a value at each row's ends that must not leak into the next row's or plane's windows, NaN anywhere.
+@pytest.mark.parametrize("n,c,h,w", [(64, 16, 10, 10), (1, 832, 14, 14), (1, 1, 2, 2), (2, 3, 4, 16), (1, 5, 14, 14),
+                                     (1, 3, 6, 12), (1, 130, 2, 2), (2, 7, 22, 6), (1, 2, 2, 18), (3, 6, 28, 28)])
+def test_max_pool_2x2_s2_row_pairs(isa, n, c, h, w, rng, threads_restored):
+    x = rand(rng, n, c, h, w)
+    x[..., 0] = 100 + rng.random((n, c, h), dtype=np.float32)
+    x[..., -1] = -100
+    x[..., 1::3, -1] = 200
+    x[:, :, -1, :] = 300
+    x.reshape(-1)[rng.integers(0, x.size, 3)] = np.nan
+    expected = ref.max_pool2d(x, 2, 2).astype(np.float32)
+    for threads in (1, 2):
+        with cnnfast.num_threads(threads):
+            for ceil_mode in (False, True):
+                np.testing.assert_array_equal(cnnfast.max_pool2d(x, 2, 2, ceil_mode=ceil_mode), expected)
+
+
 # 2x2 and 3x3 windows with stride 1 or 2 and padding 0 or 1 take the vector-row path: loads masked to the
 # input's columns, a shift by one lane for the third tap, masked stores. Widths around multiples of every
 # ISA's vector (4, 8, 16 floats); the values at a row's ends must not leak into the neighbouring rows' windows.
