@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
 import json
 import os
 import statistics
@@ -109,11 +108,8 @@ def ort_layers(name: str, threads: int, batch: int, iters: int):
         sess = ort_session(model, threads, os.path.join(tmp, "profile"))
         for _ in range(3 + iters):
             sess.run(None, {"x": x})
-        path = sess.end_profiling()
-        with open(path) as f:
+        with open(sess.end_profiling()) as f:
             events = json.load(f)
-        for p in glob.glob(os.path.join(tmp, "*")):
-            os.remove(p)
     runs = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
     per_run = len(runs) // (3 + iters)
     for e in runs[3 * per_run:]:

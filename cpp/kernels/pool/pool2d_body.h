@@ -245,27 +245,24 @@ inline bool max_pool_pairs_applies(const Pool2dShape& s) {
 
 constexpr index_t kPairRun = 64;  // row pairs per run: their column maxima, 64 x 2 x 8 floats at most, stay in L1
 
-// Output rows [r0, r1) of all the planes (row r: plane r / OH, its row r % OH).
-void max_pool_pairs(const Pool2dShape& s, const float* __restrict x, float* __restrict y, index_t r0, index_t r1) {
-    const index_t W = s.w, OW = s.ow;
+// Output rows [r0, r0 + n) of all the planes (row r: plane r / OH, its row r % OH), n <= kPairRun.
+void max_pool_pairs(const Pool2dShape& s, const float* __restrict x, float* __restrict y, index_t r0, index_t n) {
+    const index_t W = s.w, OW = s.ow, count = n * W;  // n row pairs: n * 2 rows of OW column-pair maxima
+    const float* const xs = x + r0 * 2 * W;
     alignas(64) float h[kPairRun * 2 * 8];
-    for (index_t rc = r0; rc < r1; rc += kPairRun) {
-        const index_t n = imin(kPairRun, r1 - rc), count = n * W;  // n row pairs: n * 2 rows of OW maxima
-        const float* const xs = x + rc * 2 * W;
-        index_t k = 0;
-        for (; k + VL <= count; k += VL) {
-            vf even, odd;
-            vdeinterleave(vload(xs + 2 * k), vload(xs + 2 * k + VL), even, odd);
-            vstore(h + k, vmax_nan(even, odd));
-        }
-        for (; k < count; ++k) h[k] = max_nan(xs[2 * k], xs[2 * k + 1]);
-        float* const ys = y + rc * OW;
-        for (index_t i = 0; i < n; ++i) {
-            const float* const top = h + i * 2 * OW;
-            for (index_t c = 0; c < OW; c += VL) {
-                const index_t m = imin(VL, OW - c);
-                vstore_n(ys + i * OW + c, vmax_nan(vload_n(top + c, m, 0.f), vload_n(top + OW + c, m, 0.f)), m);
-            }
+    index_t k = 0;
+    for (; k + VL <= count; k += VL) {
+        vf even, odd;
+        vdeinterleave(vload(xs + 2 * k), vload(xs + 2 * k + VL), even, odd);
+        vstore(h + k, vmax_nan(even, odd));
+    }
+    for (; k < count; ++k) h[k] = max_nan(xs[2 * k], xs[2 * k + 1]);
+    float* const ys = y + r0 * OW;
+    for (index_t i = 0; i < n; ++i) {
+        const float* const top = h + i * 2 * OW;
+        for (index_t c = 0; c < OW; c += VL) {
+            const index_t m = imin(VL, OW - c);
+            vstore_n(ys + i * OW + c, vmax_nan(vload_n(top + c, m, 0.f), vload_n(top + OW + c, m, 0.f)), m);
         }
     }
 }
@@ -338,7 +335,7 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     if (kind == PoolKind::max && max_pool_pairs_applies(s)) {
         const index_t rows = planes * s.oh, runs = ceil_div(rows, kPairRun);
 #pragma omp parallel for num_threads(threads) schedule(static)
-        for (index_t r = 0; r < runs; ++r) max_pool_pairs(s, x, y, r * kPairRun, imin(rows, (r + 1) * kPairRun));
+        for (index_t r = 0; r < runs; ++r) max_pool_pairs(s, x, y, r * kPairRun, imin(kPairRun, rows - r * kPairRun));
         return;
     }
     const bool flat = kind == PoolKind::max && max_pool_flat_applies(s);

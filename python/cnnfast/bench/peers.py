@@ -261,8 +261,6 @@ class OnnxRuntimePeer(Peer):
         return super().available() and _module("onnx") is not None
 
     def bind(self, case, inputs, threads):
-        import onnxruntime as ort
-
         model, names = _onnx_graph(case, inputs)
         sess = ort_session(model, threads)
         io = sess.io_binding()
