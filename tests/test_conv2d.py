@@ -299,6 +299,21 @@ def test_conv2d_output_channels_split_across_threads(isa, threads, rng, threads_
 
 
 @pytest.mark.parametrize("threads", [2, 3])
+def test_conv2d_7x7_outputs_split_by_pixels_and_channels(isa, threads, rng, threads_restored):
+    # 7x7 outputs (the pixel-major path's seven pixel panels) with weights of up to 2 MiB: the threads share
+    # the (pixel panel, channel vector) units, so a thread's run may start or end inside a panel, with part of
+    # its channels; the same bits as one thread
+    for c, o, k, s, hw in ((64, 128, 1, 1, 7), (96, 40, 1, 1, 7), (32, 200, 3, 1, 7), (48, 72, 3, 2, 14)):
+        x, w, b = rand(rng, 1, c, hw, hw), rand(rng, o, c, k, k), rand(rng, o)
+        with cnnfast.num_threads(1):
+            one = cnnfast.conv2d(x, w, b, stride=s, padding=k // 2)
+        with cnnfast.num_threads(threads):
+            y = check_conv(x, w, b, stride=s, padding=k // 2)
+        assert y.shape == (1, o, 7, 7)
+        np.testing.assert_array_equal(y, one)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
 def test_conv2d_few_tasks_either_order(isa, threads, rng, threads_restored):
     # 28x28 outputs (784 pixels: N blocks of unequal size) with two or more M chunks: at two threads the tasks
     # are numbered N block fastest, which evens out the threads' shares (split_gemm); the same bits as one

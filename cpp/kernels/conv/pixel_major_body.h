@@ -112,12 +112,25 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
     if (!g.in_place) chunk = imax(1, imin(chunk, (index_t(2) << 20) / imax(1, per_image)));
     // Pixel panels of rp pixels (which may span output rows), the last one short.
     const index_t rp = pixel_panel_rows(P), ipanels = ceil_div(P, rp);
-    // Tasks per image: runs of pixel panels where each thread can take eight or more, else runs of channel
-    // vectors (a 7x7 image), with counts differing by one at most.
+    // Tasks per image: runs of pixel panels where each thread can take eight or more, with counts differing by
+    // one at most. Else (a 7x7 image: 7 panels), with weights of up to 2 MiB, equal runs of the image's (pixel
+    // panel, channel vector) units taken panel by panel, so that a task has whole panels and at most part of
+    // one at either end (on two threads, three panels and half the channels of the fourth each); with larger
+    // weights, runs of channel vectors over all the panels.
+    // NOTE: by channel vectors, each thread reads its part of the weights and packs all of A; by panels, each
+    // reads all the weights (the lines one thread brings from memory the other finds in L3) and packs only its
+    // own pixels. In turns in one process, same bits, Intel Xeon (model 167), two threads, batch 1, units against
+    // channel vectors: GoogLeNet's 1x1 layers on 7x7 (832 -> 32 to 384) 0.77-1.00x the time back to back and
+    // 0.85-0.95x with the caches evicted before each call (64 MiB written; 832 -> 32 1.03x), its 3x3 on 7x7
+    // 0.96-1.02x; in its forward pass, against ONNX Runtime's profile of the same run, the 1x1 layers on 7x7 rose
+    // from 0.48-0.83x of ONNX Runtime's speed to 0.52-0.83x (up in 16 of 18 rows of two profiles each way).
+    // ResNet-50's 512 -> 2048 on 7x7 (4 MiB of weights) took 1.06-1.10x back to back, where each thread's part
+    // stays in its L2, and 0.90-1.02x evicted: larger weights stay split by channel vectors.
     const index_t parts = imax(1, ceil_div(threads, imin(chunk, s.n)));
-    const index_t vectors = ceil_div(s.oc, VL);
+    const index_t vectors = ceil_div(s.oc, VL), units = ipanels * vectors;
     const bool by_pixels = ipanels >= 8 * parts;
-    const index_t runs = by_pixels ? parts : imin(vectors, parts);
+    const bool by_units = !by_pixels && K * s.oc <= (index_t(512) << 10);
+    const index_t runs = by_pixels ? parts : imin(by_units ? units : vectors, parts);
     const index_t kstep = direct_k_step(K, s.oc);
     // A in place where the taps of a channel share the input's lines (kernels of more than one tap); a 1x1
     // layer's A is packed per K block (MR floats per k), as its rows are each in a channel plane of their own.
@@ -162,109 +175,131 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
 #pragma omp for schedule(static)
             for (index_t t = 0; t < n_count * runs; ++t) {
                 const index_t ni = t / runs, r = t % runs;
-                const index_t ip0 = by_pixels ? r * ipanels / runs : 0, ip1 = by_pixels ? (r + 1) * ipanels / runs : ipanels;
-                const index_t c0 = by_pixels ? 0 : r * vectors / runs * VL;
-                const index_t c1 = by_pixels ? s.oc : imin(s.oc, (r + 1) * vectors / runs * VL);
-                const index_t j0 = c0 / NR, j1 = ceil_div(c1, NR);  // the panels holding channels [c0, c1)
                 // rows[k]: tap (ki, kj) of channel ci, for output pixel (0, 0)
                 const float* base = g.in_place ? x + (n_begin + ni) * s.c * HW : padded.p + ni * per_image;
                 for (index_t k = 0; k < K; ++k) {
                     const index_t ci = k / (s.kh * s.kw), rk = k % (s.kh * s.kw);
                     rows[k] = base + ci * g.plane + (rk / s.kw) * s.dil_h * g.Wp + (rk % s.kw) * s.dil_w;
                 }
-                // where each pixel panel's lanes read, relative to rows[k]
-                for (index_t ip = ip0; ip < ip1; ++ip) {
-                    const index_t ir = ip * rp, last = imin(rp, P - ir) - 1;
-                    for (int i = 0; i < MR; ++i) {
-                        const index_t p = ir + imin(i, last);
-                        offs[(ip - ip0) * MR + i] = (p / s.ow) * s.stride_h * g.Wp + (p % s.ow) * s.stride_w;
+                // pixel panels [ip0, ip1) x channels [c0, c1)
+                auto block = [&](index_t ip0, index_t ip1, index_t c0, index_t c1) {
+                    const index_t j0 = c0 / NR, j1 = ceil_div(c1, NR);  // the panels holding channels [c0, c1)
+                    // where each pixel panel's lanes read, relative to rows[k]
+                    for (index_t ip = ip0; ip < ip1; ++ip) {
+                        const index_t ir = ip * rp, last = imin(rp, P - ir) - 1;
+                        for (int i = 0; i < MR; ++i) {
+                            const index_t p = ir + imin(i, last);
+                            offs[(ip - ip0) * MR + i] = (p / s.ow) * s.stride_h * g.Wp + (p % s.ow) * s.stride_w;
+                        }
                     }
-                }
-                auto panel_a = [&](index_t ip) {
-                    PixelA a{rows, {}};
-                    for (int i = 0; i < MR; ++i) a.off[i] = offs[(ip - ip0) * MR + i];
-                    return a;
-                };
-                float* const C = cbuf.p + ni * P * ldc;
-                for (index_t pc = 0; pc < K; pc += kstep) {
-                    const index_t kc = imin(kstep, K - pc);
-                    if (pack)
-                        for (index_t ip = ip0; ip < ip1; ++ip) {
-                            float* d = abuf + (ip - ip0) * MR * kc;
-                            const PixelA a = panel_a(ip);
-                            const index_t ir = ip * rp, mv = imin(rp, P - ir);
-                            // a panel within one output row, all MR floats readable (the last row read ends
-                            // inside the input): fixed-length copies, lanes past mv zeroed
-                            if (ir % s.ow + mv <= s.ow && rows[pc + kc - 1] + a.off[0] + (MR - 1) * s.stride_w < input_end) {
-                                if (s.stride_w == 1)
-                                    pack_pixel_row<1>(rows + pc, a.off[0], kc, mv, d);
-                                else if (s.stride_w == 2)
-                                    pack_pixel_row<2>(rows + pc, a.off[0], kc, mv, d);
+                    auto panel_a = [&](index_t ip) {
+                        PixelA a{rows, {}};
+                        for (int i = 0; i < MR; ++i) a.off[i] = offs[(ip - ip0) * MR + i];
+                        return a;
+                    };
+                    float* const C = cbuf.p + ni * P * ldc;
+                    for (index_t pc = 0; pc < K; pc += kstep) {
+                        const index_t kc = imin(kstep, K - pc);
+                        if (pack)
+                            for (index_t ip = ip0; ip < ip1; ++ip) {
+                                float* d = abuf + (ip - ip0) * MR * kc;
+                                const PixelA a = panel_a(ip);
+                                const index_t ir = ip * rp, mv = imin(rp, P - ir);
+                                // a panel within one output row, all MR floats readable (the last row read ends
+                                // inside the input): fixed-length copies, lanes past mv zeroed
+                                if (ir % s.ow + mv <= s.ow &&
+                                    rows[pc + kc - 1] + a.off[0] + (MR - 1) * s.stride_w < input_end) {
+                                    if (s.stride_w == 1)
+                                        pack_pixel_row<1>(rows + pc, a.off[0], kc, mv, d);
+                                    else if (s.stride_w == 2)
+                                        pack_pixel_row<2>(rows + pc, a.off[0], kc, mv, d);
+                                    else
+                                        pack_pixel_row<0>(rows + pc, a.off[0], kc, mv, d, s.stride_w);
+                                    continue;
+                                }
+                                for (index_t k = 0; k < kc; ++k)
+                                    for (int i = 0; i < MR; ++i) d[k * MR + i] = i < mv ? rows[pc + k][a.off[i]] : 0.f;
+                            }
+                        for (index_t jn = j0; jn < j1; ++jn) {
+                            // this run's columns of panel jn: [lo, hi), whole vectors but at the layer's last
+                            const index_t lo = imax(c0, jn * NR), hi = imin(c1, jn * NR + NR);
+                            const int nv = static_cast<int>(hi - lo);
+                            // B' comes from memory once per call (the weights, 4 MiB for ResNet-50's 512 -> 2048):
+                            // the next panel, or the next K block's first, is prefetched while this one is used
+                            const float* b = B + (jn * K + pc) * NR + (lo - jn * NR);
+                            const float* next = jn + 1 < j1 ? B + ((jn + 1) * K + pc) * NR
+                                                : pc + kc < K ? B + (j0 * K + pc + kc) * NR : b;
+                            // The first kLines tiles (three with AVX-512, two with AVX2), or all of them where there
+                            // are fewer, share asking for the next block of B' (with_shared_next: with AVX-512 each a
+                            // third of it, one line per k), so that it comes from memory over several tiles' time
+                            // rather than the first tile's.
+                            // NOTE: the first tile alone asking for all of it (StreamedB, three lines per k) left
+                            // memory idle for the rest of the panel. Sharing it, in turns in one process on an Intel
+                            // Xeon (model 167), same bits, one / two threads, batch 1, the weights cold (64 MiB
+                            // written between calls): ResNet-50's 1x1 512 -> 2048 and 2048 -> 512 on 7x7 0.91x /
+                            // 0.91-0.93x the time, 3x3/2 512 -> 512 on 14x14 0.82x / 0.92x, 1x1/2 1024 -> 2048 0.86x
+                            // / 0.96x, 3x3/2 256 -> 256 on 28x28 0.94x / 0.92x, GoogLeNet's 832 -> 384 on 7x7 0.90x
+                            // / 0.97x; warm, 0.87-1.02x; at batch 8 0.89-1.00x; with AVX2 forced 0.96-0.99x. One line
+                            // every other k over six tiles took 1.0-1.16x the time of this.
+                            // NOTE: every tile asking for all of it only took issue slots: in turns in one process
+                            // on an Intel Xeon (Ice Lake), 3x3/2 256 -> 256 on 28x28 and 512 -> 512 on 14x14 0.96-0.98x
+                            // the time with the first tile alone prefetching.
+                            constexpr index_t kLines = (NR + kLineFloats - 1) / kLineFloats;
+                            const index_t askers = imin(ip1 - ip0, kLines);
+                            auto tile = [&](const auto& a, float* c, int mv, index_t t) {
+                                if (t < askers)
+                                    with_shared_next(kc, b, next, t, askers, [&](const auto& bsrc) {
+                                        ukernel_any(kc, a, bsrc, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
+                                    });
                                 else
-                                    pack_pixel_row<0>(rows + pc, a.off[0], kc, mv, d, s.stride_w);
-                                continue;
-                            }
-                            for (index_t k = 0; k < kc; ++k)
-                                for (int i = 0; i < MR; ++i) d[k * MR + i] = i < mv ? rows[pc + k][a.off[i]] : 0.f;
-                        }
-                    for (index_t jn = j0; jn < j1; ++jn) {
-                        // this run's columns of panel jn: [lo, hi), whole vectors but at the layer's last
-                        const index_t lo = imax(c0, jn * NR), hi = imin(c1, jn * NR + NR);
-                        const int nv = static_cast<int>(hi - lo);
-                        // B' comes from memory once per call (the weights, 4 MiB for ResNet-50's 512 -> 2048):
-                        // the next panel, or the next K block's first, is prefetched while this one is used
-                        const float* b = B + (jn * K + pc) * NR + (lo - jn * NR);
-                        const float* next = jn + 1 < j1 ? B + ((jn + 1) * K + pc) * NR
-                                            : pc + kc < K ? B + (j0 * K + pc + kc) * NR : b;
-                        // The first kLines tiles (three with AVX-512, two with AVX2), or all of them where there
-                        // are fewer, share asking for the next block of B' (with_shared_next: with AVX-512 each a
-                        // third of it, one line per k), so that it comes from memory over several tiles' time
-                        // rather than the first tile's.
-                        // NOTE: the first tile alone asking for all of it (StreamedB, three lines per k) left
-                        // memory idle for the rest of the panel. Sharing it, in turns in one process on an Intel
-                        // Xeon (model 167), same bits, one / two threads, batch 1, the weights cold (64 MiB
-                        // written between calls): ResNet-50's 1x1 512 -> 2048 and 2048 -> 512 on 7x7 0.91x /
-                        // 0.91-0.93x the time, 3x3/2 512 -> 512 on 14x14 0.82x / 0.92x, 1x1/2 1024 -> 2048 0.86x
-                        // / 0.96x, 3x3/2 256 -> 256 on 28x28 0.94x / 0.92x, GoogLeNet's 832 -> 384 on 7x7 0.90x
-                        // / 0.97x; warm, 0.87-1.02x; at batch 8 0.89-1.00x; with AVX2 forced 0.96-0.99x. One line
-                        // every other k over six tiles took 1.0-1.16x the time of this.
-                        // NOTE: every tile asking for all of it only took issue slots: in turns in one process
-                        // on an Intel Xeon (Ice Lake), 3x3/2 256 -> 256 on 28x28 and 512 -> 512 on 14x14 0.96-0.98x
-                        // the time with the first tile alone prefetching.
-                        constexpr index_t kLines = (NR + kLineFloats - 1) / kLineFloats;
-                        const index_t askers = imin(ip1 - ip0, kLines);
-                        auto tile = [&](const auto& a, float* c, int mv, index_t t) {
-                            if (t < askers)
-                                with_shared_next(kc, b, next, t, askers, [&](const auto& bsrc) {
-                                    ukernel_any(kc, a, bsrc, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
-                                });
-                            else
-                                ukernel_any(kc, a, PackedB{b}, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
-                        };
-                        for (index_t ip = ip0; ip < ip1; ++ip) {
-                            const index_t ir = ip * rp;
-                            const int mv = static_cast<int>(imin(rp, P - ir));
-                            float* const c = C + ir * ldc + lo;
-                            if (pack) {
-                                tile(PackedA{abuf + (ip - ip0) * MR * kc}, c, mv, ip - ip0);
-                            } else {
-                                PixelA a = panel_a(ip);
-                                a.rows = rows + pc;
-                                tile(a, c, mv, ip - ip0);
+                                    ukernel_any(kc, a, PackedB{b}, c, ldc, mv, nv, pc > 0, pc + kc == K, ep, 0, lo);
+                            };
+                            for (index_t ip = ip0; ip < ip1; ++ip) {
+                                const index_t ir = ip * rp;
+                                const int mv = static_cast<int>(imin(rp, P - ir));
+                                float* const c = C + ir * ldc + lo;
+                                if (pack) {
+                                    tile(PackedA{abuf + (ip - ip0) * MR * kc}, c, mv, ip - ip0);
+                                } else {
+                                    PixelA a = panel_a(ip);
+                                    a.rows = rows + pc;
+                                    tile(a, c, mv, ip - ip0);
+                                }
                             }
                         }
+                    }
+                    // y[n][o][p] = C'[p][o], this task's pixels and channels
+                    const index_t p0 = ip0 * rp, p1 = imin(P, ip1 * rp);
+                    float* const yn = y + (n_begin + ni) * s.oc * P;
+                    constexpr index_t kT = 16;
+                    for (index_t pb = p0; pb < p1; pb += kT)
+                        for (index_t o = c0; o < c1; ++o) {
+                            const float* src = C + o;
+                            float* dst = yn + o * P;
+                            for (index_t p = pb; p < imin(p1, pb + kT); ++p) dst[p] = src[p * ldc];
+                        }
+                };
+                if (by_pixels) {
+                    block(r * ipanels / runs, (r + 1) * ipanels / runs, 0, s.oc);
+                    continue;
+                }
+                if (!by_units) {
+                    block(0, ipanels, r * vectors / runs * VL, imin(s.oc, (r + 1) * vectors / runs * VL));
+                    continue;
+                }
+                // units [u, u1): a part of a panel, whole panels, a part of a panel
+                for (index_t u = r * units / runs, u1 = (r + 1) * units / runs; u < u1;) {
+                    const index_t ip = u / vectors, v0 = u % vectors;
+                    if (v0 == 0 && u1 - u >= vectors) {
+                        const index_t whole = (u1 - u) / vectors;
+                        block(ip, ip + whole, 0, s.oc);
+                        u += whole * vectors;
+                    } else {
+                        const index_t v1 = imin(vectors, v0 + (u1 - u));
+                        block(ip, ip + 1, v0 * VL, imin(s.oc, v1 * VL));
+                        u += v1 - v0;
                     }
                 }
-                // y[n][o][p] = C'[p][o], this task's pixels and channels
-                const index_t p0 = ip0 * rp, p1 = imin(P, ip1 * rp);
-                float* const yn = y + (n_begin + ni) * s.oc * P;
-                constexpr index_t kT = 16;
-                for (index_t pb = p0; pb < p1; pb += kT)
-                    for (index_t o = c0; o < c1; ++o) {
-                        const float* src = C + o;
-                        float* dst = yn + o * P;
-                        for (index_t p = pb; p < imin(p1, pb + kT); ++p) dst[p] = src[p * ldc];
-                    }
             }
         }
     }
