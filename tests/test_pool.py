@@ -353,6 +353,18 @@ def test_pool_thread_counts_agree(isa, rng, threads_restored):
         np.testing.assert_array_equal(a, b)
 
 
+# Inputs large enough to be split between threads, a run of planes each (one plane: one thread idle), through
+# the vector-row and flat paths, whose write prefetches stop at the end of their thread's output.
+@pytest.mark.parametrize("shape", [(1, 1, 200, 200), (1, 3, 112, 112), (2, 37, 28, 28), (1, 101, 14, 14)])
+@pytest.mark.parametrize("k,s,p", [(3, 2, 1), (3, 1, 1), (2, 2, 0)])
+def test_max_pool_split_between_threads(isa, shape, k, s, p, rng, threads_restored):
+    x = rand(rng, *shape)
+    expected = ref.max_pool2d(x, k, s, p, ceil_mode=True).astype(np.float32)
+    for threads in (1, 2, 3):
+        cnnfast.set_num_threads(threads)
+        np.testing.assert_array_equal(cnnfast.max_pool2d(x, k, s, p, ceil_mode=True), expected)
+
+
 # --- global average pooling ------------------------------------------------------------------------
 
 
