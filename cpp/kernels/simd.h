@@ -34,6 +34,7 @@ namespace {
 
 constexpr int kVecBytes = CNNFAST_VEC_BYTES;
 constexpr int VL = kVecBytes / 4;  // floats per vector
+constexpr index_t kLineFloats = 64 / sizeof(float);  // a cache line
 
 typedef float vf __attribute__((vector_size(kVecBytes)));
 typedef float vf_u __attribute__((vector_size(kVecBytes), aligned(4), may_alias));

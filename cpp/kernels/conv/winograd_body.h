@@ -244,7 +244,7 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
         for (index_t l = 0; l < lanes; ++l)
             for (index_t ih = imax(ih0 + A, 0); ih < imin(ih0 + A + TM, s.h); ++ih) {
                 const float* const r = x + ((n * s.c + c + l) * s.h + ih) * s.w;
-                for (index_t j = c0; j < c1; j += 64 / static_cast<index_t>(sizeof(float))) __builtin_prefetch(r + j, 0, 2);
+                for (index_t j = c0; j < c1; j += kLineFloats) __builtin_prefetch(r + j, 0, 2);
                 __builtin_prefetch(r + c1 - 1, 0, 2);  // the last line, when the columns start inside one
             }
     }

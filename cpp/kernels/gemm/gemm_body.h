@@ -24,7 +24,6 @@ constexpr int MR = 4, NV = 2;  // 8 xmm accumulators
 constexpr int NR = NV * VL;
 constexpr index_t KC = 256;     // K block: MR rows of A (MR x KC) stay in L1
 constexpr index_t NC = 8 * NR;  // N block: the packed B block (KC x NC) stays in L2
-constexpr index_t kLineFloats = 64 / sizeof(float);  // a cache line
 // K blocks of the direct convolutions, which read B in place rather than from a packed block. Where A has
 // more than four micro-panels (M > 4 MR) and K > 1.25 kKcResident, blocks of at most kKcResident rows, over
 // which the paths that have A packed whole keep each B panel in L1 while every micro-panel passes over it:
@@ -259,7 +258,7 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
     // the residual tile, read by the store after the k loop, is asked for now so that it arrives meanwhile
     if (last && ep.residual)
         for (int i = 0; i < mv; ++i)
-            for (int j = 0; j < nv; j += 64 / static_cast<int>(sizeof(float)))
+            for (int j = 0; j < nv; j += static_cast<int>(kLineFloats))
                 __builtin_prefetch(ep.residual + (C + i * ldc + j - ep.c_origin), 0, 3);
     if (ep.prefetch_c)
         for (int i = 0; i < mv; ++i) {

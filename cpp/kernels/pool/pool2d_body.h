@@ -155,12 +155,13 @@ inline bool max_pool_rows_applies(const Pool2dShape& s) {
 // 0.78 against 0.42 with the caches evicted first; 2x2/2 on 64x224x224 2.29 against 0.80), where the ordinary
 // one is as fast as none (0.142 and 0.42 ms; into L2 only, 0.21 ms).
 constexpr index_t kPoolAhead = 2048;
-constexpr index_t kPoolLineFloats = 64 / static_cast<index_t>(sizeof(float));
 // Asks for the line `floats` past p into the caches; the address may lie past the input (a prefetch does not
 // fault), so it is formed as an integer.
+inline std::uintptr_t address_past(const float* p, index_t floats) {
+    return reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(floats) * sizeof(float);
+}
 inline void prefetch_ahead(const float* p, index_t floats) {
-    __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(p) +
-                                                     static_cast<std::uintptr_t>(floats) * sizeof(float)), 0, 3);
+    __builtin_prefetch(reinterpret_cast<const void*>(address_past(p, floats)), 0, 3);
 }
 // ... and the output line `floats` past p, to be written, where it lies before `stop` (the end of this thread's
 // output): a write prefetch takes the line from any other core that holds it, and past that end lie another
@@ -173,7 +174,7 @@ inline void prefetch_ahead(const float* p, index_t floats) {
 // ResNet-50's pool 0.92x / 0.93x. Back to back, with the output in L2, the same. The flat kernel asking 2048
 // floats ahead (as for its input) took 0.69-0.78x on one thread but 1.7-2.5x on two (512 and 528 x 14x14).
 inline void prefetch_ahead_w(const float* p, index_t floats, const float* stop) {
-    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(floats) * sizeof(float);
+    const std::uintptr_t a = address_past(p, floats);
     if (a < reinterpret_cast<std::uintptr_t>(stop)) __builtin_prefetch(reinterpret_cast<const void*>(a), 1, 3);
 }
 template <int K, int S>
@@ -191,8 +192,8 @@ void max_pool_rows_plane(const Pool2dShape& s, const float* __restrict xp, float
         const float* x0 = xp + lo * W;
         const index_t rows = hi - lo;
         // the rows this output row's successor adds, kPoolAhead floats on
-        for (index_t off = 0; off < S * W; off += kPoolLineFloats) prefetch_ahead(xp, (lo + K) * W + kPoolAhead + off);
-        for (index_t off = 0; off < OW; off += kPoolLineFloats) prefetch_ahead_w(yp, (oh + 2) * OW + off, y_stop);
+        for (index_t off = 0; off < S * W; off += kLineFloats) prefetch_ahead(xp, (lo + K) * W + kPoolAhead + off);
+        for (index_t off = 0; off < OW; off += kLineFloats) prefetch_ahead_w(yp, (oh + 2) * OW + off, y_stop);
         // column-wise max of the window's rows over input columns [c, c + VL)
         // (columns wholly past the row's end, which the last vector of a stride-2 row often is, are -inf
         // without loads: GoogLeNet's 3x3/2 pool on 28x28 reads 2 vectors a row, not 3; its stride-2 pools
@@ -327,7 +328,7 @@ void max_pool_flat_plane(const Pool2dShape& s, const float* __restrict xp, float
     vf prev = ninfv, cur = column_max(0);
     for (index_t p0 = 0; p0 < HW; p0 += VL) {
         prefetch_ahead(xp, p0 + W + kPoolAhead);  // a line per vector: the one kPoolAhead on
-        prefetch_ahead_w(yp, p0 + 4 * kPoolLineFloats, y_stop);
+        prefetch_ahead_w(yp, p0 + 4 * kLineFloats, y_stop);
         const vf next = p0 + VL < HW ? column_max(p0 + VL) : ninfv;
         const vf left = col != 0 ? __builtin_shuffle(prev, cur, before) : ninfv;
         const vf right = col != w - 1 ? __builtin_shuffle(cur, next, after) : ninfv;
