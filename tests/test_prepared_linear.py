@@ -47,6 +47,23 @@ def test_prepared_few_rows_on_threads(isa, batch, rng, threads_restored):
             np.testing.assert_allclose(y, exact(x, w, b, True), rtol=1e-5, atol=1e-5 * np.sqrt(in_f))
 
 
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_prepared_long_rows_read_the_weight_itself(isa, batch, rng, threads_restored):
+    # rows of 16K floats or more: up to 3 rows of x, passes over the weight itself instead of the panels where
+    # the ISA's registers leave room for 6 row streams (AVX-512 at batch 1-3, AVX2 at batch 1), the panels
+    # otherwise; either way the prepared call matches the unprepared one. A tail past the vector width.
+    import cnnfast
+
+    in_f, out_f = (1 << 14) + 5, 50
+    x, w, b = rand(rng, batch, in_f), rand(rng, out_f, in_f), rand(rng, out_f)
+    prepared = _core.linear_prepare(w)
+    for threads in (1, 2):
+        cnnfast.set_num_threads(threads)
+        y = _core.linear(x, w, b, "relu", prepared)
+        np.testing.assert_allclose(y, exact(x, w, b, True), rtol=1e-5, atol=1e-5 * np.sqrt(in_f))
+        np.testing.assert_allclose(y, _core.linear(x, w, b, "relu"), rtol=1e-5, atol=1e-5 * np.sqrt(in_f))
+
+
 def test_prepared_takes_leading_dimensions_and_threads(rng, threads_restored):
     import cnnfast
 

@@ -1,7 +1,7 @@
 // Internal: the fully connected layer y = x @ W.T + b, float32, compiled once per ISA. With W^T prepared
-// (linear_prepack): up to 3 rows, one pass streaming the prepared panels; 4 rows or more, one GEMM
-// streaming them. Otherwise, up to 32 rows: passes over W, each serving up to 8 rows of x (bandwidth-bound
-// on W); more: the packed GEMM with W.T packed block by block.
+// (linear_prepack): up to 3 rows, one pass streaming the prepared panels (for very long rows of W, the passes
+// over W below instead); 4 rows or more, one GEMM streaming them. Otherwise, up to 32 rows: passes over W,
+// each serving up to 8 rows of x (bandwidth-bound on W); more: the packed GEMM with W.T packed block by block.
 #pragma once
 
 #include <omp.h>
@@ -50,6 +50,14 @@ inline float hsum(vf v) {
     return s;
 }
 
+// How far ahead of its loads each row stream of gemv asks for W: 1 KiB.
+// NOTE: in turns in one process on an Intel Xeon (model 167), same bits, batch 1, against no asking: 25088 ->
+// 4096 (411 MB from DRAM) 0.93x / 0.94x the time on one / two threads, 9216 -> 4096 0.96x / 0.93x, 4096 ->
+// 4096 0.97x / 0.99x, at batch 8 and 16 0.90x and 0.92x; with the weights in L3 (4096 -> 2048 and smaller)
+// 1.00x. Half or twice as far ahead gained less: on 25088 -> 4096, against panel_gemv (rows_beat_panels),
+// 0.95-0.96x the time where 1 KiB took 0.82-0.89x.
+constexpr index_t kGemvAheadFloats = 1024 / sizeof(float);
+
 // y (B x out) = x (B x in) @ W.T for a batch of B <= kGemvBatch: bound by reading W once. Each task takes R
 // rows of W at a time, so that R streams of W are in flight (one stream per core leaves DRAM bandwidth
 // unused), each read once for the whole batch.
@@ -71,7 +79,10 @@ void gemv(index_t in, index_t out, const float* __restrict x, const float* __res
         index_t k = 0;
         for (; k + VL <= in; k += VL) {
             vf wv[R];
-            for (int r = 0; r < R; ++r) wv[r] = vload(wr[r] + k);
+            for (int r = 0; r < R; ++r) {
+                __builtin_prefetch(wr[r] + k + kGemvAheadFloats, 0, 3);
+                wv[r] = vload(wr[r] + k);
+            }
             for (int b = 0; b < B; ++b) {
                 const vf xv = vload(x + b * in + k);
                 for (int r = 0; r < R; ++r) acc[b][r] += wv[r] * xv;
@@ -245,6 +256,20 @@ void panel_gemv(index_t in, index_t out, const float* __restrict x, const float*
     }
 }
 
+// Whether passes over W itself (gemv) beat the prepared panels (panel_gemv) for a batch of at most 3 rows:
+// where a row of W is long and the batch leaves registers for 6 row streams or more.
+// NOTE: each row stream of gemv starts cold, where a panel stream runs for all of K; past 16K floats a row is
+// long enough to pay for it. In turns in one process on an Intel Xeon (model 167), same bits, gemv against
+// panel_gemv, one / two threads: 25088 -> 4096 at batch 1 (VGG-16's first, 411 MB) 0.82-0.89x / 0.88x the
+// time, at batch 2 0.87x (2 threads), at batch 3 0.86-0.91x / 0.91x; 25088 -> 2048 and 25088 -> 1024 0.87-0.88x,
+// 16384 -> 4096 0.97x / 0.97x; 9216 -> 4096 1.08-1.09x / 1.11x, 4096 -> 4096 1.10x. With AVX2 forced: 25088 ->
+// 4096 at batch 1 (7 rows of W) 0.89x, at batch 2 (5) 1.08x, at batch 3 (3) 1.13x.
+inline bool rows_beat_panels(index_t batch, index_t in) {
+    constexpr index_t kLongRow = index_t(1) << 14;
+    const int rows = gemv_rows_of_w(static_cast<int>(batch));
+    return batch <= 3 && in >= kLongRow && rows >= 6;
+}
+
 }  // namespace
 
 index_t linear_prepack_floats(index_t in, index_t out) { return ceil_div(out, NR) * NR * in; }
@@ -269,7 +294,7 @@ void linear(index_t batch, index_t in, index_t out, const float* x, const float*
     // the GEMM streams them once, against x packed once, instead of passes that each re-read the rows of x
     // for every few rows of W (AlexNet's 9216 -> 4096 at batch 8: 12 -> 8 ms).
     if (prepacked && batch >= 4) return linear_packed(batch, in, out, x, prepacked, bias, y, relu);
-    if (prepacked) {
+    if (prepacked && !rows_beat_panels(batch, in)) {
         switch (batch) {
             case 1: return panel_gemv<1>(in, out, x, prepacked, bias, y, relu, threads);
             case 2: return panel_gemv<2>(in, out, x, prepacked, bias, y, relu, threads);
