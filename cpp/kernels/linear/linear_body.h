@@ -39,6 +39,17 @@ constexpr int kVecRegs = CNNFAST_VEC_BYTES == 64 ? 32 : 16;
 constexpr int kGemvBatch = kVecRegs == 32 ? 8 : 4;
 // Up to this batch, passes over W (one per kGemvBatch rows of x) beat the GEMM, which packs W transposed.
 constexpr index_t kGemvMaxBatch = 32;
+// Below these multiply-adds (batch x in x out), a call runs on one thread: a layer as small as LeNet-5's 120
+// -> 84 is over before a second thread has started. One each for the passes over W (gemv), over the prepared
+// panels (panel_gemv) and the GEMM on them (linear_packed), which also packs x.
+// NOTE: two threads against one, in turns in one process on an Intel Xeon (model 167), batch 1: gemv 10K
+// multiply-adds (120 -> 84) 1.14x the time, 48K (400 -> 120) 0.88x, 64K 0.77x, 256K 0.62x; panel_gemv 10K
+// 1.27x, 48K 1.06x, 64K 0.94x, 128K 0.89x, 256K 0.70x, 1M (GoogLeNet's 1024 -> 1000) 0.51x; linear_packed
+// 40K (120 -> 84 at batch 4) 1.31x, 128K 1.01x, 256K 0.81x, 512K 0.74x. (Both prepared paths had kept one
+// thread up to 1M.)
+constexpr index_t kGemvOneThreadMacs = index_t(1) << 15;
+constexpr index_t kPanelOneThreadMacs = index_t(1) << 16;
+constexpr index_t kPackedOneThreadMacs = index_t(1) << 17;
 constexpr int gemv_rows_of_w(int B) {
     const int r = (kVecRegs - 1) / (B + 1);
     return r > 8 ? 8 : r < 1 ? 1 : r;
@@ -67,6 +78,7 @@ void gemv(index_t in, index_t out, const float* __restrict x, const float* __res
           float* __restrict y, bool relu, int threads) {
     constexpr int R = gemv_rows_of_w(B);
     const index_t blocks = ceil_div(out, R);
+    if (B * in * out < kGemvOneThreadMacs) threads = 1;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (index_t blk = 0; blk < blocks; ++blk) {
         DenormalsOff ftz;
@@ -143,8 +155,7 @@ constexpr index_t kAheadRows = 16;  // 3 KiB of a panel with AVX-512, 1.5 KiB wi
 void linear_packed(index_t batch, index_t in, index_t out, const float* x, const float* wp, const float* bias,
                    float* y, bool relu) {
     const index_t panels = ceil_div(out, NR);
-    // NOTE: a layer as small as LeNet-5's (120 -> 84) is over before a second thread has started
-    const int threads = batch * in * out < (index_t(1) << 20) ? 1 : static_cast<int>(imin(get_num_threads(), panels));
+    const int threads = batch * in * out < kPackedOneThreadMacs ? 1 : static_cast<int>(imin(get_num_threads(), panels));
     const index_t mpanels = ceil_div(batch, MR);
     const index_t kblocks = mpanels == 1 ? 1 : ceil_div(in, KC), kstep = ceil_div(in, kblocks);
     Scratch a_packed(static_cast<std::size_t>(mpanels * MR * in));
@@ -216,8 +227,7 @@ void panel_gemv(index_t in, index_t out, const float* __restrict x, const float*
                 float* __restrict y, bool relu, int threads) {
     constexpr int S = panel_streams(B);
     const index_t panels = ceil_div(out, NR);
-    // as in linear_packed: a layer as small as LeNet-5's is over before a second thread has started
-    threads = B * in * out < (index_t(1) << 20) ? 1 : static_cast<int>(imin(threads, panels));
+    threads = B * in * out < kPanelOneThreadMacs ? 1 : static_cast<int>(imin(threads, panels));
 #pragma omp parallel num_threads(threads)
     {
         DenormalsOff ftz;
