@@ -36,6 +36,15 @@ constexpr int kVecBytes = CNNFAST_VEC_BYTES;
 constexpr int VL = kVecBytes / 4;  // floats per vector
 constexpr index_t kLineFloats = 64 / sizeof(float);  // a cache line
 
+// Asks for the line `floats` past p into the caches; the address may lie past the array (a prefetch does not
+// fault), so it is formed as an integer.
+inline std::uintptr_t address_past(const float* p, index_t floats) {
+    return reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(floats) * sizeof(float);
+}
+inline void prefetch_ahead(const float* p, index_t floats) {
+    __builtin_prefetch(reinterpret_cast<const void*>(address_past(p, floats)), 0, 3);
+}
+
 typedef float vf __attribute__((vector_size(kVecBytes)));
 typedef float vf_u __attribute__((vector_size(kVecBytes), aligned(4), may_alias));
 

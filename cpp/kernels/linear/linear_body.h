@@ -93,7 +93,7 @@ void gemv(index_t in, index_t out, const float* __restrict x, const float* __res
         for (; k + VL <= in; k += VL) {
             vf wv[R];
             for (int r = 0; r < R; ++r) {
-                __builtin_prefetch(wr[r] + k + kGemvAheadFloats, 0, 3);
+                prefetch_ahead(wr[r] + k, kGemvAheadFloats);  // past the row's end near its end
                 wv[r] = vload(wr[r] + k);
             }
             for (int b = 0; b < B; ++b) {

@@ -155,17 +155,9 @@ inline bool max_pool_rows_applies(const Pool2dShape& s) {
 // 0.78 against 0.42 with the caches evicted first; 2x2/2 on 64x224x224 2.29 against 0.80), where the ordinary
 // one is as fast as none (0.142 and 0.42 ms; into L2 only, 0.21 ms).
 constexpr index_t kPoolAhead = 2048;
-// Asks for the line `floats` past p into the caches; the address may lie past the input (a prefetch does not
-// fault), so it is formed as an integer.
-inline std::uintptr_t address_past(const float* p, index_t floats) {
-    return reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(floats) * sizeof(float);
-}
-inline void prefetch_ahead(const float* p, index_t floats) {
-    __builtin_prefetch(reinterpret_cast<const void*>(address_past(p, floats)), 0, 3);
-}
-// ... and the output line `floats` past p, to be written, where it lies before `stop` (the end of this thread's
-// output): a write prefetch takes the line from any other core that holds it, and past that end lie another
-// thread's output or other arrays in use.
+// The input is asked for ahead by prefetch_ahead (simd.h); the output line `floats` past p, to be written, by
+// this, where it lies before `stop` (the end of this thread's output): a write prefetch takes the line from any
+// other core that holds it, and past that end lie another thread's output or other arrays in use.
 // NOTE: in a network a pool's output is a block from the buffer cache whose lines have long left L2, and the
 // stores wait on them. Asking for them a little ahead (the vector-row kernel two output rows on, the flat one
 // four lines on), in GoogLeNet's forward pass at batch 1, each pass with and without in turns in one process,
