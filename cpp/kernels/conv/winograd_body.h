@@ -402,10 +402,16 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 //    0.32 vs 0.22 / 0.26 vs 0.14, 256 -> 256 0.36 vs 0.24 (with the same filters every call, 0.25 vs 0.21);
 //    F(4x4) wins on 12x12 (0.15 vs 0.18), 14x14 (128 -> 256 0.31 vs 0.36, 256 -> 256 0.61 vs 0.71) and on
 //    7x7 at batch 8 (160 -> 320 0.77 vs 1.16; batch 2, 192 -> 384: 0.40 vs 0.45 / 0.28 vs 0.24).
-//  - AVX2 (AMD EPYC Zen 3, 95 GFLOP/s per core): F(4x4) wins on 512 -> 512 on 7x7 at batch 1, where the
-//    AVX-512 figures chose F(2x2), with filters cycled out of the caches as in a network (0.86-0.90x the time
-//    of F(2x2) on one thread, 0.81-0.88x on two) and with the same filters every call (0.85-0.98x, one run
-//    of three 1.14x). Fitted as peak 95 and bw 80 GB/s whatever the filters' size.
+//  - AVX2 (AMD EPYC Zen 3, 95 GFLOP/s per core, 32 MiB of L3): peak 95, bw 80 GB/s up to 16 MiB of filters
+//    and 40 GB/s above, which takes F(2x2) for 512 -> 512 on 7x7 at batch 1 (F(4x4)'s filters, 38 MB, come
+//    from memory on every call) and F(4x4) from batch 2, on 14x14 and for every smaller layer. Two hosts of
+//    the same CPU disagree on that one layer. On the first, F(4x4) took 0.86-0.90x the time of F(2x2) on one
+//    thread, 0.81-0.88x on two (filters cycled out of the caches as in a network; the same filters every
+//    call 0.85-0.98x, one run of three 1.14x). On a later one, whose memory gave one core about 18 GB/s
+//    (F(4x4) 2.1-2.3 ms on one thread, against 1.5 on the first), F(2x2) took 0.78-0.82x the time of F(4x4)
+//    on one thread (flushed 0.77-0.78x) and 0.78x on two (flushed 0.76x); at batch 2 1.11-1.23x, on 14x14
+//    1.20-1.25x, 256 -> 256 on 7x7 1.30-1.38x (in turns in one process, same layers, prepared). F(2x2) is
+//    the smaller loss of the two where they disagree: at most 1.16x against 1.28x.
 //  - Intel's AVX-512 cores count as full-width. On a Xeon (model 167: two 512-bit FMA units, 10-15 GB/s from
 //    DRAM for one core, 480 MiB of L3), the same form fitted to 256 -> 256 on 14x14 with the caches flushed
 //    between calls (F(4x4) 1.47 ms, F(2x2) 1.22, one thread) gives peak 127 and bw 10.3 GB/s, which picks
@@ -422,7 +428,7 @@ inline int wino_tile(const Conv2dShape& s, bool filters_prepared = true) {
     const double co = double(s.c) * double(s.oc), kCache = 16.0 * (1 << 20), kTransformBw = 7.0;
     const bool full = CNNFAST_VEC_BYTES == 64 && cpu_full_width_avx512();  // 256-bit FMAs run at full rate anyway
     double peak = full ? 160.0 : 115.0, cache_bw = full ? 40.0 : 80.0, mem_bw = full ? 40.0 : 45.0;
-    if (CNNFAST_VEC_BYTES == 32) peak = 95.0, mem_bw = 80.0;  // AVX2
+    if (CNNFAST_VEC_BYTES == 32) peak = 95.0, cache_bw = 80.0, mem_bw = 40.0;  // AVX2
     const auto bw = [&](double bytes) { return bytes <= kCache ? cache_bw : mem_bw; };
     double f4 = 72.0 * t4 / peak + 144.0 / bw(36.0 * 4.0 * co), f2 = 32.0 * t2 / peak + 64.0 / bw(16.0 * 4.0 * co);
     if (!filters_prepared) {
