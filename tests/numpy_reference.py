@@ -275,3 +275,21 @@ def batched_nms(boxes, scores, class_ids, iou_threshold, score_threshold=None, m
     if max_output is not None:
         merged = merged[:max_output]
     return merged
+
+
+# --- gradients -----------------------------------------------------------------------------------
+def numeric_grad(f, arr, eps=1e-6):
+    """The gradient of the scalar f() with respect to arr by central differences, one element at a time
+    (arr is changed in place and restored). For the backward passes of the kernels and layers, in float64."""
+    grad = np.zeros_like(arr)
+    flat, g = arr.reshape(-1), grad.reshape(-1)
+    assert np.shares_memory(flat, arr), "arr must be contiguous: its elements are perturbed through a view"
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        plus = f()
+        flat[i] = old - eps
+        minus = f()
+        flat[i] = old
+        g[i] = (plus - minus) / (2 * eps)
+    return grad

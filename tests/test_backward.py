@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import cnnfast
 from cnnfast import _core
+from numpy_reference import numeric_grad
 
 ISAS = list(_core._supported_isas())
 
@@ -45,21 +46,6 @@ def conv_forward64(x, w, b, stride, pad, dil, groups):
         if b is not None:
             y[:, oc] += b[oc]
     return y
-
-
-def numeric_grad(f, arr, eps=1e-6):
-    grad = np.zeros_like(arr)
-    it = np.nditer(arr, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = arr[i]
-        arr[i] = old + eps
-        fp = f()
-        arr[i] = old - eps
-        fm = f()
-        arr[i] = old
-        grad[i] = (fp - fm) / (2 * eps)
-    return grad
 
 
 CONV_CASES = [

@@ -9,6 +9,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import cnnfast
 import nn_reference as ref
+from numpy_reference import numeric_grad
 from test_models import torch_lenet5 as torch_lenet  # LeNet-5 in torch, as the forward-parity tests define it
 from cnnfast import models, nn
 
@@ -67,20 +68,6 @@ def lrn64(x, size, alpha, beta, k):
 def softmax64(x, axis):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
-
-
-def numeric_grad(loss, arr, eps=1e-6):
-    grad = np.zeros_like(arr)
-    flat, g = arr.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        plus = loss()
-        flat[i] = old - eps
-        minus = loss()
-        flat[i] = old
-        g[i] = (plus - minus) / (2 * eps)
-    return grad
 
 
 def check_finite_differences(layer, x, forward64, tol=1e-4, seed=1):

@@ -6,20 +6,7 @@ import numpy as np
 import pytest
 
 from cnnfast import losses, nn, optim
-
-
-def numeric_grad(f, arr, eps=1e-6):
-    grad = np.zeros_like(arr)
-    flat, g = arr.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        plus = f()
-        flat[i] = old - eps
-        minus = f()
-        flat[i] = old
-        g[i] = (plus - minus) / (2 * eps)
-    return grad
+from numpy_reference import numeric_grad
 
 
 def rng(seed=0):
