@@ -161,6 +161,33 @@ struct RowsB {
     vf vec(const float* r, int j) const { return vload(r + j * VL); }
     void prefetch(index_t) const {}
 };
+// ... or in place as RowsB, each row's NR floats also stored into a packed panel (kc x NR) as they are read,
+// for the tiles after this one to read from there (PackedB): the first micro-panel's pass over a B panel
+// makes its copy. Asks for row k + kAhead (below `rows_left`) into L1 while reading row k.
+struct CopyingRowsB {
+    const float* const* rows;
+    index_t col;
+    float* dst;
+    index_t rows_left;
+    static constexpr index_t kAhead = 4;
+    struct Row {
+        const float* src;
+        float* dst;
+    };
+    Row row(index_t k) const { return {rows[k] + col, dst + k * NR}; }
+    vf vec(const Row& r, int j) const {
+        const vf v = vload(r.src + j * VL);
+        vstore(r.dst + j * VL, v);
+        return v;
+    }
+    void prefetch(index_t k) const {
+        if (k + kAhead < rows_left) {
+            const float* p = rows[k + kAhead] + col;
+            __builtin_prefetch(p, 0, 3);
+            __builtin_prefetch(p + NR - 1, 0, 3);
+        }
+    }
+};
 
 // Whether a B source reads with masked loads (a static constexpr bool kMaskedLoads member; see ukernel's store).
 template <class B, class = void>
@@ -282,7 +309,7 @@ inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C,
 #endif
     for (index_t k = 0; k < kc; ++k) {
         vf b[NVT];
-        const float* const br = B.row(k);
+        const auto br = B.row(k);
 #pragma GCC unroll 4
         for (int j = 0; j < NVT; ++j) b[j] = B.vec(br, j);
         B.prefetch(k);
