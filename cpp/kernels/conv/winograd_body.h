@@ -428,7 +428,7 @@ inline int wino_tile(const Conv2dShape& s, bool filters_prepared = true) {
     const double co = double(s.c) * double(s.oc), kCache = 16.0 * (1 << 20), kTransformBw = 7.0;
     const bool full = CNNFAST_VEC_BYTES == 64 && cpu_full_width_avx512();  // 256-bit FMAs run at full rate anyway
     double peak = full ? 160.0 : 115.0, cache_bw = full ? 40.0 : 80.0, mem_bw = full ? 40.0 : 45.0;
-    if (CNNFAST_VEC_BYTES == 32) peak = 95.0, cache_bw = 80.0, mem_bw = 40.0;  // AVX2
+    if (CNNFAST_VEC_BYTES == 32) peak = 95.0, mem_bw = 40.0;  // AVX2 (cache_bw 80, as above)
     const auto bw = [&](double bytes) { return bytes <= kCache ? cache_bw : mem_bw; };
     double f4 = 72.0 * t4 / peak + 144.0 / bw(36.0 * 4.0 * co), f2 = 32.0 * t2 / peak + 64.0 / bw(16.0 * 4.0 * co);
     if (!filters_prepared) {
