@@ -575,8 +575,9 @@ def test_conv2d_lane_tail(isa, rng, threads_restored, threads):
     # 1x1 convolutions whose pixels leave a last GEMM panel of 1 to 8 columns (14x14: 196 = 4 x 48 + 4 with
     # AVX-512, 8 x 24 + 4 with AVX2). That panel is computed with the output channels as lanes (AVX-512: up
     # to 8 columns, AVX2: up to 4), several micro-panels of them at a time when the weights are prepared (four;
-    # AVX2: two for 3 or 4 columns), one at a time otherwise: channel counts that leave partial groups and
-    # partial micro-panels, K in one and in two blocks, and the same bits prepared or not
+    # AVX2: pairs of micro-panels as whole vectors, 4 to 12 micro-panels at a time, then two or four), one at a
+    # time otherwise: channel counts that leave partial groups and partial micro-panels, K in one and in two
+    # blocks, and the same bits prepared or not
     cnnfast.set_num_threads(threads)
     for h, w_ in ((14, 14), (13, 8), (97, 1), (11, 9), (6, 17), (5, 10), (7, 7)):
         for c in (24, 600):
