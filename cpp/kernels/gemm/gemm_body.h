@@ -425,33 +425,58 @@ constexpr int lane_tail_panels(int nt) { return nt <= 2 ? 4 : 2; }
 #endif
 static_assert(sizeof(vh) == MR * sizeof(float), "the lane tail holds one micro-panel's rows in a half vector");
 
-// Rows [0, mv) (up to P * MR, panel p's rows at a + p * a_step) and columns [0, NT) of C. The epilogue's row
-// bias, residual and ReLU apply; a column bias does not (the direct convolutions alone call this).
-template <int P, int NT>
+// How the lane tail loads its micro-panels' rows at one k: one micro-panel in a half-width vector ...
+struct HalfRows {
+    typedef vh V;
+    static constexpr int kPanels = 1;
+    static V load(const float* a, index_t, index_t k) { return *reinterpret_cast<const vh_u*>(a + k * MR); }
+    static V broadcast(float s) { return hbroadcast(s); }
+};
+#if CNNFAST_VEC_BYTES == 32
+// ... or, with AVX2, two micro-panels in a whole vector (the second panel's four rows inserted into its upper
+// half), so each FMA does a full vector's work, which on cores whose half-width FMAs go no faster than full
+// ones (Zen 3) HalfRows' do not. Q pairs at a time: Q x NT sums, Q rows of A and a broadcast in the 16
+// registers; the panels left over (fewer than 2 Q) take HalfRows. In turns in one process on an AMD EPYC
+// (Zen 3), same bits, one / two threads: 1x1 layers on 14x14 images (a last panel of 4 columns) 0.98-1.00x /
+// 0.96-1.00x the time (480 -> 192 0.96-0.97x on two), on 7x7 (one column) 0.98-1.02x, noise.
+struct PairRows {
+    typedef vf V;
+    static constexpr int kPanels = 2;
+    static V load(const float* a, index_t a_step, index_t k) {
+        const float* lo = a + k * MR;
+        return (vf)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(lo + a_step), 1);
+    }
+    static V broadcast(float s) { return vbroadcast(s); }
+};
+constexpr int lane_pair_count(int nt) { return nt == 1 ? 6 : nt == 2 ? 4 : nt == 3 ? 3 : 2; }
+#endif
+
+// Rows [0, mv) (up to P x Rows::kPanels micro-panels, panel p's rows at a + p * a_step) and columns [0, NT)
+// of C. The epilogue's row bias, residual and ReLU apply; a column bias does not (the direct convolutions alone
+// call this).
+template <class Rows, int P, int NT>
 inline void ukernel_lane_tail(index_t kc, const float* a, index_t a_step, const float* b, float* __restrict C,
                               index_t ldc, int mv, bool accumulate, bool last, const Epilogue& ep, index_t row0) {
-    vh acc[P][NT];
-#pragma GCC unroll 4
-    for (int p = 0; p < P; ++p)
-#pragma GCC unroll 8
-        for (int t = 0; t < NT; ++t) acc[p][t] = vh{};
+    typedef typename Rows::V V;
+    constexpr int L = Rows::kPanels * MR;  // rows per vector
+    V acc[P][NT] = {};
     for (index_t k = 0; k < kc; ++k) {
-        vh av[P];
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p) av[p] = *reinterpret_cast<const vh_u*>(a + p * a_step + k * MR);
+        V av[P];
+#pragma GCC unroll 8
+        for (int p = 0; p < P; ++p) av[p] = Rows::load(a + p * Rows::kPanels * a_step, a_step, k);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; ++t) {
-            const vh bv = hbroadcast(b[k * NR + t]);
-#pragma GCC unroll 4
+            const V bv = Rows::broadcast(b[k * NR + t]);
+#pragma GCC unroll 8
             for (int p = 0; p < P; ++p) acc[p][t] += av[p] * bv;
         }
     }
     for (int p = 0; p < P; ++p)
         for (int t = 0; t < NT; ++t) {
-            alignas(32) float lanes[MR];
-            *reinterpret_cast<vh*>(lanes) = acc[p][t];
-            for (int i = 0; i < MR && p * MR + i < mv; ++i) {
-                const index_t row = p * MR + i;
+            alignas(32) float lanes[L];
+            *reinterpret_cast<V*>(lanes) = acc[p][t];
+            for (int i = 0; i < L && p * L + i < mv; ++i) {
+                const index_t row = p * L + i;
                 float* c = C + row * ldc + t;
                 float e = lanes[i];
                 if (accumulate) e += *c;
@@ -464,56 +489,6 @@ inline void ukernel_lane_tail(index_t kc, const float* a, index_t a_step, const 
             }
         }
 }
-
-#if CNNFAST_VEC_BYTES == 32
-// With AVX2 the rows of two micro-panels at one k fill a whole vector (the second panel's four rows inserted
-// into its upper half), so each FMA does a full vector's work, which on cores whose half-width FMAs go no
-// faster than full ones (Zen 3) ukernel_lane_tail's do not: Q pairs at a time, Q x NT sums, Q rows of A and a
-// broadcast in the 16 registers; the panels left over (fewer than 2 Q) take ukernel_lane_tail. In turns in one
-// process on an AMD EPYC (Zen 3), same bits, one / two threads: 1x1 layers on 14x14 images (a last panel of 4
-// columns) 0.98-0.99x / 0.97-0.99x the time (480 -> 192 0.97x on two), on 7x7 (one column) 0.98-1.02x, noise.
-constexpr int lane_pair_count(int nt) { return nt == 1 ? 6 : nt == 2 ? 4 : nt == 3 ? 3 : 2; }
-template <int Q, int NT>
-inline void ukernel_lane_pairs(index_t kc, const float* a, index_t a_step, const float* b, float* __restrict C,
-                               index_t ldc, int mv, bool accumulate, bool last, const Epilogue& ep, index_t row0) {
-    vf acc[Q][NT];
-#pragma GCC unroll 8
-    for (int q = 0; q < Q; ++q)
-#pragma GCC unroll 4
-        for (int t = 0; t < NT; ++t) acc[q][t] = vf{};
-    for (index_t k = 0; k < kc; ++k) {
-        vf av[Q];
-#pragma GCC unroll 8
-        for (int q = 0; q < Q; ++q) {
-            const float* lo = a + 2 * q * a_step + k * MR;
-            av[q] = (vf)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(lo + a_step), 1);
-        }
-#pragma GCC unroll 4
-        for (int t = 0; t < NT; ++t) {
-            const vf bv = vbroadcast(b[k * NR + t]);
-#pragma GCC unroll 8
-            for (int q = 0; q < Q; ++q) acc[q][t] += av[q] * bv;
-        }
-    }
-    for (int q = 0; q < Q; ++q)
-        for (int t = 0; t < NT; ++t) {
-            alignas(32) float lanes[2 * MR];
-            vstore(lanes, acc[q][t]);
-            for (int i = 0; i < 2 * MR && q * 2 * MR + i < mv; ++i) {
-                const index_t row = q * 2 * MR + i;
-                float* c = C + row * ldc + t;
-                float e = lanes[i];
-                if (accumulate) e += *c;
-                if (last) {
-                    if (ep.bias_row) e += ep.bias_row[row0 + row];
-                    if (ep.residual) e += ep.residual[c - ep.c_origin];
-                    if (ep.relu) e = relu1(e);
-                }
-                *c = e;
-            }
-        }
-}
-#endif
 
 template <int NT>
 inline void lane_tail_rows(index_t kc, const float* a, index_t a_step, const float* b, float* C, index_t ldc, int mv,
@@ -523,15 +498,15 @@ inline void lane_tail_rows(index_t kc, const float* a, index_t a_step, const flo
 #if CNNFAST_VEC_BYTES == 32
     constexpr int Q = lane_pair_count(NT);
     for (; mv - i > (2 * Q - 1) * MR; i += 2 * Q * MR)
-        ukernel_lane_pairs<Q, NT>(kc, a + (i / MR) * a_step, a_step, b, C + i * ldc, ldc, mv - i, accumulate, last, ep,
-                                  row0 + i);
+        ukernel_lane_tail<PairRows, Q, NT>(kc, a + (i / MR) * a_step, a_step, b, C + i * ldc, ldc, mv - i, accumulate,
+                                           last, ep, row0 + i);
 #endif
     for (; mv - i > (P - 1) * MR; i += P * MR)
-        ukernel_lane_tail<P, NT>(kc, a + (i / MR) * a_step, a_step, b, C + i * ldc, ldc, mv - i, accumulate, last, ep,
-                                 row0 + i);
+        ukernel_lane_tail<HalfRows, P, NT>(kc, a + (i / MR) * a_step, a_step, b, C + i * ldc, ldc, mv - i, accumulate,
+                                           last, ep, row0 + i);
     for (; i < mv; i += MR)
-        ukernel_lane_tail<1, NT>(kc, a + (i / MR) * a_step, 0, b, C + i * ldc, ldc, imin(MR, mv - i), accumulate, last,
-                                 ep, row0 + i);
+        ukernel_lane_tail<HalfRows, 1, NT>(kc, a + (i / MR) * a_step, 0, b, C + i * ldc, ldc, imin(MR, mv - i),
+                                           accumulate, last, ep, row0 + i);
 }
 
 // Rows [0, mv) of C, columns [0, nt) (1..kLaneTailCols): micro-panel p of A at a + p * a_step.
