@@ -127,6 +127,30 @@ def test_winograd_same_bits_on_any_thread_count(isa, threads_restored, threads, 
         assert np.abs(one - exact(x, wt, b, p)).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * c * k * k
 
 
+# (n, c, h, w, o, k): o leaves a last GEMM panel of a few output channels (with AVX2 up to 8 of a panel of 24,
+# as with Inception's 5x5 16 -> 32 and every layer of 128 or 512 out, which the tiles then take two micro-
+# panels at a time); odd and even counts of tile panels, tiles past the last pair
+LAST_PANEL_CASES = [(1, 16, 28, 28, 32, 5), (1, 24, 9, 11, 8, 3), (2, 20, 13, 10, 56, 3), (1, 64, 15, 15, 128, 3),
+                    (1, 7, 6, 21, 4, 5), (3, 10, 5, 7, 36, 3)]
+
+
+@pytest.mark.parametrize("case", LAST_PANEL_CASES)
+def test_winograd_last_panel_of_few_channels_same_bits(isa, case):
+    # an output channel's sums do not depend on how many channels share its GEMM panel: the first o channels
+    # computed alone (a last panel of a few) and among enough more to fill whole panels give the same bits
+    n, c, h, w, o, k = case
+    rng = np.random.default_rng(sum(case))
+    full = -(-o // 48) * 48 + 48  # whole panels on every path (48, 24 or 8 channels a panel)
+    x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+    wt = rng.standard_normal((full, c, k, k), dtype=np.float32)
+    b = rng.standard_normal(full).astype(np.float32)
+    p = k // 2
+    alone = cnnfast.conv2d(x, wt[:o], b[:o], padding=p, algorithm="winograd")
+    among = cnnfast.conv2d(x, wt, b, padding=p, algorithm="winograd")
+    np.testing.assert_array_equal(alone, among[:, :o])
+    assert np.abs(alone - exact(x, wt[:o], b[:o], p)).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * c * k * k
+
+
 @pytest.mark.parametrize("k", [3, 5])
 def test_auto_picks_a_path_that_agrees_with_direct(k):
     rng = np.random.default_rng(1)

@@ -475,6 +475,58 @@ struct WinoCall {
 // or panels, within the noise (Inception's 5x5, 64 -> 64 on 56x56: 0.96-1.01x). 8 gained less.
 constexpr index_t kWinoMaxGroup = CNNFAST_VEC_BYTES == 32 ? 16 : 4;
 
+// With AVX2 (MR = 4), a tile of one vector keeps four sums, which wait on each other's FMA latency (Zen 3: four
+// cycles, two FMA units, so eight sums keep both busy) and load a broadcast per FMA: a panel of U of one vector
+// (the last of 32, 128, 320 or 512 output channels, 8 of 24) takes the tile panels two at a time, 2 MR rows,
+// eight sums. Each element's sum is the same products in the same order: the same bits. In turns in one
+// process on an AMD EPYC (Zen 3), one thread, batch 1: Inception's 5x5 16 -> 32 on 28x28 0.98x the time, 192 ->
+// 32 0.92x, 3x3 96 -> 128 and 128 -> 128 on 28x28 0.97x, 512 -> 512 on 14x14 1.01x (its 22nd panel).
+constexpr bool kWinoPairRows = CNNFAST_VEC_BYTES == 32;
+
+// One panel of U (kc x NR at u, nv columns) against `rows` rows of V (at v, row stride ldv: its MR-tile panels)
+// into M (at m, row stride ldm); the calls share asking for the panel at next (SharedNext), or, where next is
+// u, each asks for its own lines (a no-op).
+// NOTE: with AVX2, out of line with the microkernel inlined into it (flatten): inlined into the GEMM task's
+// lambda, the task's counters, pointers and captures were reloaded from memory around every tile (the
+// microkernel, out of line there, an opaque call), a division per tile computed its share of the asking, and
+// with few channels (K = 16 for Inception's 16 -> 32) that overhead outweighed the FMAs; the pairs above,
+// added to that body, made it larger still and the small layers 1.04-1.15x slower. Against that loop (before
+// the pairs), same bits, the two builds alternated in separate processes on an AMD EPYC (Zen 3), batch 1, one /
+// two threads: 5x5 16 -> 32 on 28x28 0.77x / 0.76x the time, 192 -> 32 0.89x / 0.82x, GoogLeNet's 16 -> 48 on
+// 14x14 0.84x / 0.94x, 32 -> 96 on 28x28 0.87x / 0.86x; 3x3 96 -> 128 on 28x28 0.93x / 0.78x, 128 -> 128 0.94x
+// / 0.97x, 64 -> 64 on 56x56 0.90x / 0.97x and on 224x224 0.89x / 0.98x, 256 -> 256 on 56x56 0.98x / 0.99x,
+// 512 -> 512 on 14x14 and 7x7 0.99-1.01x / 0.98x; forward passes GoogLeNet 0.97x / 0.98x, ResNet-50 0.98x /
+// 0.99x, VGG-16 0.98x / 1.00x. (AVX-512, not measured this way, keeps it inlined.)
+#if CNNFAST_VEC_BYTES == 32
+__attribute__((noinline, flatten))
+#else
+inline
+#endif
+void wino_gemm_panel(index_t kc, const float* v, index_t ldv, index_t rows, const float* u, const float* next,
+                     float* m, index_t ldm, int nv, bool accumulate, bool last) {
+    const Epilogue none;
+    const index_t per_call = kWinoPairRows && nv <= VL ? 2 : 1;
+    const index_t calls = ceil_div(ceil_div(rows, MR), per_call);
+    const SharedNext share(kc, calls);
+    for (index_t ci = 0; ci < calls; ++ci) {
+        const index_t ir = ci * per_call * MR;
+        const int mv = static_cast<int>(imin(per_call * MR, rows - ir));
+        const auto run = [&](const auto& bsrc) {
+            if constexpr (kWinoPairRows)
+                if (mv > MR)
+                    return ukernel<1, std::decay_t<decltype(bsrc)>, RowsAOf<2 * MR>, 2 * MR>(
+                        kc, RowsAOf<2 * MR>(v + ir * ldv, ldv, mv), bsrc, m + ir * ldm, ldm, mv, nv, accumulate,
+                        last, none, 0, 0);
+            ukernel_any(kc, RowsA(v + ir * ldv, ldv, mv), bsrc, m + ir * ldm, ldm, mv, nv, accumulate, last, none,
+                        0, 0);
+        };
+        if (next != u)
+            share(u, next, ci, run);
+        else
+            run(StreamedB{{u}, next});
+    }
+}
+
 // i = 0 .. n - 1 split over the team (an orphaned `omp for`, with its barrier) or run by the calling thread.
 template <bool Shared, class F>
 inline void wino_loop(index_t n, F&& f) {
@@ -508,7 +560,6 @@ void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index
     // F(4x4, 3x3): 2.34 -> 2.01 ms at one thread; 64 -> 64 on 56x56, two panels, 0.80 -> 0.64; Inception's 5x5
     // 192 -> 32 on 28x28, one panel, 1.33 -> 1.05; AMD EPYC Zen 5, in-process alternation).
     const index_t tpanels = ceil_div(tcount, MR), groups = ceil_div(tpanels, c.group);
-    const Epilogue none;
     wino_loop<Shared>(PTS * groups, [&](index_t task) {
         const index_t xi = task / groups, g0 = (task % groups) * c.group, gn = imin(c.group, tpanels - g0);
         for (index_t pc = 0; pc < s.c; pc += c.kstep) {
@@ -524,8 +575,8 @@ void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index
                                     : pc + kc < s.c                           ? U + (xi * p.panels * s.c + pc + kc) * NR
                                     : xi + 1 < PTS                            ? U + (xi + 1) * p.panels * s.c * NR
                                                                               : u;
-                // NOTE: the gn tile panels share the asking (with_shared_next): each asks for its own part of the
-                // next panel's lines, one per k where those fit. Each asking for all of it, the tile panels after
+                // NOTE: the gn tile panels' calls share the asking (SharedNext): each asks for its own part of
+                // the next panel's lines, one per k where those fit. Each asking for all of it, the tile panels after
                 // the first asked again: in turns in one process on an AMD EPYC
                 // (Zen 3), same bits, one / two threads, sharing took 3x3 256 -> 256 on 14x14 (gn = 4) to
                 // 0.85-0.94x / 0.90-0.97x the time, 512 -> 512 on 14x14 to 0.88-0.95x, 128 -> 128 on 28x28 to
@@ -537,18 +588,10 @@ void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index
                 // threads, batch 1: 256 -> 256 on 14x14 0.82x / 0.84x the time, 512 -> 512 on 7x7 0.86x / 0.87x,
                 // 512 -> 512 on 14x14 0.78x / 0.77x; the filters cold (64 MiB written between calls) 0.84x /
                 // 0.87x, 0.77x / 0.83x, 0.87x / 0.89x; at batch 8 0.90-0.96x.
-                for (index_t gi = 0; gi < gn; ++gi) {
-                    const index_t ir = (g0 + gi) * MR;
-                    const int mv = static_cast<int>(imin(MR, tcount - ir));
-                    float* const m = M + xi * p.m_plane + ir * p.ob_pad + pn * NR;
-                    const RowsA a(V + xi * p.v_plane + ir * p.c_pad + pc, p.c_pad, mv);
-                    if (next != u)
-                        with_shared_next(kc, u, next, gi, gn, [&](const auto& bsrc) {
-                            ukernel_any(kc, a, bsrc, m, p.ob_pad, mv, nv, pc > 0, pc + kc == s.c, none, 0, 0);
-                        });
-                    else
-                        ukernel_any(kc, a, StreamedB{u, next}, m, p.ob_pad, mv, nv, pc > 0, pc + kc == s.c, none, 0, 0);
-                }
+                const index_t ir = g0 * MR;  // the task's first tile
+                wino_gemm_panel(kc, V + xi * p.v_plane + ir * p.c_pad + pc, p.c_pad, imin(gn * MR, tcount - ir), u,
+                                next, M + xi * p.m_plane + ir * p.ob_pad + pn * NR, p.ob_pad, nv, pc > 0,
+                                pc + kc == s.c);
             }
         }
     });

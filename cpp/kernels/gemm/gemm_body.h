@@ -132,18 +132,27 @@ template <class B>
 struct streamed_lines : std::false_type {};
 template <int kPerK>
 struct streamed_lines<StreamedBLines<kPerK>> : std::true_type {};
-// Call f with the B source of call i of n calls on the kc-row block at b that share asking for the block at
-// `next` (kc rows of NR floats, `total` lines): each its own run of lines, one per k, where those cover it;
-// else (AVX-512, three lines per row, n = 2) the first two lines per k and the others one; else each all.
+// n calls on a kc-row block that share asking for the block at `next` (kc rows of NR floats, `total` lines):
+// call i gets, as its B source, its own run of lines, one per k, where those cover it; else (AVX-512, three
+// lines per row, n = 2) the first two lines per k and the others one; else each all of them.
+struct SharedNext {
+    index_t kc, n, total, lines;
+    SharedNext(index_t kc_, index_t n_)
+        : kc(kc_), n(n_), total((kc_ * NR + kLineFloats - 1) / kLineFloats), lines((total + n_ - 1) / n_) {}
+    // f called with call i's B source on the block at b
+    template <class F>
+    decltype(auto) operator()(const float* b, const float* next, index_t i, F&& f) const {
+        if (lines <= kc) return f(StreamedBLines<>{{b}, next + i * lines * kLineFloats});
+        if (n > 1 && total <= (n + 1) * kc) {
+            if (i == 0) return f(StreamedBLines<2>{{b}, next});
+            return f(StreamedBLines<>{{b}, next + (i + 1) * kc * kLineFloats});
+        }
+        return f(StreamedB{{b}, next});
+    }
+};
 template <class F>
 decltype(auto) with_shared_next(index_t kc, const float* b, const float* next, index_t i, index_t n, F&& f) {
-    const index_t total = (kc * NR + kLineFloats - 1) / kLineFloats, lines = (total + n - 1) / n;
-    if (lines <= kc) return f(StreamedBLines<>{{b}, next + i * lines * kLineFloats});
-    if (n > 1 && total <= (n + 1) * kc) {
-        if (i == 0) return f(StreamedBLines<2>{{b}, next});
-        return f(StreamedBLines<>{{b}, next + (i + 1) * kc * kLineFloats});
-    }
-    return f(StreamedB{{b}, next});
+    return SharedNext(kc, n)(b, next, i, std::forward<F>(f));
 }
 // ... or packed and read once, front to back, as one stream (a fully connected layer's prepared weights
 // against a batch of one micro-panel): while reading row k, the microkernel asks for row k + kAhead into L1.
@@ -214,16 +223,19 @@ struct StreamedA {
     float at(index_t k, int i) const { return p[k * MR + i]; }
     void prefetch(index_t k) const { __builtin_prefetch(next + k * MR, 0, 2); }
 };
-// ... or MR rows in place (worth it when the panel would be used for one or two B panels only). Rows past the
-// valid ones repeat the last valid row; they are computed and never stored.
-struct RowsA {
-    const float* r[MR];
-    RowsA(const float* a, index_t lda, int mv) {
-        for (int i = 0; i < MR; ++i) r[i] = a + (i < mv ? i : mv - 1) * lda;
+// ... or Rows rows in place (worth it when the panel would be used for one or two B panels only): MR, or two
+// micro-panels' 2 MR for a tile of one vector (see winograd_body.h's wino_gemm_panel). Rows past the valid ones
+// repeat the last valid row; they are computed and never stored.
+template <int Rows>
+struct RowsAOf {
+    const float* r[Rows];
+    RowsAOf(const float* a, index_t lda, int mv) {
+        for (int i = 0; i < Rows; ++i) r[i] = a + (i < mv ? i : mv - 1) * lda;
     }
     float at(index_t k, int i) const { return r[i][k]; }
     void prefetch(index_t) const {}
 };
+using RowsA = RowsAOf<MR>;
 
 // The store of a whole MRT x NVT tile, as ukernel's general store does it (the same operations in the same
 // order, so the same bits), with the flags (accumulate, last, a residual, the ReLU) decided once per tile.
@@ -272,8 +284,8 @@ inline void full_tile_store(const vf (&acc)[MRT][NVT], float* __restrict C, inde
     }
 }
 
-// MRT (<= MR) rows are computed: a tile of fewer rows (Winograd on a 7x7 image has 4 tiles) skips the FMAs
-// of the rows it does not store.
+// MRT rows are computed: fewer than MR where a tile has fewer rows (Winograd on a 7x7 image has 4 tiles), to
+// skip the FMAs of the rows it does not store; 2 MR for a tile of one vector read through RowsAOf<2 MR>.
 template <int NVT, class BSrc, class ASrc = PackedA, int MRT = MR>
 inline void ukernel(index_t kc, const ASrc A, const BSrc B, float* __restrict C, index_t ldc, int mv, int nv,
                     bool accumulate, bool last, const Epilogue& ep, index_t row0, index_t col0) {
