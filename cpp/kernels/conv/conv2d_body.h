@@ -100,21 +100,16 @@ struct ExactColumns {
 // Micro-panels [m0, m1) of A packed whole (the first at a, the next a_stride apart) against one copied B panel
 // (kc x NR at b), into C from c (row stride ldc); streamed: asking for each next micro-panel as it goes, the
 // last asking for a_first.
-// NOTE: with AVX2, out of line with the microkernel inlined into it (flatten), as Winograd's wino_gemm_panel:
+// NOTE: with AVX2, out of line with the microkernel inlined into it (CNNFAST_TILE_LOOP), as Winograd's panels:
 // called tile by tile from indirect_block's loops, the microkernel was an out-of-line call there for several
 // of its sources. In turns in one process on an AMD EPYC (Zen 3), same bits, batch 1, one / two threads:
 // ResNet-50's stride-2 3x3 128 -> 128 on 56x56 0.97x / 0.95x the time, 1x1 1024 -> 256 on 14x14 0.97x /
 // 0.98x, 2048 -> 512 on 7x7 0.96x / 0.96x, 512 -> 128 on 28x28 0.98-0.99x / 0.97x, GoogLeNet's 480 -> 192 on
 // 14x14 0.97x / 0.96x, Inception's 192 -> 16 0.98-0.99x; 64 -> 256 and 256 -> 64 on 56x56, 256 -> 1024 on
 // 14x14, 1x1/2 256 -> 512 1.00x; forward passes (ResNet-50, GoogLeNet) 0.99x, within the noise.
-#if CNNFAST_VEC_BYTES == 32
-__attribute__((noinline, flatten))
-#else
-inline
-#endif
-void copied_panel_tiles(index_t kc, const float* a, index_t a_stride, index_t M, index_t m0, index_t m1,
-                        bool streamed, const float* a_first, const float* b, float* c, index_t ldc, bool accumulate,
-                        bool last, const Epilogue& ep) {
+CNNFAST_TILE_LOOP void copied_panel_tiles(index_t kc, const float* a, index_t a_stride, index_t M, index_t m0,
+                                          index_t m1, bool streamed, const float* a_first, const float* b, float* c,
+                                          index_t ldc, bool accumulate, bool last, const Epilogue& ep) {
     for (index_t ir = m0; ir < m1; ir += MR, a += a_stride, c += MR * ldc) {
         const int mv = static_cast<int>(imin(MR, M - ir));
         if (streamed)
@@ -226,19 +221,11 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
             const float* const a_first = blocked.at(a_packed, m0, pc);
             for (index_t jr = 0; jr < nc; jr += NR) {
                 if (jr == full && lane_tail_on) break;
-                // a copied panel: its first micro-panel's tile copies it (CopyingRowsB), the others read the copy
-                if (kCopyInTile && copied && jr < full && m1 - m0 > MR) {
-                    const float* a = blocked.at(a_packed, m0, pc);
-                    const int mv = static_cast<int>(imin(MR, M - m0));
-                    if (jr > 0)
-                        tile(PackedA{a}, C, mv, m0, jr, NR);
-                    else
-                        tile(StreamedA{a, m0 + MR < m1 ? a + a_stride : a_first}, C, mv, m0, jr, NR);
-                    copied_panel_tiles(kc, a + a_stride, a_stride, M, m0 + MR, m1, jr == 0, a_first, copy_of(jr),
-                                       C + MR * ldc + jr, ldc, accumulate, last, ep);
-                    continue;
-                }
-                for (index_t ir = m0; ir < m1; ir += MR) {
+                // a copied panel: its first micro-panel's tile copies it (CopyingRowsB) here, the others read the
+                // copy in copied_panel_tiles
+                const bool rest_from_copy = kCopyInTile && copied && jr < full;
+                const index_t ir_end = rest_from_copy ? imin(m1, m0 + MR) : m1;
+                for (index_t ir = m0; ir < ir_end; ir += MR) {
                     const int mv = static_cast<int>(imin(MR, M - ir));
                     const float* a = blocked.at(a_packed, ir, pc);
                     // NOTE: the first B panel's pass brings A's block from memory, asking for the next
@@ -253,6 +240,9 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
                     else
                         tile(StreamedA{a, ir + MR < m1 ? a + a_stride : a_first}, c, mv, ir, jr, nv);
                 }
+                if (ir_end < m1)
+                    copied_panel_tiles(kc, blocked.at(a_packed, ir_end, pc), a_stride, M, ir_end, m1, jr == 0, a_first,
+                                       copy_of(jr), C + (ir_end - m0) * ldc + jr, ldc, accumulate, last, ep);
             }
         } else {
             for (index_t ir = m0; ir < m1; ir += MR) {

@@ -486,8 +486,8 @@ constexpr bool kWinoPairRows = CNNFAST_VEC_BYTES == 32;
 // One panel of U (kc x NR at u, nv columns) against `rows` rows of V (at v, row stride ldv: its MR-tile panels)
 // into M (at m, row stride ldm); the calls share asking for the panel at next (SharedNext), or, where next is
 // u, each asks for its own lines (a no-op).
-// NOTE: with AVX2, out of line with the microkernel inlined into it (flatten): inlined into the GEMM task's
-// lambda, the task's counters, pointers and captures were reloaded from memory around every tile (the
+// NOTE: with AVX2, out of line with the microkernel inlined into it (CNNFAST_TILE_LOOP): inlined into the GEMM
+// task's lambda, the task's counters, pointers and captures were reloaded from memory around every tile (the
 // microkernel, out of line there, an opaque call), a division per tile computed its share of the asking, and
 // with few channels (K = 16 for Inception's 16 -> 32) that overhead outweighed the FMAs; the pairs above,
 // added to that body, made it larger still and the small layers 1.04-1.15x slower. Against that loop (before
@@ -496,14 +496,9 @@ constexpr bool kWinoPairRows = CNNFAST_VEC_BYTES == 32;
 // 14x14 0.84x / 0.94x, 32 -> 96 on 28x28 0.87x / 0.86x; 3x3 96 -> 128 on 28x28 0.93x / 0.78x, 128 -> 128 0.94x
 // / 0.97x, 64 -> 64 on 56x56 0.90x / 0.97x and on 224x224 0.89x / 0.98x, 256 -> 256 on 56x56 0.98x / 0.99x,
 // 512 -> 512 on 14x14 and 7x7 0.99-1.01x / 0.98x; forward passes GoogLeNet 0.97x / 0.98x, ResNet-50 0.98x /
-// 0.99x, VGG-16 0.98x / 1.00x. (AVX-512, not measured this way, keeps it inlined.)
-#if CNNFAST_VEC_BYTES == 32
-__attribute__((noinline, flatten))
-#else
-inline
-#endif
-void wino_gemm_panel(index_t kc, const float* v, index_t ldv, index_t rows, const float* u, const float* next,
-                     float* m, index_t ldm, int nv, bool accumulate, bool last) {
+// 0.99x, VGG-16 0.98x / 1.00x.
+CNNFAST_TILE_LOOP void wino_gemm_panel(index_t kc, const float* v, index_t ldv, index_t rows, const float* u,
+                                       const float* next, float* m, index_t ldm, int nv, bool accumulate, bool last) {
     const Epilogue none;
     const index_t per_call = kWinoPairRows && nv <= VL ? 2 : 1;
     const index_t calls = ceil_div(ceil_div(rows, MR), per_call);
