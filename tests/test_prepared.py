@@ -21,6 +21,7 @@ def conv_args(k, stride=1, padding=None):
 # n, c, h, o, k, stride: the kinds and the paths a prepared form may serve
 CASES = [
     (1, 256, 14, 64, 1, 1),   # 1x1: panels
+    (1, 64, 28, 96, 1, 1),    # 1x1 of few input channels, one K block: copied B panels outer with AVX2
     (2, 24, 9, 40, 5, 1),     # 5x5: panels
     (1, 3, 30, 16, 7, 2),     # strided: panels
     (1, 64, 14, 64, 3, 1),    # winograd (prepared filters make it pay on 16 tiles)

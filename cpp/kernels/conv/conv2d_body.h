@@ -137,9 +137,19 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
     // Inception's 1x1 192 -> 16 on 28x28 0.90-0.91x the time, 480 -> 16 on 14x14 0.96x, 832 -> 16 on 7x7 and
     // 512 -> 24 on 14x14 0.99-1.00x; in groups of 4 or 8 micro-panels, larger layers gained nothing (1x1
     // 64 -> 256 and 256 -> 64 on 56x56 1.01-1.07x).
+    // With AVX2 the first order also serves a K of one block wherever the B panels are copied (1x1 layers up to
+    // kKcResidentWhole input channels): each copied panel then stays in L1 while every micro-panel passes over
+    // it, where the other order read the block's copies (up to 8 panels, 48 KiB at K = 64) back from L2 for
+    // every micro-panel. In turns in one process on an AMD EPYC (Zen 3), same bits, batch 1, one / two threads:
+    // ResNet-50's 1x1 64 -> 256 on 56x56 0.92x / 0.92x the time (0.93x at batch 8), 64 -> 64 0.95x / 0.94-0.95x,
+    // 128 -> 512 on 28x28 0.95x / 0.95x, 256 -> 128 on 56x56 0.97x / 0.96x, 256 -> 64 0.98x / 0.97x, 256 -> 1024
+    // on 14x14 0.98x / 0.97x, 1x1/2 256 -> 512 from 56x56 0.97x / 0.97x, Inception's 192 -> 64 and 192 -> 96 on
+    // 28x28 0.97-0.98x / 0.98x; forward passes of ResNet-50 0.99x and GoogLeNet 0.98-1.00x on one thread. B read
+    // in place (VGG-16's first layer, 3x3 3 -> 64, K = 27) took 1.10x the time that way, so it keeps the other.
     const BlockedPanels blocked(M, K);
     const index_t kstep = blocked.kstep;
-    const bool b_outer = a_packed && ((m1 - m0 > 4 * MR && kstep < K) ||
+    constexpr bool kCopyInTile = CNNFAST_VEC_BYTES == 32;
+    const bool b_outer = a_packed && ((m1 - m0 > 4 * MR && (kstep < K || (kCopyInTile && b_copy))) ||
                                       (CNNFAST_VEC_BYTES == 32 && m1 - m0 > 2 * MR && m1 - m0 <= 4 * MR));
     const index_t full = nc / NR * NR, nt = nc - full;
     ExactPanel panels[NC / NR + 1];
@@ -168,7 +178,6 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
         // 192 -> 64 on 28x28 0.93x, 1024 -> 256 on 14x14 0.99x. Without asking ahead it gained about half of that.
         // Whole forward passes (GoogLeNet, ResNet-50, batch 1) moved within this host's noise (0.99-1.02x).
         const bool copied = b_copy && kc <= kCopiedBlockK, pack_tail = nt > 0 && tail;
-        constexpr bool kCopyInTile = CNNFAST_VEC_BYTES == 32;
         auto copy_of = [&](index_t jr) { return b_copy + jr * kc; };
         for (index_t k = 0; k < kc && ((copied && !kCopyInTile) || pack_tail); ++k) {
             const float* const src = rows[pc + k] + n0;
