@@ -138,9 +138,10 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
     // 512 -> 24 on 14x14 0.99-1.00x; in groups of 4 or 8 micro-panels, larger layers gained nothing (1x1
     // 64 -> 256 and 256 -> 64 on 56x56 1.01-1.07x).
     // With AVX2 the first order also serves a K of one block wherever the B panels are copied (1x1 layers up to
-    // kKcResidentWhole input channels): each copied panel then stays in L1 while every micro-panel passes over
-    // it, where the other order read the block's copies (up to 8 panels, 48 KiB at K = 64) back from L2 for
-    // every micro-panel. In turns in one process on an AMD EPYC (Zen 3), same bits, batch 1, one / two threads:
+    // kKcResidentWhole input channels; shifted images of as short a K, none in the suite, were not timed): each
+    // copied panel then stays in L1 while every micro-panel passes over it, where the other order read the
+    // block's copies (up to 8 panels, 48 KiB at K = 64) back from L2 for every micro-panel. In turns in one
+    // process on an AMD EPYC (Zen 3), same bits, batch 1, one / two threads:
     // ResNet-50's 1x1 64 -> 256 on 56x56 0.92x / 0.92x the time (0.93x at batch 8), 64 -> 64 0.95x / 0.94-0.95x,
     // 128 -> 512 on 28x28 0.95x / 0.95x, 256 -> 128 on 56x56 0.97x / 0.96x, 256 -> 64 0.98x / 0.97x, 256 -> 1024
     // on 14x14 0.98x / 0.97x, 1x1/2 256 -> 512 from 56x56 0.97x / 0.97x, Inception's 192 -> 64 and 192 -> 96 on
