@@ -1,5 +1,5 @@
-"""Winograd F(4x4, 3x3), F(2x2, 3x3) (calls of few tiles whose transformed filters would not stay in cache)
-and F(2x2, 5x5): every ISA path against the float64 reference, with the documented error bound."""
+"""Winograd F(4x4, 3x3), F(2x2, 3x3) (calls of few tiles whose transformed filters would not stay in cache),
+F(2x2, 5x5) and, on stride phases, F(5x5, 2x2): every ISA path against the float64 reference, with the documented error bound."""
 
 import numpy as np
 import pytest
@@ -253,7 +253,8 @@ def test_winograd_matches_torch(k):
     assert np.abs(y - t).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * 64 * k * k
 
 
-# n, c, h, o, k, stride, padding: strided layers whose taps split over the stride phases into 3x3 ones
+# n, c, h, o, k, stride, padding (images h x h + 5): strided layers whose taps split over the stride phases into
+# 3x3 ones (F(4x4, 3x3)) or, at stride 2, 2x2 ones (F(5x5, 2x2))
 PHASE_CASES = [
     (1, 3, 227, 96, 11, 4, 0),  # AlexNet's first layer
     (2, 3, 64, 20, 11, 4, 2),
@@ -261,6 +262,10 @@ PHASE_CASES = [
     (1, 4, 40, 24, 6, 2, 1),
     (3, 3, 50, 30, 9, 3, 1),
     (3, 3, 287, 16, 11, 4, 0),  # one image's phase images at a time
+    (1, 128, 56, 128, 3, 2, 1),  # ResNet-50's 3x3/2 128 -> 128 (on 56x61): 1.9 MB of phase images
+    (4, 64, 30, 80, 3, 2, 1),  # tiles of several images, a last panel of 8 output channels on AVX2
+    (2, 96, 59, 64, 3, 2, 0),  # no padding, 29x31 outputs: tiles past both edges
+    (1, 64, 62, 72, 4, 2, 1),  # 4x4 at stride 2: 2x2 taps, none zero
 ]
 
 
@@ -275,6 +280,9 @@ def test_strided_winograd_on_stride_phases(isa, threads_restored, threads, case)
     wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
     b = rng.standard_normal(o).astype(np.float32)
     prepared = _core.conv2d_prepare(x, wt, s, p, 1, 1, "auto")
+    if -(-k // s) == 2 and isa == "avx512":  # F(5x5, 2x2) only where it was measured (AVX2)
+        assert prepared.kind != "winograd"
+        return
     assert prepared.kind == "winograd"
     cnnfast.set_num_threads(1)
     one = _core.conv2d(x, wt, b, s, p, 1, 1, "relu", None, "auto", prepared)
@@ -285,7 +293,7 @@ def test_strided_winograd_on_stride_phases(isa, threads_restored, threads, case)
     direct = cnnfast.conv2d(x, wt, b, stride=s, padding=p, activation="relu", algorithm="direct")
     assert y.shape == direct.shape
     np.testing.assert_array_equal(y, one)
-    taps = c * (-(-k // s) * s) ** 2  # the phase convolution's channels x 3 x 3
+    taps = c * (-(-k // s) * s) ** 2  # the phase convolution's channels x its taps
     assert np.abs(y - direct).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * taps
 
 
@@ -299,4 +307,19 @@ def test_strided_layers_that_stay_direct(kwargs):
     w = np.ones((18, 3 // kwargs.get("groups", 1), k, k), np.float32)
     prepared = _core.conv2d_prepare(x, w, s, 0, kwargs.get("dilation", 1), kwargs.get("groups", 1),
                                     kwargs.get("algorithm", "auto"))
+    assert prepared.kind != "winograd"
+
+
+@pytest.mark.parametrize("case", [
+    (1, 512, 14, 512),  # ResNet-50's last 3x3/2: 2 x 2 tiles of 5x5 (100 outputs computed for 49)
+    (1, 32, 56, 64),  # few input channels
+    (1, 64, 56, 48),  # few output channels
+    (1, 128, 12, 128),  # 6x6 outputs: 4 tiles
+])
+def test_stride2_3x3_layers_that_stay_direct(case):
+    # F(5x5, 2x2) on the stride phases only with 64 channels in and out and over at least 32 tiles, making at
+    # most 0.8x the direct path's multiplies
+    n, c, h, o = case
+    x = np.zeros((n, c, h, h), np.float32)
+    prepared = _core.conv2d_prepare(x, np.zeros((o, c, 3, 3), np.float32), 2, 1, 1, 1, "auto")
     assert prepared.kind != "winograd"

@@ -5,7 +5,9 @@
 // Images of few tiles (ResNet-50's 7x7 at batch 1: 4 tiles) take F(2x2, 3x3) instead: 4x4 tiles, 16 points,
 // 2.25x fewer multiplies, but 4x as many tiles for the GEMMs' rows and 16 instead of 36 transformed filter
 // matrices to stream (at 512 channels, 17 MB instead of 38 MB per call). 5x5 kernels take F(2x2, 5x5):
-// 6x6 tiles on the same points as F(4x4, 3x3) (so the same input transform), 2.8x fewer multiplies.
+// 6x6 tiles on the same points as F(4x4, 3x3) (so the same input transform), 2.8x fewer multiplies. F(5x5,
+// 2x2), on the same points too, serves the 2x2 convolution over the stride phases of a 3x3 stride-2 layer
+// (winograd_phases.h), whose input transform then reads those phases from the input in place (PhaseRows2).
 //
 // Layout: filters U[xi][panel][c][NR] (packed for the GEMM's B), inputs V[xi][tile][c], products
 // M[xi][tile][o]; the transforms are vectorized across channels (inputs) and output channels (filters,
@@ -51,7 +53,15 @@ inline void wino_bt(const vf* d, vf* o) {
 // o = G g (R taps -> TM + R - 1 points)
 template <int TM, int R>
 inline void wino_g(const vf* g, vf* o) {
-    if constexpr (R == 5) {  // F(2x2, 5x5): the F(4x4, 3x3) rows extended to five taps
+    if constexpr (R == 2) {  // F(5x5, 2x2): the F(4x4, 3x3) rows cut to two taps (the phase images' 2x2)
+        const vf q = vbroadcast(0.25f), s6 = vbroadcast(1.f / 6.f), s24 = vbroadcast(1.f / 24.f), two = vbroadcast(2.f);
+        o[0] = q * g[0];
+        o[1] = -s6 * (g[0] + g[1]);
+        o[2] = -s6 * (g[0] - g[1]);
+        o[3] = s24 * (g[0] + two * g[1]);
+        o[4] = s24 * (g[0] - two * g[1]);
+        o[5] = g[1];
+    } else if constexpr (R == 5) {  // F(2x2, 5x5): the F(4x4, 3x3) rows extended to five taps
         const vf q = vbroadcast(0.25f), s6 = vbroadcast(1.f / 6.f), s12 = vbroadcast(1.f / 12.f), s24 = vbroadcast(1.f / 24.f),
                  s3 = vbroadcast(1.f / 3.f), t3 = vbroadcast(2.f / 3.f);
         const vf even = g[0] + g[2] + g[4], odd = g[1] + g[3];
@@ -85,6 +95,13 @@ inline void wino_at(const vf* m, vf* o) {
     if constexpr (A == 4) {
         o[0] = m[0] + m[1] + m[2];
         o[1] = m[1] - m[2] - m[3];
+    } else if constexpr (TM == 5) {  // F(5x5, 2x2): F(4x4, 3x3)'s rows and one more power, infinity moved down
+        const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+        o[0] = m[0] + a + c;
+        o[1] = b + vbroadcast(2.f) * d;
+        o[2] = a + vbroadcast(4.f) * c;
+        o[3] = b + vbroadcast(8.f) * d;
+        o[4] = a + vbroadcast(16.f) * c + m[5];
     } else if constexpr (TM == 2) {  // F(2x2, 5x5): the first two rows of F(4x4, 3x3)'s, infinity moved up
         const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
         o[0] = m[0] + a + c;
@@ -115,8 +132,11 @@ struct WinoPlan {
 // (its own V and M, U read-only): no barrier inside a call with prepared filters (64 -> 64 on 56x56, two
 // threads on an Intel Xeon VM, alternated in one process: 0.73 -> 0.59 ms; at batch 8 7.7 -> 6.3). At least
 // kWinoOwnTiles tiles a thread, so the GEMMs keep full panels; the team shares the blocks of images of few
-// tiles (512 channels on 7x7 or 14x14), where each thread then streams only half of U.
-constexpr index_t kWinoOwnTiles = 4 * MR;
+// tiles (512 channels on 7x7 or 14x14), where each thread then streams only half of U. With AVX2 (MR = 4), at
+// least 8 MR: on two threads the 49 tiles of a 28x28 image shared took 0.92x the time of their owned blocks on
+// 512 -> 512, 0.96-0.97x on 128 -> 128 and 256 -> 256, and the 36 of ResNet-50's 3x3/2 128 -> 128 by F(5x5,
+// 2x2) 0.89x; 196 tiles and more stay owned (shared, 1.00-1.03x; AMD EPYC, Zen 3, separate processes in turns).
+constexpr index_t kWinoOwnTiles = CNNFAST_VEC_BYTES == 32 ? 8 * MR : 4 * MR;
 
 // NOTE: U, V and M together stay under 14 MiB (calls keep their workspace under 16 MiB) for inputs of up
 // to 1,024 channels: U, the transformed filters of one block of output channels, takes at most half; the
@@ -149,7 +169,17 @@ inline WinoPlan wino_plan(const Conv2dShape& s, bool u_prepared, int threads = 1
     // block took 18.5 ms instead of 12.8 on 28x28): at least 96 tiles when U is above 16 MiB, 32 otherwise.
     const index_t cached = (index_t(2) << 18) / p.owners / per_tile;
     const index_t want = imax(cached, u_floats > (index_t(16) << 18) ? 96 : 32);
+    const index_t cap = p.tb;
     p.tb = imax(MR, imin(p.tb, ceil_div(want, MR) * MR));
+    // No short last block: the tiles past the last whole block go to the others (each up to twice as large,
+    // within the budget), since every block streams all of U again. ResNet-50's 3x3/2 128 -> 128 by F(5x5, 2x2)
+    // on its stride phases (36 tiles of 9.4 MB of U) took a block of 32 and one of 4: one block of 36 took
+    // 0.95x the time on one and on two threads (AMD EPYC, Zen 3, separate processes in turns; the stride-1
+    // layers, whose blocks change little, 0.98-1.02x).
+    if (p.owners == 1 && total > p.tb) {
+        const index_t whole = imax(1, total / p.tb), even = ceil_div(ceil_div(total, whole), MR) * MR;
+        if (even <= cap) p.tb = even;
+    }
     p.blocks = ceil_div(total, p.tb);
     if (p.owners > 1) {  // equal blocks, as many as a multiple of the threads
         p.blocks = ceil_div(p.blocks, p.owners) * p.owners;
@@ -221,10 +251,75 @@ WinoSegments wino_segments(const WinoPlan& p) {
     return g;
 }
 
+// Where the input transform reads its rows: the channel planes of x (NCHW, s.c x s.h x s.w per image).
+struct PlaneRows {
+    const float* x;
+    index_t C, H, W;
+    // r[l] = columns [col, col + VL) of row ih (inside [0, H)) of channel c + l of image n, zeros past W and for
+    // lanes past `lanes`
+    void rows(vf* r, index_t n, index_t c, index_t lanes, index_t ih, index_t col) const {
+        const float* const src = x + ((n * C + c) * H + ih) * W;
+        for (int l = 0; l < VL; ++l) r[l] = l < lanes ? vload_cols(src + l * H * W, col, W, 0.f) : vf{};
+    }
+    // asks for rows [ih0, ih1) (clipped to the image), columns [c0, c1), of channels c .. c + lanes - 1
+    void prefetch(index_t n, index_t c, index_t lanes, index_t ih0, index_t ih1, index_t c0, index_t c1) const {
+        if (c0 >= c1) return;
+        for (index_t l = 0; l < lanes; ++l)
+            for (index_t ih = imax(ih0, 0); ih < imin(ih1, H); ++ih) {
+                const float* const r = x + ((n * C + c + l) * H + ih) * W;
+                for (index_t j = c0; j < c1; j += kLineFloats) __builtin_prefetch(r + j, 0, 2);
+                __builtin_prefetch(r + c1 - 1, 0, 2);  // the last line, when the columns start inside one
+            }
+    }
+};
+
+// The stride-2 phase images of an input read in place, as PlaneRows reads their copy (phases.h: channel
+// (ci, py, px) of 4 C, Hph x Wph, holding input pixel (2 i + py - pt, 2 j + px - pl), zero outside the input):
+// each input row gives two lanes, its even and odd columns, split by two shuffles.
+struct PhaseRows2 {
+    const float* x;                // the input, C x H x W per image
+    index_t C, H, W, pt, pl, Hph, Wph;
+    void rows(vf* r, index_t n, index_t c, index_t lanes, index_t ih, index_t col) const {
+        static_assert(VL % 2 == 0, "lanes come in pairs (px = 0, 1)");
+        for (int l = 0; l < VL; l += 2) {
+            const index_t cc = c + l, ci = cc / 4, row = 2 * ih + (cc / 2) % 2 - pt;  // (cc / 2) % 2: py
+            if (l >= lanes || row < 0 || row >= H) {
+                r[l] = r[l + 1] = vf{};
+                continue;
+            }
+            const float* const src = x + ((n * C + ci) * H + row) * W;
+            // input columns start + 2 t (px = 0) and start + 2 t + 1 (px = 1): two loads (masked at the input's
+            // edges, zeros past them), split into even and odd
+            const index_t start = 2 * col - pl;
+            vdeinterleave(vload_cols(src, start, W, 0.f), vload_cols(src, start + VL, W, 0.f), r[l], r[l + 1]);
+            if (col + VL > Wph) {  // lanes past the phase image: zeros, as in its copy
+                typedef int vi __attribute__((vector_size(kVecBytes)));
+                vi keep;
+                for (int t = 0; t < VL; ++t) keep[t] = col + t < Wph ? -1 : 0;
+                r[l] = keep ? r[l] : vf{};
+                r[l + 1] = keep ? r[l + 1] : vf{};
+            }
+        }
+    }
+    void prefetch(index_t n, index_t c, index_t lanes, index_t ih0, index_t ih1, index_t c0, index_t c1) const {
+        if (c0 >= c1) return;
+        const index_t i0 = imax(2 * c0 - pl, 0), i1 = imin(2 * c1 - pl, W);
+        if (i0 >= i1) return;
+        for (index_t l = 0; l < lanes; l += 2)
+            for (index_t ih = imax(ih0, 0); ih < imin(ih1, Hph); ++ih) {
+                const index_t cc = c + l, row = 2 * ih + (cc / 2) % 2 - pt;
+                if (row < 0 || row >= H) continue;
+                const float* const r = x + ((n * C + cc / 4) * H + row) * W;
+                for (index_t j = i0; j < i1; j += kLineFloats) __builtin_prefetch(r + j, 0, 2);
+                __builtin_prefetch(r + i1 - 1, 0, 2);
+            }
+    }
+};
+
 // V for channels [c, c + VL) of the tiles of segment q (global index over all images' tile rows) that fall in
-// the block [t0, t0 + tcount).
-template <int TM, int R>
-void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegments& g, const float* x, index_t q,
+// the block [t0, t0 + tcount), the input's rows read from src (PlaneRows or PhaseRows2).
+template <int TM, int R, class Src>
+void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegments& g, const Src& src, index_t q,
                         index_t c, index_t t0, index_t tcount, float* S, float* V) {
     constexpr int A = TM + R - 1;
     const index_t row = q / g.per_row, n = row / p.tiles_h, ti = row % p.tiles_h;
@@ -233,21 +328,14 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
     const index_t tj1 = imin(imin((q % g.per_row + 1) * g.seg, p.tiles_w), t0 + tcount - row_t);
     if (tj0 >= tj1) return;
     const index_t cols = (tj1 - tj0) * TM + R - 1, ih0 = ti * TM - s.pad_t, iw0 = tj0 * TM - s.pad_l;
-    const index_t plane = s.h * s.w, lanes = imin(VL, s.c - c);  // channels past s.c as zeros
+    const index_t lanes = imin(VL, s.c - c);  // channels past s.c as zeros
     // NOTE: the TM rows the next tile row adds under this segment's columns are asked for (into L2) now: these
     // channels' next segment comes cvecs calls later, and the VL planes a call reads, a plane apart, are more
     // streams than the hardware prefetchers follow. In ResNet-50's first stage run as a network runs it (the
     // input just written by the layer before; one thread, in turns in one process, Intel Xeon, Ice Lake): its
     // 3x3 64 -> 64 on 56x56 0.95-0.96x the time, 0.89-0.94x with U prefetched as well (wino_conv); back to
     // back 0.98-1.01x.
-    if (const index_t c0 = imax(iw0, 0), c1 = imin(iw0 + cols, s.w); c0 < c1) {
-        for (index_t l = 0; l < lanes; ++l)
-            for (index_t ih = imax(ih0 + A, 0); ih < imin(ih0 + A + TM, s.h); ++ih) {
-                const float* const r = x + ((n * s.c + c + l) * s.h + ih) * s.w;
-                for (index_t j = c0; j < c1; j += kLineFloats) __builtin_prefetch(r + j, 0, 2);
-                __builtin_prefetch(r + c1 - 1, 0, 2);  // the last line, when the columns start inside one
-            }
-    }
+    src.prefetch(n, c, lanes, ih0 + A, ih0 + A + TM, imax(iw0, 0), imin(iw0 + cols, s.w));
     for (int i = 0; i < A; ++i) {
         float* const dst = S + i * cols * VL;
         const index_t ih = ih0 + i;
@@ -255,10 +343,9 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
             for (index_t col = 0; col < cols; ++col) vstore(dst + col * VL, vf{});
             continue;
         }
-        const float* const src = x + ((n * s.c + c) * s.h + ih) * s.w;  // channel c's row
         for (index_t j0 = 0; j0 < cols; j0 += VL) {  // VL columns of VL channels, transposed in registers
             vf r[VL];
-            for (int l = 0; l < VL; ++l) r[l] = l < lanes ? vload_cols(src + l * plane, iw0 + j0, s.w, 0.f) : vf{};
+            src.rows(r, n, c, lanes, ih, iw0 + j0);
             vtranspose(r);
             const index_t nj = imin(VL, cols - j0);
             for (index_t k = 0; k < nj; ++k) vstore(dst + (j0 + k) * VL, r[k]);
@@ -457,11 +544,12 @@ void wino_prepack(const Conv2dShape& s, const float* w, float* dst) {
 }
 
 // What every tile block of a call shares.
+template <class Src>
 struct WinoCall {
     const Conv2dShape& s;
     const WinoPlan& p;
     const WinoSegments& g;
-    const float* x;
+    Src src;  // the input's rows
     const float* bias;
     float* y;
     bool relu;
@@ -536,8 +624,8 @@ inline void wino_loop(index_t n, F&& f) {
 // Tiles [t0, t0 + tcount) for output channels [o0, o0 + ob): input transform into V, the PTS GEMMs into M,
 // output transform into y. Shared: the team splits each stage, V and M shared; else the calling thread does
 // all of it with its own V, M (p.tb tiles each) and staging buffer S.
-template <bool Shared, int TM, int R>
-void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index_t t0, index_t tcount, float* V,
+template <bool Shared, int TM, int R, class Src>
+void wino_block(const WinoCall<Src>& c, const float* U, index_t o0, index_t ob, index_t t0, index_t tcount, float* V,
                 float* M, float* S) {
     constexpr index_t PTS = (TM + R - 1) * (TM + R - 1);
     const Conv2dShape& s = c.s;
@@ -546,7 +634,7 @@ void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index
     const index_t q0 = (t0 / p.tiles_w) * g.per_row + (t0 % p.tiles_w) / g.seg;
     const index_t q1 = ((t0 + tcount - 1) / p.tiles_w) * g.per_row + ((t0 + tcount - 1) % p.tiles_w) / g.seg;
     wino_loop<Shared>((q1 - q0 + 1) * c.cvecs, [&](index_t i) {
-        wino_input_segment<TM, R>(s, p, g, c.x, q0 + i / c.cvecs, (i % c.cvecs) * VL, t0, tcount, S, V);
+        wino_input_segment<TM, R>(s, p, g, c.src, q0 + i / c.cvecs, (i % c.cvecs) * VL, t0, tcount, S, V);
     });
     // PTS GEMMs: M[xi] (tiles x ob) = V[xi] (tiles x c) * U[xi] (c x ob). A task takes up to `group` MR-tile
     // panels of one point, each panel of U (kc x NR) coming from memory once for all of them.
@@ -597,9 +685,10 @@ void wino_block(const WinoCall& c, const float* U, index_t o0, index_t ob, index
 }
 
 // U_prepared: wino_prepack()'s transformed filters, or null to transform them here block by block.
-template <int TM, int R>
-void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
-               const float* U_prepared) {
+// src: where the input's rows come from (PlaneRows: x itself).
+template <int TM, int R, class Src>
+void wino_conv_from(const Conv2dShape& s, const Src& src, const float* w, const float* bias, float* y, Activation act,
+                    const float* U_prepared) {
     constexpr index_t PTS = (TM + R - 1) * (TM + R - 1);
     const int threads = get_num_threads();
     const WinoPlan p = wino_plan<TM, R>(s, U_prepared != nullptr, threads);
@@ -634,7 +723,7 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     // 0.94x, 64 -> 128 on 112x112 0.96-0.97x / 0.96x, Inception's 96 -> 128 on 28x28 0.95x / 0.96x (0.86x /
     // 0.84x with the caches flushed between calls).
     const bool grouped = CNNFAST_VEC_BYTES == 32 || TM == 2 || big_u;
-    const WinoCall c{s, p, g, x, bias, y, act == Activation::relu,
+    const WinoCall<Src> c{s, p, g, src, bias, y, act == Activation::relu,
                      grouped ? kWinoMaxGroup : 1, ceil_div(s.c, kblocks), ceil_div(s.c, VL), p.ob_pad / VL};
 
     TaskRuns block_runs;
@@ -661,6 +750,12 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
             }
         }
     }
+}
+
+template <int TM, int R>
+void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
+               const float* U_prepared) {
+    wino_conv_from<TM, R>(s, PlaneRows{x, s.c, s.h, s.w}, w, bias, y, act, U_prepared);
 }
 
 // The variant a call takes: F(2x2, 5x5) for 5x5 kernels, F(2x2, 3x3) or F(4x4, 3x3) for 3x3 (wino_tile).
