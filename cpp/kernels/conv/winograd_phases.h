@@ -52,15 +52,16 @@ inline PhasePlan phase_plan(const Conv2dShape& s) {
 // tiles of 5, 30x30 computed).
 inline bool phases_take_2x2(const Conv2dShape& s) { return ceil_div(s.kh, s.stride_h) == 2; }
 
-// NOTE: taken ('auto', prepared weights) where the phase images of one image fit the buffer and either
+// NOTE: taken ('auto', prepared weights) where the phase images of one image fit the buffer (stride 2: read in
+// place, no buffer) and either
 //  - the taps become 3x3 and grow by at most 1.25x (11 or 12 at stride 4, 9 at 3, 6 at 2), and Winograd
 //    F(4x4, 3x3) pays on the phase images. AlexNet's first layer (3 -> 96, 11x11 stride 4, 227x227) on an
 //    Intel Xeon VM, alternated with the direct path: one thread 1.75 -> 1.35 ms, two 0.90 -> 0.69; at batch 8
 //    on one thread about even (the output no longer stays in cache, and the output transform's scattered
 //    stores pay for it), on two 7.7 -> 6.0 ms;
-//  - or, except with AVX-512 (not measured there), the taps become 2x2 at stride 2 (a 3x3 or 4x4 filter), with at least 64 channels in and out
-//    and F(5x5, 2x2) making at most 0.8x the direct path's multiplies over at least 32 tiles (see
-//    phases_take_2x2).
+//  - or, except with AVX-512 (not measured there), the taps become 2x2 at stride 2 (a 3x3 or 4x4 filter),
+//    with at least 64 channels in and out and F(5x5, 2x2) making at most 0.8x the direct path's multiplies
+//    over at least 32 tiles (see phases_take_2x2).
 inline bool winograd_phases_pay(const Conv2dShape& s) {
     const index_t st = s.stride_h;
     if (st < 2 || s.stride_w != st || s.kh != s.kw || s.dil_h != 1 || s.dil_w != 1 || s.groups != 1) return false;
