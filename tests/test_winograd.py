@@ -263,7 +263,7 @@ PHASE_CASES = [
     (1, 4, 40, 24, 6, 2, 1),
     (3, 3, 50, 30, 9, 3, 1),
     (3, 3, 287, 16, 11, 4, 0),  # one image's phase images at a time
-    (1, 128, 56, 128, 3, 2, 1),  # ResNet-50's 3x3/2 128 -> 128 (on 56x61): 1.9 MB of phase images
+    (1, 128, 56, 128, 3, 2, 1),  # ResNet-50's 3x3/2 128 -> 128 (on 56x61): phases read in place, no copy
     (4, 64, 30, 80, 3, 2, 1),  # tiles of several images, a last panel of 8 output channels on AVX2
     (2, 96, 59, 64, 3, 2, 0),  # no padding, 29x31 outputs: tiles past both edges
     (1, 64, 62, 72, 4, 2, 1),  # 4x4 at stride 2: 2x2 taps, none zero
@@ -281,7 +281,7 @@ def test_strided_winograd_on_stride_phases(isa, threads_restored, threads, case)
     wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
     b = rng.standard_normal(o).astype(np.float32)
     prepared = _core.conv2d_prepare(x, wt, s, p, 1, 1, "auto")
-    if -(-k // s) == 2 and isa == "avx512":  # F(5x5, 2x2) only where it was measured (AVX2)
+    if -(-k // s) == 2 and isa == "avx512":  # F(5x5, 2x2) not on AVX-512, where it was not measured
         assert prepared.kind != "winograd"
         return
     assert prepared.kind == "winograd"
