@@ -251,6 +251,12 @@ WinoSegments wino_segments(const WinoPlan& p) {
     return g;
 }
 
+// Asks for floats [c0, c1) of row r (c0 < c1) into L2: every line, the last one too when they start inside one.
+inline void prefetch_span(const float* r, index_t c0, index_t c1) {
+    for (index_t j = c0; j < c1; j += kLineFloats) __builtin_prefetch(r + j, 0, 2);
+    __builtin_prefetch(r + c1 - 1, 0, 2);
+}
+
 // Where the input transform reads its rows: the channel planes of x (NCHW, s.c x s.h x s.w per image).
 struct PlaneRows {
     const float* x;
@@ -265,11 +271,8 @@ struct PlaneRows {
     void prefetch(index_t n, index_t c, index_t lanes, index_t ih0, index_t ih1, index_t c0, index_t c1) const {
         if (c0 >= c1) return;
         for (index_t l = 0; l < lanes; ++l)
-            for (index_t ih = imax(ih0, 0); ih < imin(ih1, H); ++ih) {
-                const float* const r = x + ((n * C + c + l) * H + ih) * W;
-                for (index_t j = c0; j < c1; j += kLineFloats) __builtin_prefetch(r + j, 0, 2);
-                __builtin_prefetch(r + c1 - 1, 0, 2);  // the last line, when the columns start inside one
-            }
+            for (index_t ih = imax(ih0, 0); ih < imin(ih1, H); ++ih)
+                prefetch_span(x + ((n * C + c + l) * H + ih) * W, c0, c1);
     }
 };
 
@@ -281,6 +284,11 @@ struct PhaseRows2 {
     index_t C, H, W, pt, pl, Hph, Wph;
     void rows(vf* r, index_t n, index_t c, index_t lanes, index_t ih, index_t col) const {
         static_assert(VL % 2 == 0, "lanes come in pairs (px = 0, 1)");
+        // lanes past the phase image (a segment's last columns) are zeros, as in its copy
+        typedef int vi __attribute__((vector_size(kVecBytes)));
+        const bool past = col + VL > Wph;
+        vi keep{};
+        for (int t = 0; t < VL && past; ++t) keep[t] = col + t < Wph ? -1 : 0;
         for (int l = 0; l < VL; l += 2) {
             const index_t cc = c + l, ci = cc / 4, row = 2 * ih + (cc / 2) % 2 - pt;  // (cc / 2) % 2: py
             if (l >= lanes || row < 0 || row >= H) {
@@ -292,10 +300,7 @@ struct PhaseRows2 {
             // edges, zeros past them), split into even and odd
             const index_t start = 2 * col - pl;
             vdeinterleave(vload_cols(src, start, W, 0.f), vload_cols(src, start + VL, W, 0.f), r[l], r[l + 1]);
-            if (col + VL > Wph) {  // lanes past the phase image: zeros, as in its copy
-                typedef int vi __attribute__((vector_size(kVecBytes)));
-                vi keep;
-                for (int t = 0; t < VL; ++t) keep[t] = col + t < Wph ? -1 : 0;
+            if (past) {
                 r[l] = keep ? r[l] : vf{};
                 r[l + 1] = keep ? r[l + 1] : vf{};
             }
@@ -308,10 +313,7 @@ struct PhaseRows2 {
         for (index_t l = 0; l < lanes; l += 2)
             for (index_t ih = imax(ih0, 0); ih < imin(ih1, Hph); ++ih) {
                 const index_t cc = c + l, row = 2 * ih + (cc / 2) % 2 - pt;
-                if (row < 0 || row >= H) continue;
-                const float* const r = x + ((n * C + cc / 4) * H + row) * W;
-                for (index_t j = i0; j < i1; j += kLineFloats) __builtin_prefetch(r + j, 0, 2);
-                __builtin_prefetch(r + i1 - 1, 0, 2);
+                if (row >= 0 && row < H) prefetch_span(x + ((n * C + cc / 4) * H + row) * W, i0, i1);
             }
     }
 };
