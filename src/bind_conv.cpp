@@ -166,7 +166,8 @@ const char* prepared_kind_name(int kind) {
         case 1: return "panels";
         case 2:
         case 4:
-        case 5: return "winograd";  // F(4x4, 3x3), or F(2x2, 3x3) by image size, or F(2x2, 5x5), or on stride phases
+        case 5:
+        case 6: return "winograd";  // F(4x4, 3x3), or F(2x2, 3x3) by image size, or F(2x2, 5x5), or on stride phases (5, 6)
         case 3: return "transposed";
         default: return "none";
     }

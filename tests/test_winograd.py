@@ -1,5 +1,5 @@
 """Winograd F(4x4, 3x3), F(2x2, 3x3) (calls of few tiles whose transformed filters would not stay in cache),
-F(2x2, 5x5) and, on stride phases, F(5x5, 2x2): every ISA path against the float64 reference, with the
+F(2x2, 5x5) and, on stride phases, F(5x5, 2x2) and F(7x7, 2x2): every ISA path against the float64 reference, with the
 documented error bound."""
 
 import numpy as np
@@ -255,7 +255,7 @@ def test_winograd_matches_torch(k):
 
 
 # n, c, h, o, k, stride, padding (images h x h + 5): strided layers whose taps split over the stride phases into
-# 3x3 ones (F(4x4, 3x3)) or, at stride 2, 2x2 ones (F(5x5, 2x2))
+# 3x3 ones (F(4x4, 3x3)) or, at stride 2, 2x2 ones (F(7x7, 2x2) or F(5x5, 2x2))
 PHASE_CASES = [
     (1, 3, 227, 96, 11, 4, 0),  # AlexNet's first layer
     (2, 3, 64, 20, 11, 4, 2),
@@ -263,10 +263,15 @@ PHASE_CASES = [
     (1, 4, 40, 24, 6, 2, 1),
     (3, 3, 50, 30, 9, 3, 1),
     (3, 3, 287, 16, 11, 4, 0),  # one image's phase images at a time
-    (1, 128, 56, 128, 3, 2, 1),  # ResNet-50's 3x3/2 128 -> 128 (on 56x61): phases read in place, no copy
-    (4, 64, 30, 80, 3, 2, 1),  # tiles of several images, a last panel of 8 output channels on AVX2
-    (2, 96, 59, 64, 3, 2, 0),  # no padding, 29x31 outputs: tiles past both edges
-    (1, 64, 62, 72, 4, 2, 1),  # 4x4 at stride 2: 2x2 taps, none zero
+    # 2x2 taps at stride 2 (phases read in place, no copy): F(7x7, 2x2) where it has enough tiles and makes at
+    # most 0.9x F(5x5, 2x2)'s multiplies, else F(5x5, 2x2)
+    (1, 128, 56, 128, 3, 2, 1),  # ResNet-50's 3x3/2 128 -> 128 (on 56x61): F(7x7)
+    (3, 64, 42, 80, 3, 2, 1),  # F(7x7): several images, a last panel of 8 output channels on AVX2
+    (2, 96, 44, 64, 3, 2, 0),  # F(7x7): no padding, 21x24 outputs, tiles past both edges
+    (1, 64, 59, 72, 4, 2, 0),  # F(7x7): a 4x4 filter, 2x2 taps, none zero
+    (4, 64, 30, 80, 3, 2, 1),  # F(5x5): tiles of several images, a last panel of 8 output channels on AVX2
+    (2, 96, 59, 64, 3, 2, 0),  # F(5x5): no padding, 29x31 outputs: tiles past both edges
+    (1, 64, 62, 72, 4, 2, 1),  # F(5x5): a 4x4 filter
 ]
 
 
@@ -281,7 +286,7 @@ def test_strided_winograd_on_stride_phases(isa, threads_restored, threads, case)
     wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
     b = rng.standard_normal(o).astype(np.float32)
     prepared = _core.conv2d_prepare(x, wt, s, p, 1, 1, "auto")
-    if -(-k // s) == 2 and isa == "avx512":  # F(5x5, 2x2) not on AVX-512, where it was not measured
+    if -(-k // s) == 2 and isa == "avx512":  # 2x2 taps not on AVX-512, where they were not measured
         assert prepared.kind != "winograd"
         return
     assert prepared.kind == "winograd"

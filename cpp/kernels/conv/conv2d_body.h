@@ -600,7 +600,8 @@ index_t panels_floats(const Conv2dShape& s) {
 int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
     switch (conv_path(s, algo, true)) {
         case ConvPath::winograd: return wino_tile(s) == 2 ? kPrepackWinograd2x2 : kPrepackWinograd;
-        case ConvPath::winograd_phases: return kPrepackWinogradPhases;
+        case ConvPath::winograd_phases:
+            return phases_take_2x2(s) && phase_tile_2x2(s) == 7 ? kPrepackWinogradPhases7x7 : kPrepackWinogradPhases;
         case ConvPath::indirect: return kPrepackPanels;
         case ConvPath::pixel_major:
         case ConvPath::oc_vectors: return kPrepackTransposed;
@@ -611,14 +612,14 @@ int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
 index_t conv2d_prepack_floats(const Conv2dShape& s, int kind) {
     if (kind == kPrepackPanels) return panels_floats(s);
     if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2) return winograd_filters_floats(s);
-    if (kind == kPrepackWinogradPhases) return winograd_phases_floats(s);
+    if (kind == kPrepackWinogradPhases || kind == kPrepackWinogradPhases7x7) return winograd_phases_floats(s);
     if (kind == kPrepackTransposed) return pixel_major_b_floats(s);
     return 0;
 }
 
 void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) {
     if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2) return winograd_prepack(s, w, dst);
-    if (kind == kPrepackWinogradPhases) return winograd_phases_prepack(s, w, dst);
+    if (kind == kPrepackWinogradPhases || kind == kPrepackWinogradPhases7x7) return winograd_phases_prepack(s, w, dst);
     if (kind == kPrepackTransposed) return pixel_major_pack_b(s, w, dst);
     if (kind != kPrepackPanels) return;
     const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw;

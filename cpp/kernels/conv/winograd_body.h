@@ -7,7 +7,8 @@
 // matrices to stream (at 512 channels, 17 MB instead of 38 MB per call). 5x5 kernels take F(2x2, 5x5):
 // 6x6 tiles on the same points as F(4x4, 3x3) (so the same input transform), 2.8x fewer multiplies. F(5x5,
 // 2x2), on the same points too, serves the 2x2 convolution over the stride phases of a 3x3 stride-2 layer
-// (winograd_phases.h), whose input transform then reads those phases from the input in place (PhaseRows2).
+// (winograd_phases.h), whose input transform then reads those phases from the input in place (PhaseRows2);
+// so does F(7x7, 2x2), on eight points (8x8 tiles, 64 points), where it has enough tiles.
 //
 // Layout: filters U[xi][panel][c][NR] (packed for the GEMM's B), inputs V[xi][tile][c], products
 // M[xi][tile][o]; the transforms are vectorized across channels (inputs) and output channels (filters,
@@ -30,11 +31,26 @@ namespace cnnfast {
 namespace CNNFAST_ISA_NS {
 namespace {
 
-// o = B^T d (A -> A points: 6 for F(4x4, 3x3) and F(2x2, 5x5), which share their points 0, +-1, +-2 and
-// infinity, so their input transform; 4 for F(2x2, 3x3))
+// o = B^T d (A -> A points: 6 for F(4x4, 3x3), F(2x2, 5x5) and F(5x5, 2x2), which share their points 0, +-1,
+// +-2 and infinity, so their input transform; 4 for F(2x2, 3x3); 8 for F(7x7, 2x2), +-1/2 added)
 template <int A>
 inline void wino_bt(const vf* d, vf* o) {
-    if constexpr (A == 4) {
+    if constexpr (A == 8) {  // F(7x7, 2x2): points 0, +-1, +-2, +-1/2 and infinity, rows paired by sign
+        const vf c525 = vbroadcast(5.25f), c425 = vbroadcast(4.25f), c25 = vbroadcast(2.5f), c125 = vbroadcast(1.25f),
+                 half = vbroadcast(0.5f), quarter = vbroadcast(0.25f), two = vbroadcast(2.f), four = vbroadcast(4.f),
+                 five = vbroadcast(5.f);
+        o[0] = d[0] - d[6] + c525 * (d[4] - d[2]);
+        o[7] = d[7] - d[1] + c525 * (d[3] - d[5]);
+        const vf e1 = d[2] + d[6] - c425 * d[4], o1 = d[1] + d[5] - c425 * d[3];
+        o[1] = e1 + o1;
+        o[2] = e1 - o1;
+        const vf e2 = quarter * d[2] - c125 * d[4] + d[6], o2 = half * d[1] - c25 * d[3] + two * d[5];
+        o[3] = e2 + o2;
+        o[4] = e2 - o2;
+        const vf eh = four * d[2] - five * d[4] + d[6], oh = two * d[1] - c25 * d[3] + half * d[5];
+        o[5] = eh + oh;
+        o[6] = eh - oh;
+    } else if constexpr (A == 4) {
         o[0] = d[0] - d[2];
         o[1] = d[1] + d[2];
         o[2] = d[2] - d[1];
@@ -53,7 +69,18 @@ inline void wino_bt(const vf* d, vf* o) {
 // o = G g (R taps -> TM + R - 1 points)
 template <int TM, int R>
 inline void wino_g(const vf* g, vf* o) {
-    if constexpr (R == 2) {  // F(5x5, 2x2): the F(4x4, 3x3) rows cut to two taps (the phase images' 2x2)
+    if constexpr (TM == 7) {  // F(7x7, 2x2): the rows of wino_bt<8>'s points, scaled as its rows are
+        const vf n29 = vbroadcast(-2.f / 9.f), s90 = vbroadcast(1.f / 90.f), s45 = vbroadcast(32.f / 45.f),
+                 two = vbroadcast(2.f), half = vbroadcast(0.5f);
+        o[0] = g[0];
+        o[1] = n29 * (g[0] + g[1]);
+        o[2] = n29 * (g[0] - g[1]);
+        o[3] = s90 * (g[0] + two * g[1]);
+        o[4] = s90 * (g[0] - two * g[1]);
+        o[5] = s45 * (g[0] + half * g[1]);
+        o[6] = s45 * (g[0] - half * g[1]);
+        o[7] = g[1];
+    } else if constexpr (R == 2) {  // F(5x5, 2x2): the F(4x4, 3x3) rows cut to two taps (the phase images' 2x2)
         const vf q = vbroadcast(0.25f), s6 = vbroadcast(1.f / 6.f), s24 = vbroadcast(1.f / 24.f), two = vbroadcast(2.f);
         o[0] = q * g[0];
         o[1] = -s6 * (g[0] + g[1]);
@@ -95,6 +122,15 @@ inline void wino_at(const vf* m, vf* o) {
     if constexpr (A == 4) {
         o[0] = m[0] + m[1] + m[2];
         o[1] = m[1] - m[2] - m[3];
+    } else if constexpr (TM == 7) {  // F(7x7, 2x2): powers of +-1, +-2 and +-1/2, infinity in the last row
+        const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4], e = m[5] + m[6], f = m[5] - m[6];
+        o[0] = m[0] + a + c + e;
+        o[1] = b + vbroadcast(2.f) * d + vbroadcast(0.5f) * f;
+        o[2] = a + vbroadcast(4.f) * c + vbroadcast(0.25f) * e;
+        o[3] = b + vbroadcast(8.f) * d + vbroadcast(0.125f) * f;
+        o[4] = a + vbroadcast(16.f) * c + vbroadcast(0.0625f) * e;
+        o[5] = b + vbroadcast(32.f) * d + vbroadcast(0.03125f) * f;
+        o[6] = a + vbroadcast(64.f) * c + vbroadcast(0.015625f) * e + m[7];
     } else if constexpr (TM == 5) {  // F(5x5, 2x2): F(4x4, 3x3)'s rows and one more power, infinity moved down
         const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
         o[0] = m[0] + a + c;
