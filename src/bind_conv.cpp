@@ -41,8 +41,9 @@ algorithm : 'auto', 'direct' or 'winograd'
     output channels too, from 32 input channels on images over 256 pixels; 5x5 on outputs of 7x7 or
     more, with 16 or more output channels too from 128 input channels on images of at most 256 pixels),
     and for strided layers whose taps split into 3x3 ones over the stride phases (AlexNet's 11x11
-    stride 4). Winograd's GEMMs take the output channels as vector lanes: with few of them the direct
-    path is faster.
+    stride 4) or, except on AVX-512, into 2x2 ones (3x3 stride 2 with 64 or more channels in and out:
+    F(7x7, 2x2) or F(5x5, 2x2)). Winograd's GEMMs take the output channels as vector lanes: with few of
+    them the direct path is faster.
 prepared : the result of conv2d_prepare() for these weights, optional
     Saves rearranging the weights on every call (layers of cnnfast.nn do this in eval mode).
 residual : array of the output's shape, optional
