@@ -1,6 +1,6 @@
 """Winograd F(4x4, 3x3), F(2x2, 3x3) (calls of few tiles whose transformed filters would not stay in cache),
-F(2x2, 5x5) and, on stride phases, F(5x5, 2x2) and F(7x7, 2x2): every ISA path against the float64 reference, with the
-documented error bound."""
+F(2x2, 5x5) and, on stride phases, F(5x5, 2x2) and F(7x7, 2x2): every ISA path against the float64
+reference, with the documented error bound."""
 
 import numpy as np
 import pytest
