@@ -601,7 +601,7 @@ int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
     switch (conv_path(s, algo, true)) {
         case ConvPath::winograd: return wino_tile(s) == 2 ? kPrepackWinograd2x2 : kPrepackWinograd;
         case ConvPath::winograd_phases:
-            return phases_take_2x2(s) && phase_tile_2x2(s) == 7 ? kPrepackWinogradPhases7x7 : kPrepackWinogradPhases;
+            return phase_tile(s) == 7 ? kPrepackWinogradPhases7x7 : kPrepackWinogradPhases;
         case ConvPath::indirect: return kPrepackPanels;
         case ConvPath::pixel_major:
         case ConvPath::oc_vectors: return kPrepackTransposed;

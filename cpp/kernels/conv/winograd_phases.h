@@ -47,14 +47,15 @@ inline PhasePlan phase_plan(const Conv2dShape& s) {
 }
 
 // Taps in (S, 2S] (a 3x3 at stride 2): F(5x5, 2x2) on the phase images, which shares F(4x4, 3x3)'s points and
-// so its input transform, or F(7x7, 2x2) (phase_tile_2x2). Per output, 36 points of 25 outputs for each of the
+// so its input transform, or F(7x7, 2x2) (phase_tile). Per output, 36 points of 25 outputs for each of the
 // S x S = 4 phase channels: 5.76 multiplies per input channel where the direct path makes 9, 1.36x fewer with
 // ResNet-50's 28x28 output (6 x 6 tiles of 5, 30x30 computed).
 inline bool phases_take_2x2(const Conv2dShape& s) { return ceil_div(s.kh, s.stride_h) == 2; }
 
-// The output tile of the 2x2 phase convolution: 7, F(7x7, 2x2) on eight points (0, +-1, +-2, +-1/2 and
-// infinity, those of F(6x6, 3x3)), 64 multiplies per 49 outputs of each phase channel (5.22 per output and
-// input channel), where that makes at most 0.9x F(5x5, 2x2)'s over at least 16 tiles; else 5. On ResNet-50's
+// The phase convolution's output tile: 4 (F(4x4, 3x3)) for 3x3 taps; for 2x2 taps 7, F(7x7, 2x2) on eight
+// points (0, +-1, +-2, +-1/2 and infinity, those of F(6x6, 3x3)), 64 multiplies per 49 outputs of each phase
+// channel (5.22 per output and input channel), where that makes at most 0.9x F(5x5, 2x2)'s over at least 16
+// tiles, else 5. On ResNet-50's
 // 28x28 output, 4 x 4 tiles of 7 cover it exactly where tiles of 5 compute 30x30: 0.79x the multiplies. The
 // filters it transforms are 64/36 as large (ResNet-50's 3x3/2 128 -> 128: 16.8 MB instead of 9.4), streamed
 // through fewer tiles.
@@ -62,7 +63,8 @@ inline bool phases_take_2x2(const Conv2dShape& s) { return ceil_div(s.kh, s.stri
 // two threads: 3x3/2 128 -> 128 on 56x56 at batch 1 0.87x / 0.84x the time (2.38 against 2.78 ms on one
 // thread), at batch 8 0.86x / 0.81x, on 112x112 0.91x / 0.89x, 256 -> 256 on 28x28 at batch 4 and 8
 // 0.85-0.88x / 0.85-0.86x; whole ResNet-50 forward passes, batch 1, 0.99x / 0.97x, batch 8 (one thread) 0.99x.
-inline int phase_tile_2x2(const Conv2dShape& s) {
+inline int phase_tile(const Conv2dShape& s) {
+    if (!phases_take_2x2(s)) return 4;
     const index_t t7 = s.n * ceil_div(s.oh, 7) * ceil_div(s.ow, 7), t5 = s.n * ceil_div(s.oh, 5) * ceil_div(s.ow, 5);
     return t7 >= 16 && 64.0 * double(t7) <= 0.9 * 36.0 * double(t5) ? 7 : 5;
 }
@@ -76,7 +78,7 @@ inline int phase_tile_2x2(const Conv2dShape& s) {
 //    stores pay for it), on two 7.7 -> 6.0 ms;
 //  - or, except with AVX-512 (not measured there), the taps become 2x2 at stride 2 (a 3x3 or 4x4 filter),
 //    with at least 64 channels in and out and F(5x5, 2x2) making at most 0.8x the direct path's multiplies
-//    over at least 32 tiles (see phases_take_2x2); F(7x7, 2x2), where phase_tile_2x2 takes it, makes fewer.
+//    over at least 32 tiles (see phases_take_2x2); F(7x7, 2x2), where phase_tile takes it, makes fewer.
 inline bool winograd_phases_pay(const Conv2dShape& s) {
     const index_t st = s.stride_h;
     if (st < 2 || s.stride_w != st || s.kh != s.kw || s.dil_h != 1 || s.dil_w != 1 || s.groups != 1) return false;
@@ -112,10 +114,11 @@ inline void phase_filters(const Conv2dShape& s, const float* w, float* wp) {
 // f called with the phase convolution's tile and kernel sizes as integral constants.
 template <class F>
 decltype(auto) phase_variant(const Conv2dShape& s, F&& f) {
-    if (phases_take_2x2(s) && phase_tile_2x2(s) == 7)
-        return f(std::integral_constant<int, 7>{}, std::integral_constant<int, 2>{});
-    if (phases_take_2x2(s)) return f(std::integral_constant<int, 5>{}, std::integral_constant<int, 2>{});
-    return f(std::integral_constant<int, 4>{}, std::integral_constant<int, 3>{});
+    switch (phase_tile(s)) {
+        case 7: return f(std::integral_constant<int, 7>{}, std::integral_constant<int, 2>{});
+        case 5: return f(std::integral_constant<int, 5>{}, std::integral_constant<int, 2>{});
+        default: return f(std::integral_constant<int, 4>{}, std::integral_constant<int, 3>{});
+    }
 }
 
 }  // namespace
