@@ -53,6 +53,7 @@ CASES_5X5 = [
     (1, 48, 9, 70, 16, 2),  # tile rows longer than one staging segment
     (1, 1000, 14, 14, 16, 2),  # tile blocks that end inside a tile row
     (1, 192, 28, 28, 32, 2),  # Inception's 5x5 branch
+    (3, 24, 14, 14, 20, 2),  # 7 x 7 tiles an image: tiles stored side by side, and one by one across rows and images
 ]
 
 
