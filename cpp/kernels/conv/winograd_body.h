@@ -410,8 +410,8 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
 // The TM x TM outputs of tile tt of the block (row-major, as out[i * stride + j]) for VL output channels
 // (from o of the block) from the products M, with the bias (bv) and the ReLU.
 template <int TM, int R>
-inline void wino_output_values(const WinoPlan& p, const float* M, index_t tt, index_t o, vf bv, bool relu, float (*out)[VL],
-                               int stride) {
+inline void wino_output_values(const WinoPlan& p, const float* M, index_t tt, index_t o, vf bv, bool relu,
+                               float (*out)[VL], int stride) {
     constexpr int A = TM + R - 1;
     vf m[A * A];
     for (int xi = 0; xi < A * A; ++xi) m[xi] = vload(M + xi * p.m_plane + tt * p.ob_pad + o);
