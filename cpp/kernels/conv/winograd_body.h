@@ -498,8 +498,8 @@ template <int TM, int R>
 void wino_output_side(const Conv2dShape& s, const WinoPlan& p, const float* M, index_t t, index_t tt, index_t count,
                       index_t o0, index_t ob, index_t o, const float* bias, bool relu, float* y) {
     constexpr index_t G = wino_side<TM>;
-    const index_t n = t / p.tiles, r = t % p.tiles, oh0 = (r / p.tiles_w) * TM, ow0 = (r % p.tiles_w) * TM;
     if constexpr (G > 1) {
+        const index_t n = t / p.tiles, r = t % p.tiles, oh0 = (r / p.tiles_w) * TM, ow0 = (r % p.tiles_w) * TM;
         if (count == G && ow0 + G * TM <= s.ow) {
             const index_t lanes = imin(VL, ob - o);
             const vf bv = wino_bias(bias, o0, o, lanes);
