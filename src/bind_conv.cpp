@@ -32,14 +32,14 @@ out : float32 array (N, O, H_out, W_out), optional; must not overlap the inputs.
     calls with a residual) through a packed buffer of the output's size, from the workspace.
 algorithm : 'auto', 'direct' or 'winograd'
     'direct' is a GEMM over the exact products (float32 accumulation). 'winograd' (3x3 or 5x5, stride 1,
-    dilation 1, groups=1 only) uses Winograd's F(4x4, 3x3), or F(2x2, 3x3) on small images with many
-    channels (by a cost model), or F(2x2, 5x5): about 2-4x fewer operations on layers with many channels, with a larger
-    rounding error (at most 4e-6 * max|x| * max|w| * C * kh * kw on random data, typically 100x less).
+    dilation 1, groups=1 only) uses Winograd's F(4x4, 3x3) or F(4x4, 5x5), or F(2x2, 3x3) or F(2x2, 5x5)
+    on small images with many channels (by a cost model): about 2-6x fewer operations on layers with many
+    channels, with a larger rounding error (at most 4e-6 * max|x| * max|w| * C * kh * kw on random data, typically 100x less).
     'auto' picks Winograd for 3x3 stride-1 layers with at least 32 input and 48 output channels, and for
-    5x5 ones with at least 16 input and 64 output channels, outputs of 7x7 or more and 49 2x2 tiles in
+    5x5 ones with at least 16 input and 16 output channels, outputs of 7x7 or more and 49 2x2 tiles in
     the batch (one 14x14 image). With prepared weights: from 16 input channels on any image (3x3 with 32
     output channels too, from 32 input channels on images over 256 pixels; 5x5 on outputs of 7x7 or
-    more, with 16 or more output channels too from 128 input channels on images of at most 256 pixels),
+    more),
     and for strided layers whose taps split into 3x3 ones over the stride phases (AlexNet's 11x11
     stride 4) or, except on AVX-512, into 2x2 ones (3x3 stride 2 with 64 or more channels in and out:
     F(7x7, 2x2) or F(5x5, 2x2)). Winograd's GEMMs take the output channels as vector lanes: with few of
@@ -168,7 +168,7 @@ const char* prepared_kind_name(int kind) {
         case 2:
         case 4:
         case 5:
-        case 6: return "winograd";  // F(4x4, 3x3), or F(2x2, 3x3) by image size, or F(2x2, 5x5), or on stride phases (5, 6)
+        case 6: return "winograd";  // F(4x4, *), or F(2x2, *) by image size (4), or on stride phases (5, 6)
         case 3: return "transposed";
         default: return "none";
     }

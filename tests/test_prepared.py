@@ -28,7 +28,7 @@ CASES = [
     (1, 48, 7, 128, 3, 1),    # winograd on a 7x7 image: only with prepared filters
     (1, 400, 5, 400, 3, 1),   # winograd F(2x2, 3x3): few tiles, filters past the cache
     (2, 300, 8, 70, 3, 1),    # winograd, channels past one K block
-    (1, 64, 14, 96, 5, 1),    # winograd F(2x2, 5x5)
+    (1, 64, 14, 96, 5, 1),    # winograd F(4x4, 5x5)
     (1, 16, 3, 8, 3, 1),      # too small for winograd: panels, or none (channels as vector lanes)
     (1, 512, 7, 96, 1, 1),    # 1x1 on 7x7: transposed (pixels by channels) where the tiles make it pay
     (3, 64, 14, 80, 3, 2),    # strided 3x3 to 7x7, a batch: the same
@@ -51,7 +51,8 @@ def test_prepared_matches_unprepared(isa, case, rng):
     if (stride, h) in ((2, 17), (2, 28)) and isa != "generic":  # pixel rows leave the grid's padding columns out
         assert prepared.kind == "transposed"
     # Winograd's transformed filters: 6x6 points per 3x3 filter (F(4x4, 3x3)), or 4x4 (F(2x2, 3x3), for few
-    # tiles: which one, test_winograd's test_tile_size_follows_the_cost_model); 6x6 per 5x5 filter (F(2x2, 5x5))
+    # tiles: which one, test_winograd's test_tile_size_follows_the_cost_model); 8x8 or 6x6 per 5x5 filter
+    # (F(4x4, 5x5) or F(2x2, 5x5))
     wino_growth = 36 / 25 if k == 5 else 16 / 9
     growth = {"winograd": wino_growth, "none": 0}.get(prepared.kind, 1)
     assert prepared.nbytes >= w.nbytes * growth

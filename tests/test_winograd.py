@@ -1,6 +1,6 @@
-"""Winograd F(4x4, 3x3), F(2x2, 3x3) (calls of few tiles whose transformed filters would not stay in cache),
-F(2x2, 5x5) and, on stride phases, F(5x5, 2x2) and F(7x7, 2x2): every ISA path against the float64
-reference, with the documented error bound."""
+"""Winograd F(4x4, 3x3) and F(4x4, 5x5), F(2x2, 3x3) and F(2x2, 5x5) (calls of few tiles, where fewer
+transformed filters pay) and, on stride phases, F(5x5, 2x2) and F(7x7, 2x2): every ISA path against the
+float64 reference, with the documented error bound."""
 
 import numpy as np
 import pytest
@@ -41,19 +41,21 @@ CASES = [
 ]
 
 CASES_5X5 = [
-    # n, c, h, w, o, padding: F(2x2, 5x5)
-    (1, 1, 1, 1, 1, 2),
+    # n, c, h, w, o, padding: F(4x4, 5x5), or F(2x2, 5x5) where the cost model picks it (wino_tile)
+    (1, 1, 1, 1, 1, 2),  # F(2x2): one tile
     (1, 1, 12, 12, 4, 2),  # one input channel: the largest relative error seen
     (1, 3, 9, 7, 5, 2),
     (2, 17, 13, 11, 33, 2),
-    (1, 40, 5, 6, 50, 0),
+    (1, 40, 5, 6, 50, 0),  # F(2x2)
     (2, 300, 8, 9, 70, 2),  # channels past one K block
-    (1, 8, 4, 4, 100, 2),  # output channels past one NR panel
+    (1, 8, 4, 4, 100, 2),  # output channels past one NR panel; one 4x4 tile
+    (1, 300, 4, 4, 250, 2),  # F(2x2): a 4x4 output, filters too many to stream for one tile of F(4x4)
     (1, 16, 5, 5, 8, 0),  # a single output pixel
     (1, 48, 9, 70, 16, 2),  # tile rows longer than one staging segment
     (1, 1000, 14, 14, 16, 2),  # tile blocks that end inside a tile row
     (1, 192, 28, 28, 32, 2),  # Inception's 5x5 branch
-    (3, 24, 14, 14, 20, 2),  # 7 x 7 tiles an image: tiles stored side by side, and one by one across rows and images
+    (3, 24, 14, 14, 20, 2),  # 4 x 4 tiles an image, the last row and column partial
+    (2, 300, 6, 6, 250, 2),  # F(2x2): 3 x 3 tiles an image, side by side and one by one across rows and images
 ]
 
 
@@ -167,15 +169,12 @@ def test_auto_picks_a_path_that_agrees_with_direct(k):
 # GEMMs take the output channels as vector lanes, so few output channels stay direct
 @pytest.mark.parametrize("case,winograd", [
     ((1, 192, 28, 32, 5, 2), True),    # Inception's 5x5 on the module's input
-    ((1, 16, 28, 32, 5, 2), ("avx2", "avx512")),  # Inception 3a's 5x5: 32 out from 16 channels, not generic
-    ((1, 16, 14, 48, 5, 2), ("avx2", "avx512")),  # Inception 4a's
-    ((1, 16, 7, 32, 5, 2), ("avx2",)),            # ... on 7x7, AVX2 only
-    ((1, 24, 14, 32, 5, 2), ("avx2",)),
-    ((1, 32, 14, 32, 5, 2), True),     # ... from 32: Winograd
-    ((1, 192, 28, 16, 5, 2), False),   # 16 output channels: direct ...
-    ((1, 192, 14, 16, 5, 2), True),    # ... but on 128+ channels where direct would run pixel-major
-    ((1, 32, 14, 64, 5, 2), True),     # from 64 output channels
-    ((1, 64, 7, 64, 5, 2), True),
+    ((1, 16, 28, 32, 5, 2), True),     # 5x5 from 16 channels in and out on 7x7 and larger outputs
+    ((1, 16, 14, 48, 5, 2), True),
+    ((1, 16, 7, 32, 5, 2), True),
+    ((1, 192, 28, 16, 5, 2), True),
+    ((1, 8, 14, 16, 5, 2), False),     # fewer channels in: direct
+    ((64, 6, 14, 16, 5, 0), False),    # LeNet-5's C3
     ((64, 16, 5, 120, 5, 0), False),   # LeNet-5's C5: a 1x1 output, a fully connected layer
     ((1, 64, 5, 64, 5, 2), False),     # outputs under 7x7
     ((1, 32, 56, 16, 3, 1), False),    # 16 output channels from few channels: direct
@@ -196,9 +195,10 @@ def test_auto_takes_winograd_where_it_was_measured_to_pay(case, winograd):
     assert (prepared.kind == "winograd") == winograd, prepared.kind
 
 
-# (n, c, h, o) -> points per transformed filter: 16 for F(2x2, 3x3), 36 for F(4x4, 3x3), as measured best on
-# one thread with prepared filters (see wino_tile in winograd_body.h); (split, full, avx2): on AVX-512 cores
-# that split 512-bit FMAs in two (and on the generic path), on AVX-512 cores that do not, and on the AVX2 path
+# (n, c, h, o[, k]) -> points per transformed filter: 16 for F(2x2, 3x3), 36 for F(4x4, 3x3) and F(2x2, 5x5),
+# 64 for F(4x4, 5x5), as measured best on one thread with prepared filters (see wino_tile in winograd_body.h);
+# (split, full, avx2): on AVX-512 cores that split 512-bit FMAs in two (and on the generic path), on AVX-512
+# cores that do not, and on the AVX2 path
 @pytest.mark.parametrize("case,points", [
     ((1, 512, 7, 512), (16, 16, 16)),   # ResNet-50's last stage at batch 1: 4 tiles of 4x4, filters from memory
     ((2, 512, 7, 512), (36, 36, 36)),   # ... at batch 2
@@ -207,12 +207,15 @@ def test_auto_takes_winograd_where_it_was_measured_to_pay(case, winograd):
     ((1, 256, 7, 256), (36, 16, 36)),   # filters that stay in cache alone, not in a network on a full-width core
     ((8, 160, 7, 320), (36, 36, 36)),   # GoogLeNet's 5a at batch 8
     ((1, 512, 2, 512), (16, 16, 16)),   # one tile of either size: F(2x2) has the fewer points
+    ((1, 192, 28, 32, 5), (64, 64, 64)),  # 5x5: F(4x4, 5x5), 2.25x fewer multiplies than F(2x2, 5x5)
+    ((1, 64, 7, 64, 5), (64, 64, 64)),
+    ((1, 300, 4, 250, 5), (36, 36, 36)),  # one tile of 4x4, 19 MB of filters: F(2x2, 5x5)
 ])
 def test_tile_size_follows_the_cost_model(case, points):
-    n, c, h, o = case
+    n, c, h, o, k = case + (3,) * (len(case) == 4)
     x = np.zeros((n, c, h, h), np.float32)
-    w = np.zeros((o, c, 3, 3), np.float32)
-    prepared = _core.conv2d_prepare(x, w, 1, 1, 1, 1, "winograd")
+    w = np.zeros((o, c, k, k), np.float32)
+    prepared = _core.conv2d_prepare(x, w, 1, k // 2, 1, 1, "winograd")
     assert prepared.kind == "winograd"
     full = prepared.isa == "avx512" and _core._full_width_avx512()
     points = points[2 if prepared.isa == "avx2" else 1 if full else 0]

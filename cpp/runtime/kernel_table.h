@@ -10,9 +10,9 @@ namespace cnnfast {
 // What conv2d_prepack() makes of a convolution's weights, by the path the shape takes.
 constexpr int kPrepackNone = 0;      // the path reads the weights as they are
 constexpr int kPrepackPanels = 1;    // direct (indirect GEMM): A packed whole into MR-row micro-panels
-constexpr int kPrepackWinograd = 2;  // Winograd F(4x4, 3x3): the filters transformed, every output-channel block
+constexpr int kPrepackWinograd = 2;  // Winograd F(4x4, 3x3) or F(4x4, 5x5): the filters transformed, every output-channel block
 constexpr int kPrepackTransposed = 3;  // direct, pixels by channels (small outputs): the weights transposed
-constexpr int kPrepackWinograd2x2 = 4;  // Winograd F(2x2, 3x3) (images of few tiles) or F(2x2, 5x5): the filters transformed
+constexpr int kPrepackWinograd2x2 = 4;  // Winograd F(2x2, 3x3) or F(2x2, 5x5) (images of few tiles): the filters transformed
 constexpr int kPrepackWinogradPhases = 5;  // strided, Winograd F(4x4, 3x3) or F(5x5, 2x2) on the stride phases: their filters transformed
 constexpr int kPrepackWinogradPhases7x7 = 6;  // the same by F(7x7, 2x2) (enough tiles)
 

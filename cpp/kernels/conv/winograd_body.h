@@ -4,11 +4,12 @@
 // multiplies than direct convolution, then each 36-point product is transformed back into a 4x4 output tile.
 // Images of few tiles (ResNet-50's 7x7 at batch 1: 4 tiles) take F(2x2, 3x3) instead: 4x4 tiles, 16 points,
 // 2.25x fewer multiplies, but 4x as many tiles for the GEMMs' rows and 16 instead of 36 transformed filter
-// matrices to stream (at 512 channels, 17 MB instead of 38 MB per call). 5x5 kernels take F(2x2, 5x5):
-// 6x6 tiles on the same points as F(4x4, 3x3) (so the same input transform), 2.8x fewer multiplies. F(5x5,
-// 2x2), on the same points too, serves the 2x2 convolution over the stride phases of a 3x3 stride-2 layer
+// matrices to stream (at 512 channels, 17 MB instead of 38 MB per call). 5x5 kernels take F(4x4, 5x5): 8x8
+// tiles on eight points (64 points), 6.25x fewer multiplies; calls of few tiles F(2x2, 5x5), 6x6 tiles on
+// the same points as F(4x4, 3x3) (so the same input transform), 2.8x fewer. F(5x5, 2x2), on those
+// six points too, serves the 2x2 convolution over the stride phases of a 3x3 stride-2 layer
 // (winograd_phases.h), whose input transform then reads those phases from the input in place (PhaseRows2);
-// so does F(7x7, 2x2), on eight points (8x8 tiles, 64 points), where it has enough tiles.
+// so does F(7x7, 2x2), on F(4x4, 5x5)'s eight points, where it has enough tiles.
 //
 // Layout: filters U[xi][panel][c][NR] (packed for the GEMM's B), inputs V[xi][tile][c], products
 // M[xi][tile][o]; the transforms are vectorized across channels (inputs) and output channels (filters,
@@ -32,10 +33,11 @@ namespace CNNFAST_ISA_NS {
 namespace {
 
 // o = B^T d (A -> A points: 6 for F(4x4, 3x3), F(2x2, 5x5) and F(5x5, 2x2), which share their points 0, +-1,
-// +-2 and infinity, so their input transform; 4 for F(2x2, 3x3); 8 for F(7x7, 2x2), +-1/2 added)
+// +-2 and infinity, so their input transform; 4 for F(2x2, 3x3); 8 for F(4x4, 5x5) and F(7x7, 2x2), +-1/2
+// added)
 template <int A>
 inline void wino_bt(const vf* d, vf* o) {
-    if constexpr (A == 8) {  // F(7x7, 2x2): points 0, +-1, +-2, +-1/2 and infinity, rows paired by sign
+    if constexpr (A == 8) {  // F(4x4, 5x5), F(7x7, 2x2): points 0, +-1, +-2, +-1/2 and infinity, rows paired by sign
         const vf c525 = vbroadcast(5.25f), c425 = vbroadcast(4.25f), c25 = vbroadcast(2.5f), c125 = vbroadcast(1.25f),
                  half = vbroadcast(0.5f), quarter = vbroadcast(0.25f), two = vbroadcast(2.f), four = vbroadcast(4.f),
                  five = vbroadcast(5.f);
@@ -80,6 +82,22 @@ inline void wino_g(const vf* g, vf* o) {
         o[5] = s45 * (g[0] + half * g[1]);
         o[6] = s45 * (g[0] - half * g[1]);
         o[7] = g[1];
+    } else if constexpr (TM == 4 && R == 5) {  // F(4x4, 5x5): F(7x7, 2x2)'s points and scales, five taps
+        const vf n29 = vbroadcast(-2.f / 9.f), s90 = vbroadcast(1.f / 90.f), s45 = vbroadcast(32.f / 45.f),
+                 two = vbroadcast(2.f), four = vbroadcast(4.f), eight = vbroadcast(8.f), sixteen = vbroadcast(16.f),
+                 half = vbroadcast(0.5f), quarter = vbroadcast(0.25f), eighth = vbroadcast(0.125f),
+                 sixteenth = vbroadcast(0.0625f);
+        const vf e1 = g[0] + g[2] + g[4], o1 = g[1] + g[3];
+        const vf e2 = g[0] + four * g[2] + sixteen * g[4], o2 = two * g[1] + eight * g[3];
+        const vf eh = g[0] + quarter * g[2] + sixteenth * g[4], oh = half * g[1] + eighth * g[3];
+        o[0] = g[0];
+        o[1] = n29 * (e1 + o1);
+        o[2] = n29 * (e1 - o1);
+        o[3] = s90 * (e2 + o2);
+        o[4] = s90 * (e2 - o2);
+        o[5] = s45 * (eh + oh);
+        o[6] = s45 * (eh - oh);
+        o[7] = g[4];
     } else if constexpr (R == 2) {  // F(5x5, 2x2): the F(4x4, 3x3) rows cut to two taps (the phase images' 2x2)
         const vf q = vbroadcast(0.25f), s6 = vbroadcast(1.f / 6.f), s24 = vbroadcast(1.f / 24.f), two = vbroadcast(2.f);
         o[0] = q * g[0];
@@ -131,6 +149,12 @@ inline void wino_at(const vf* m, vf* o) {
         o[4] = a + vbroadcast(16.f) * c + vbroadcast(0.0625f) * e;
         o[5] = b + vbroadcast(32.f) * d + vbroadcast(0.03125f) * f;
         o[6] = a + vbroadcast(64.f) * c + vbroadcast(0.015625f) * e + m[7];
+    } else if constexpr (A == 8) {  // F(4x4, 5x5): F(7x7, 2x2)'s first four rows, infinity moved up
+        const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4], e = m[5] + m[6], f = m[5] - m[6];
+        o[0] = m[0] + a + c + e;
+        o[1] = b + vbroadcast(2.f) * d + vbroadcast(0.5f) * f;
+        o[2] = a + vbroadcast(4.f) * c + vbroadcast(0.25f) * e;
+        o[3] = b + vbroadcast(8.f) * d + vbroadcast(0.125f) * f + m[7];
     } else if constexpr (TM == 5) {  // F(5x5, 2x2): F(4x4, 3x3)'s rows and one more power, infinity moved down
         const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
         o[0] = m[0] + a + c;
@@ -515,42 +539,27 @@ void wino_output_side(const Conv2dShape& s, const WinoPlan& p, const float* M, i
     for (index_t g = 0; g < count; ++g) wino_output<TM, R>(s, p, M, t + g, tt + g, o0, ob, o, bias, relu, y);
 }
 
-// NOTE: Winograd pays once the 36 GEMMs are big enough to hide the transforms: enough channels and tiles.
-// Its GEMMs take the output channels as vector lanes (NR = 48 a panel), so with few of them the transforms
-// dominate. Measured against the direct path over 16-192 channels in, 16-128 out, 7x7 to 56x56 images, one
-// and two threads, prepared and not (Intel Xeon, AVX-512; in-process alternation, medians of the ratios):
+// NOTE: Winograd pays once its GEMMs are big enough to hide the transforms: enough channels and tiles. Its
+// GEMMs take the output channels as vector lanes (NR = 48 a panel), so with few of them the transforms dominate.
 inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
     if (!conv2d_winograd_applies(s) || s.c > 1024) return false;
-    // Measured again on an AMD EPYC (Zen 5) since V's rows feed the microkernel in place and its planes stopped
-    // sharing an L1 set (wino/direct time, one / two threads, in-process alternation).
-    // F(2x2, 5x5), 2.8x fewer multiplies. Prepared: from 64 out it wins (0.29-0.62x, even on 7x7 images of
-    // 16 channels); 32 out wins from 32 channels (192 -> 32 on 28x28, Inception's 5x5 on the module's input,
-    // 0.57 / 0.66; 64 -> 32 on 7x7 0.87 / 0.87); from 16 it loses on 7x7 (1.15 / 1.09) and is even on 28x28
-    // (Inception 3a's 16 -> 32: 0.92 / 0.87 in a loop, but on two threads its first calls after a pause cost
-    // more than the direct path's, so it stays direct); 16 out loses (192 -> 16 on 28x28 1.02 / 1.08; 16 -> 16 on
-    // 14x14 1.05 / 1.26) except on 128+ channels of at most 256 pixels (128 -> 16 on 14x14: 0.87 / 0.88).
-    // Unprepared, a call also transforms the filters: from 64 out and 49 tiles (14x14) 0.73-0.74x; 32 out
-    // from 64 channels 0.72-0.96x (32 -> 32 on 14x14: 0.91 / 1.02); 7x7 images lose (64 -> 64: 1.65 / 1.45).
-    // Outputs under 7x7 were not measured, and on a 1x1 output (LeNet-5's C5, a fully connected layer) three
-    // of a tile's four are waste.
+    // F(4x4, 5x5) (or F(2x2, 5x5) on calls of few tiles, wino_tile), 6.25x fewer multiplies than the
+    // direct path. On an AMD EPYC (Zen 3, AVX2), Winograd / direct time, prepared, one / two threads, separate
+    // processes in turns: from 16 channels in and 16 out it wins on 7x7 outputs and up (16 -> 16 on 14x14
+    // 0.39x / 0.60x, 16 -> 32 on 7x7 0.46x / 0.67x, on 28x28 0.43x / 0.59x, 192 -> 16 on 28x28 0.33x / 0.49x,
+    // 128 -> 16 on 14x14 0.17x), but not on 5x5 outputs (16 -> 32: 0.89x / 1.13x), and with fewer channels only
+    // on one thread (8 -> 16 on 14x14: 0.49x / 0.99x; 4 -> 32 on 28x28 0.90x / 1.71x; LeNet-5's 6 -> 16 at batch
+    // 64 1.20x). Unprepared, a call also transforms the filters: on 14x14 and larger it wins (16 -> 16 0.60x /
+    // 0.86x, 192 -> 32 on 28x28 0.40x), on 7x7 it loses on two threads (16 -> 32 1.55x, 64 -> 64 1.22x, 128 ->
+    // 128 1.52x). Not measured with AVX-512, where F(2x2, 5x5) paid from 32 out on 28x28 and 48 on 14x14 (Intel
+    // Xeon, in turns in one process).
     if (s.kh == 5) {
         if (s.c < 16 || s.oc < 16 || s.oh * s.ow < 49) return false;
-        const index_t tiles = s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2);
-        if (!filters_prepared) return (s.oc >= 64 || (s.oc >= 32 && s.c >= 64)) && tiles >= 49;
-        // On AVX2 (AMD EPYC Zen 3, k loop two steps a turn) 32 and 48 out win from 16 channels (the least this
-        // path takes) too, in a loop (0.60-0.89x the time on one thread, 0.70-0.80x on two: 16 -> 32 on 7x7 to
-        // 28x28 at batch 1 and 8, 16 -> 48 and 24 -> 32 on 14x14; GoogLeNet, with two such layers, within the
-        // noise of whole passes); on two threads after a pause (the bench's turns) Inception 3a's 16 -> 32 still
-        // cost more than in a loop (0.184 ms against 0.121). 16 out still loses (16 -> 16 on 28x28 1.14x / 1.08x).
-        // With AVX-512 (Intel Xeon with two FMA units, in turns in one process, Winograd / direct, one / two
-        // threads) 16 -> 32 on 28x28 0.90x / 0.81x, 16 -> 48 on 14x14 0.77x / 0.89x; but 16 -> 32 on 7x7 1.27x /
-        // 1.61x and 24 -> 32 on 14x14 0.99x / 1.31x: from 16 channels, 32 out on 28x28 and larger, 48 on 14x14.
-        const index_t pixels = s.oh * s.ow;
-        const bool few_channels_pay = CNNFAST_VEC_BYTES == 32 ||
-                                      (CNNFAST_VEC_BYTES == 64 && (pixels >= 784 || (s.oc >= 48 && pixels >= 196)));
-        return s.oc >= 64 || (s.oc >= 32 && (s.c >= 32 || few_channels_pay)) || (s.c >= 128 && pixels <= 256);
+        return filters_prepared || s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2) >= 49;
     }
-    // F(4x4, 3x3) (or F(2x2, 3x3), wino_tile). Prepared: from 48 out (a whole panel) it wins from 16
+    // F(4x4, 3x3) (or F(2x2, 3x3), wino_tile), measured against the direct path over 16-192 channels in,
+    // 16-128 out, 7x7 to 56x56 images, one and two threads (Intel Xeon, AVX-512; in-process alternation,
+    // medians of the ratios). Prepared: from 48 out (a whole panel) it wins from 16
     // channels and 4 tiles (a 7x7 image) up (0.37-0.93x); 32 out wins on 14x14 and larger (0.69-0.81x: 16 ->
     // 32 on 28x28, 32 -> 32 on 14x14) and from 64 channels on 7x7 (192 -> 32 0.74 / 0.76), loses on 16 -> 32
     // on 7x7 (1.05 / 1.55); 16 out from 64 channels on 28x28 (0.73-0.90x), about even below (16 -> 16 on
@@ -564,10 +573,12 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
     return s.c >= 32 && s.oc >= 48 && tiles >= 16;
 }
 
-// The output tile size for 3x3 kernels (5x5 take 2). F(2x2, 3x3) makes 2.25x the multiplies of F(4x4, 3x3)
-// per output but streams 16 instead of 36 transformed filter matrices per call, which matters when those do
-// not stay in cache: per pair of channels, F(4x4) costs 72 T4 / peak + 144 / bw(36 c oc x 4 bytes), F(2x2)
-// 32 T2 / peak + 64 / bw(16 c oc x 4 bytes), with T4 and T2 the call's 4x4 and 2x2 tiles.
+// The output tile size, 4 or 2. For 3x3 kernels F(2x2, 3x3) makes 2.25x the multiplies of F(4x4, 3x3) per
+// output but streams 16 instead of 36 transformed filter matrices per call, which matters when those do not
+// stay in cache: per pair of channels, F(4x4) costs 72 T4 / peak + 144 / bw(36 c oc x 4 bytes), F(2x2)
+// 32 T2 / peak + 64 / bw(16 c oc x 4 bytes), with T4 and T2 the call's 4x4 and 2x2 tiles; for 5x5 kernels,
+// on 8 and 6 points, 128 T4 / peak + 256 / bw(64 c oc x 4 bytes) and 72 T2 / peak + 144 / bw(36 c oc x 4
+// bytes) (F(4x4, 5x5) 2.25x fewer multiplies per output). The 3x3 measurements:
 //  - Cores that split 512-bit FMAs (Zen 4): bw 80 GB/s up to 16 MiB of filters (cache) and 45 GB/s above
 //    (memory, prefetched a panel ahead: fitted to the F(4x4) times below), peak 115 GFLOP/s (one core).
 //    Measured on prepared filters (one thread): 512 -> 512 on 7x7 F(2x2) 1.38 ms vs 1.55, at batch 2 F(4x4)
@@ -601,19 +612,18 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 // (36 or 16 scattered rows per filter; 512 -> 512 on 14x14 F(4x4): 8.6 ms against 3.4 prepared), which makes
 // F(2x2) pay sooner.
 inline int wino_tile(const Conv2dShape& s, bool filters_prepared = true) {
-    if (s.kh == 5) return 2;
-    const double t4 = double(s.n * ceil_div(s.oh, 4) * ceil_div(s.ow, 4)), t2 = double(s.n * ceil_div(s.oh, 2) * ceil_div(s.ow, 2));
     const double co = double(s.c) * double(s.oc), kCache = 16.0 * (1 << 20), kTransformBw = 7.0;
     const bool full = CNNFAST_VEC_BYTES == 64 && cpu_full_width_avx512();  // 256-bit FMAs run at full rate anyway
     double peak = full ? 160.0 : 115.0, cache_bw = full ? 40.0 : 80.0, mem_bw = full ? 40.0 : 45.0;
     if (CNNFAST_VEC_BYTES == 32) peak = 95.0, mem_bw = 40.0;  // AVX2 (cache_bw 80, as above)
     const auto bw = [&](double bytes) { return bytes <= kCache ? cache_bw : mem_bw; };
-    double f4 = 72.0 * t4 / peak + 144.0 / bw(36.0 * 4.0 * co), f2 = 32.0 * t2 / peak + 64.0 / bw(16.0 * 4.0 * co);
-    if (!filters_prepared) {
-        f4 += 144.0 / kTransformBw;
-        f2 += 64.0 / kTransformBw;
-    }
-    return f2 < f4 ? 2 : 4;
+    const auto cost = [&](index_t tm) {  // A x A points a tile
+        const double points = double((tm + s.kh - 1) * (tm + s.kh - 1));
+        const double tiles = double(s.n * ceil_div(s.oh, tm) * ceil_div(s.ow, tm));
+        return 2.0 * points * tiles / peak + 4.0 * points / bw(points * 4.0 * co) +
+               (filters_prepared ? 0.0 : 4.0 * points / kTransformBw);
+    };
+    return cost(2) < cost(4) ? 2 : 4;
 }
 
 // The transformed filters of every output-channel block, as conv2d_winograd() takes them prepared.
@@ -851,13 +861,17 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     wino_conv_from<TM, R>(s, PlaneRows{x, s.c, s.h, s.w}, w, bias, y, act, U_prepared);
 }
 
-// The variant a call takes: F(2x2, 5x5) for 5x5 kernels, F(2x2, 3x3) or F(4x4, 3x3) for 3x3 (wino_tile).
-// f is called with the variant's tile and kernel sizes as integral constants.
+// The variant a call takes: F(4x4, *) or F(2x2, *) (wino_tile) for 3x3 or 5x5 kernels. f is called with the
+// variant's tile and kernel sizes as integral constants.
 template <class F>
 decltype(auto) wino_variant(const Conv2dShape& s, bool filters_prepared, F&& f) {
-    if (s.kh == 5) return f(std::integral_constant<int, 2>{}, std::integral_constant<int, 5>{});
-    if (wino_tile(s, filters_prepared) == 2) return f(std::integral_constant<int, 2>{}, std::integral_constant<int, 3>{});
-    return f(std::integral_constant<int, 4>{}, std::integral_constant<int, 3>{});
+    using Two = std::integral_constant<int, 2>;
+    using Three = std::integral_constant<int, 3>;
+    using Four = std::integral_constant<int, 4>;
+    using Five = std::integral_constant<int, 5>;
+    const bool two = wino_tile(s, filters_prepared) == 2;
+    if (s.kh == 5) return two ? f(Two{}, Five{}) : f(Four{}, Five{});
+    return two ? f(Two{}, Three{}) : f(Four{}, Three{});
 }
 
 }  // namespace
