@@ -259,7 +259,7 @@ def test_winograd_matches_torch(k):
 
 
 # n, c, h, o, k, stride, padding (images h x h + 5): strided layers whose taps split over the stride phases into
-# 3x3 ones (F(4x4, 3x3)) or, at stride 2, 2x2 ones (F(7x7, 2x2) or F(5x5, 2x2))
+# 3x3 ones (F(4x4, 3x3)) or, at stride 2, 2x2 ones (F(7x7, 2x2) or F(5x5, 2x2)) or 4x4 ones (F(5x5, 4x4))
 PHASE_CASES = [
     (1, 3, 227, 96, 11, 4, 0),  # AlexNet's first layer
     (2, 3, 64, 20, 11, 4, 2),
@@ -276,6 +276,10 @@ PHASE_CASES = [
     (4, 64, 30, 80, 3, 2, 1),  # F(5x5): tiles of several images, a last panel of 8 output channels on AVX2
     (2, 96, 59, 64, 3, 2, 0),  # F(5x5): no padding, 29x31 outputs: tiles past both edges
     (1, 64, 62, 72, 4, 2, 1),  # F(5x5): a 4x4 filter
+    # 4x4 taps at stride 2 (phases read in place): F(5x5, 4x4)
+    (1, 3, 224, 64, 7, 2, 3),  # ResNet's first layer (on 224x229)
+    (2, 2, 60, 32, 7, 2, 3),  # two channels: eight phase channels; tiles of two images, past both edges
+    (1, 5, 90, 40, 8, 2, 1),  # an 8x8 filter, no tap zero; a last panel of 16 output channels on AVX2
 ]
 
 
@@ -290,7 +294,7 @@ def test_strided_winograd_on_stride_phases(isa, threads_restored, threads, case)
     wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
     b = rng.standard_normal(o).astype(np.float32)
     prepared = _core.conv2d_prepare(x, wt, s, p, 1, 1, "auto")
-    if -(-k // s) == 2 and isa == "avx512":  # 2x2 taps not on AVX-512, where they were not measured
+    if -(-k // s) in (2, 4) and isa == "avx512":  # 2x2 and 4x4 taps not on AVX-512, where they were not measured
         assert prepared.kind != "winograd"
         return
     assert prepared.kind == "winograd"
@@ -307,14 +311,14 @@ def test_strided_winograd_on_stride_phases(isa, threads_restored, threads, case)
     assert np.abs(y - direct).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * taps
 
 
-@pytest.mark.parametrize("kwargs", [dict(k=7, s=2), dict(k=10, s=4), dict(dilation=2), dict(groups=3),
-                                    dict(algorithm="direct")])
+@pytest.mark.parametrize("kwargs", [dict(k=7, s=2), dict(k=7, s=2, c=1, o=64, h=229), dict(k=10, s=4),
+                                    dict(dilation=2), dict(groups=3), dict(algorithm="direct")])
 def test_strided_layers_that_stay_direct(kwargs):
-    # taps that would grow by more than 1.25x (7 -> 8x8 at stride 2, 10 -> 12x12 at 4), dilation, groups, a
-    # forced direct path: the exact products
-    k, s = kwargs.get("k", 11), kwargs.get("s", 4)
-    x = np.ones((1, 3, 67, 67), np.float32)
-    w = np.ones((18, 3 // kwargs.get("groups", 1), k, k), np.float32)
+    # taps that would grow by more than 1.25x (10 -> 12x12 at 4; 7 -> 8x8 at 2 with few output channels and
+    # tiles, or one input channel), dilation, groups, a forced direct path: the exact products
+    k, s, c, h = kwargs.get("k", 11), kwargs.get("s", 4), kwargs.get("c", 3), kwargs.get("h", 67)
+    x = np.ones((1, c, h, h), np.float32)
+    w = np.ones((kwargs.get("o", 18), c // kwargs.get("groups", 1), k, k), np.float32)
     prepared = _core.conv2d_prepare(x, w, s, 0, kwargs.get("dilation", 1), kwargs.get("groups", 1),
                                     kwargs.get("algorithm", "auto"))
     assert prepared.kind != "winograd"

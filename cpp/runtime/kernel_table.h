@@ -13,7 +13,7 @@ constexpr int kPrepackPanels = 1;    // direct (indirect GEMM): A packed whole i
 constexpr int kPrepackWinograd = 2;  // Winograd F(4x4, 3x3) or F(4x4, 5x5): the filters transformed, every output-channel block
 constexpr int kPrepackTransposed = 3;  // direct, pixels by channels (small outputs): the weights transposed
 constexpr int kPrepackWinograd2x2 = 4;  // Winograd F(2x2, 3x3) or F(2x2, 5x5) (images of few tiles): the filters transformed
-constexpr int kPrepackWinogradPhases = 5;  // strided, Winograd F(4x4, 3x3) or F(5x5, 2x2) on the stride phases: their filters transformed
+constexpr int kPrepackWinogradPhases = 5;  // strided, Winograd F(4x4, 3x3), F(5x5, 2x2) or F(5x5, 4x4) on the stride phases: their filters transformed
 constexpr int kPrepackWinogradPhases7x7 = 6;  // the same by F(7x7, 2x2) (enough tiles)
 
 #define CNNFAST_DECLARE_ISA_KERNELS(NS)                                                                      \

@@ -9,7 +9,8 @@
 // the same points as F(4x4, 3x3) (so the same input transform), 2.8x fewer. F(5x5, 2x2), on those
 // six points too, serves the 2x2 convolution over the stride phases of a 3x3 stride-2 layer
 // (winograd_phases.h), whose input transform then reads those phases from the input in place (PhaseRows2);
-// so does F(7x7, 2x2), on F(4x4, 5x5)'s eight points, where it has enough tiles.
+// so does F(7x7, 2x2), on F(4x4, 5x5)'s eight points, where it has enough tiles; and F(5x5, 4x4), on those
+// eight too, the 4x4 convolution over the stride phases of a 7x7 stride-2 layer.
 //
 // Layout: filters U[xi][panel][c][NR] (packed for the GEMM's B), inputs V[xi][tile][c], products
 // M[xi][tile][o]; the transforms are vectorized across channels (inputs) and output channels (filters,
@@ -71,25 +72,22 @@ inline void wino_bt(const vf* d, vf* o) {
 // o = G g (R taps -> TM + R - 1 points)
 template <int TM, int R>
 inline void wino_g(const vf* g, vf* o) {
-    if constexpr (TM == 7) {  // F(7x7, 2x2): the rows of wino_bt<8>'s points, scaled as its rows are
-        const vf n29 = vbroadcast(-2.f / 9.f), s90 = vbroadcast(1.f / 90.f), s45 = vbroadcast(32.f / 45.f),
-                 two = vbroadcast(2.f), half = vbroadcast(0.5f);
-        o[0] = g[0];
-        o[1] = n29 * (g[0] + g[1]);
-        o[2] = n29 * (g[0] - g[1]);
-        o[3] = s90 * (g[0] + two * g[1]);
-        o[4] = s90 * (g[0] - two * g[1]);
-        o[5] = s45 * (g[0] + half * g[1]);
-        o[6] = s45 * (g[0] - half * g[1]);
-        o[7] = g[1];
-    } else if constexpr (TM == 4 && R == 5) {  // F(4x4, 5x5): F(7x7, 2x2)'s points and scales, five taps
-        const vf n29 = vbroadcast(-2.f / 9.f), s90 = vbroadcast(1.f / 90.f), s45 = vbroadcast(32.f / 45.f),
-                 two = vbroadcast(2.f), four = vbroadcast(4.f), eight = vbroadcast(8.f), sixteen = vbroadcast(16.f),
-                 half = vbroadcast(0.5f), quarter = vbroadcast(0.25f), eighth = vbroadcast(0.125f),
-                 sixteenth = vbroadcast(0.0625f);
-        const vf e1 = g[0] + g[2] + g[4], o1 = g[1] + g[3];
-        const vf e2 = g[0] + four * g[2] + sixteen * g[4], o2 = two * g[1] + eight * g[3];
-        const vf eh = g[0] + quarter * g[2] + sixteenth * g[4], oh = half * g[1] + eighth * g[3];
+    if constexpr (TM + R == 9) {  // eight points (F(7x7, 2x2), F(5x5, 4x4), F(4x4, 5x5)): wino_bt<8>'s, scaled
+        // as its rows are; the taps' sums over the points, even and odd powers apart
+        vf e1 = g[0], o1 = g[1], e2 = g[0], o2 = vbroadcast(2.f) * g[1], eh = g[0], oh = vbroadcast(0.5f) * g[1];
+        for (int k = 2; k < R; ++k) {
+            const vf p = vbroadcast(float(1 << k)), q = vbroadcast(1.f / float(1 << k));
+            if (k % 2) {
+                o1 = o1 + g[k];
+                o2 = o2 + p * g[k];
+                oh = oh + q * g[k];
+            } else {
+                e1 = e1 + g[k];
+                e2 = e2 + p * g[k];
+                eh = eh + q * g[k];
+            }
+        }
+        const vf n29 = vbroadcast(-2.f / 9.f), s90 = vbroadcast(1.f / 90.f), s45 = vbroadcast(32.f / 45.f);
         o[0] = g[0];
         o[1] = n29 * (e1 + o1);
         o[2] = n29 * (e1 - o1);
@@ -97,7 +95,7 @@ inline void wino_g(const vf* g, vf* o) {
         o[4] = s90 * (e2 - o2);
         o[5] = s45 * (eh + oh);
         o[6] = s45 * (eh - oh);
-        o[7] = g[4];
+        o[7] = g[R - 1];
     } else if constexpr (R == 2) {  // F(5x5, 2x2): the F(4x4, 3x3) rows cut to two taps (the phase images' 2x2)
         const vf q = vbroadcast(0.25f), s6 = vbroadcast(1.f / 6.f), s24 = vbroadcast(1.f / 24.f), two = vbroadcast(2.f);
         o[0] = q * g[0];
@@ -140,21 +138,14 @@ inline void wino_at(const vf* m, vf* o) {
     if constexpr (A == 4) {
         o[0] = m[0] + m[1] + m[2];
         o[1] = m[1] - m[2] - m[3];
-    } else if constexpr (TM == 7) {  // F(7x7, 2x2): powers of +-1, +-2 and +-1/2, infinity in the last row
+    } else if constexpr (A == 8) {  // eight points: output j takes the points' powers j, infinity the last one
         const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4], e = m[5] + m[6], f = m[5] - m[6];
         o[0] = m[0] + a + c + e;
-        o[1] = b + vbroadcast(2.f) * d + vbroadcast(0.5f) * f;
-        o[2] = a + vbroadcast(4.f) * c + vbroadcast(0.25f) * e;
-        o[3] = b + vbroadcast(8.f) * d + vbroadcast(0.125f) * f;
-        o[4] = a + vbroadcast(16.f) * c + vbroadcast(0.0625f) * e;
-        o[5] = b + vbroadcast(32.f) * d + vbroadcast(0.03125f) * f;
-        o[6] = a + vbroadcast(64.f) * c + vbroadcast(0.015625f) * e + m[7];
-    } else if constexpr (A == 8) {  // F(4x4, 5x5): F(7x7, 2x2)'s first four rows, infinity moved up
-        const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4], e = m[5] + m[6], f = m[5] - m[6];
-        o[0] = m[0] + a + c + e;
-        o[1] = b + vbroadcast(2.f) * d + vbroadcast(0.5f) * f;
-        o[2] = a + vbroadcast(4.f) * c + vbroadcast(0.25f) * e;
-        o[3] = b + vbroadcast(8.f) * d + vbroadcast(0.125f) * f + m[7];
+        for (int j = 1; j < TM; ++j) {
+            const vf p = vbroadcast(float(1 << j)), q = vbroadcast(1.f / float(1 << j));
+            o[j] = j % 2 ? b + p * d + q * f : a + p * c + q * e;
+        }
+        o[TM - 1] = o[TM - 1] + m[7];
     } else if constexpr (TM == 5) {  // F(5x5, 2x2): F(4x4, 3x3)'s rows and one more power, infinity moved down
         const vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
         o[0] = m[0] + a + c;
@@ -464,38 +455,47 @@ inline vf wino_bias(const float* bias, index_t o0, index_t o, index_t lanes) {
     return *reinterpret_cast<const vf*>(b);
 }
 
-// Rows of `width` pixels (width x rows, row-major, VL of them in all: rows < VL / width are stored) of VL
-// channels (pix[q][l]) transposed in registers, each channel's row then a copy into y (from y0, channel
-// planes P apart, rows ow apart).
-template <int width>
-inline void wino_store_rows(float (*pix)[VL], index_t lanes, index_t rows, float* y0, index_t P, index_t ow) {
-    vf r[VL];
-    for (int k = 0; k < VL; ++k) r[k] = *reinterpret_cast<const vf*>(pix[k]);
-    vtranspose(r);
-    alignas(64) float tr[VL][VL];
-    for (int l = 0; l < VL; ++l) *reinterpret_cast<vf*>(tr[l]) = r[l];
-    for (index_t i = 0; i < rows; ++i)
-        for (index_t l = 0; l < lanes; ++l) std::memcpy(y0 + l * P + i * ow, &tr[l][i * width], width * sizeof(float));
+// The rows of a block of W x H pixels of VL channels (pix[q][l]), rounded up to whole vectors of pixels.
+template <int W, int H>
+constexpr int wino_padded = (W * H + VL - 1) / VL * VL;
+
+// A block of H rows of W pixels of VL channels (pix[i * W + j][l], then rows of padding up to wino_padded),
+// transposed in registers VL pixels at a time, each channel's first `rows` rows then a copy into y (from y0,
+// channel planes P apart, rows ow apart).
+template <int W, int H>
+inline void wino_store_block(float (*pix)[VL], index_t lanes, index_t rows, float* y0, index_t P, index_t ow) {
+    constexpr int Q = wino_padded<W, H>;
+    alignas(64) float tr[VL][Q];
+    for (int p0 = 0; p0 < Q; p0 += VL) {
+        vf r[VL];
+        for (int k = 0; k < VL; ++k) r[k] = *reinterpret_cast<const vf*>(pix[p0 + k]);
+        vtranspose(r);
+        for (int l = 0; l < VL; ++l) *reinterpret_cast<vf*>(&tr[l][p0]) = r[l];
+    }
+    for (index_t l = 0; l < lanes; ++l)
+        for (index_t i = 0; i < rows; ++i) std::memcpy(y0 + l * P + i * ow, &tr[l][i * W], W * sizeof(float));
 }
 
 // The TM x TM output tile t for output channels [o0 + o, o0 + o + VL) from the products M.
 template <int TM, int R>
 void wino_output(const Conv2dShape& s, const WinoPlan& p, const float* M, index_t t, index_t tt, index_t o0,
                  index_t ob, index_t o, const float* bias, bool relu, float* y) {
+    constexpr int Q = wino_padded<TM, TM>;
     const index_t lanes = imin(VL, ob - o);
-    alignas(64) float out[TM * TM][VL];
+    alignas(64) float out[Q][VL];
     wino_output_values<TM, R>(p, M, tt, o, wino_bias(bias, o0, o, lanes), relu, out, TM);
     const index_t n = t / p.tiles, r = t % p.tiles, oh0 = (r / p.tiles_w) * TM, ow0 = (r % p.tiles_w) * TM;
     const index_t rows = imin(TM, s.oh - oh0), colsn = imin(TM, s.ow - ow0), P = s.oh * s.ow;
-    if constexpr (TM * TM % VL == 0) {
-        // whole tile rows: VL pixels of VL channels transposed in registers, then a row of TM floats a copy
-        // (F(4x4, 3x3), 64 -> 64 on 56x56: the float-by-float copy took a sixth of the call)
-        if (colsn == TM) {
-            float* const y0 = y + n * conv2d_y_image(s) + (o0 + o) * P + oh0 * s.ow + ow0;
-            for (int p0 = 0; p0 < TM * TM && p0 / TM < rows; p0 += VL)
-                wino_store_rows<TM>(out + p0, lanes, imin(VL / TM, rows - p0 / TM), y0 + (p0 / TM) * s.ow, P, s.ow);
-            return;
-        }
+    // NOTE: whole tile rows: the tile's pixels transposed VL at a time, then each channel's row of TM floats
+    // a copy. Float by float, the copy took a sixth of F(4x4, 3x3)'s 64 -> 64 on 56x56; with tiles of 5x5
+    // (F(5x5, 4x4) on the stride phases of ResNet's 7x7/2 3 -> 64 on 224x224, one thread, AMD EPYC Zen 3)
+    // the output transform took 48% of the call's samples (41% now), and the layer 0.91x the direct path's
+    // time (0.72x now; separate processes in turns); F(7x7, 2x2)'s 3x3/2 layers 0.97-0.99x the time.
+    if (colsn == TM) {
+        for (int q = TM * TM; q < Q; ++q) *reinterpret_cast<vf*>(out[q]) = vf{};
+        wino_store_block<TM, TM>(out, lanes, rows, y + n * conv2d_y_image(s) + (o0 + o) * P + oh0 * s.ow + ow0, P,
+                                 s.ow);
+        return;
     }
     for (index_t l = 0; l < lanes; ++l) {
         float* plane = y + n * conv2d_y_image(s) + (o0 + o + l) * P;
@@ -531,8 +531,8 @@ void wino_output_side(const Conv2dShape& s, const WinoPlan& p, const float* M, i
             for (index_t g = 0; g < G; ++g)
                 wino_output_values<TM, R>(p, M, tt + g, o, bv, relu, pix + g * TM, static_cast<int>(G * TM));
             const index_t P = s.oh * s.ow;
-            wino_store_rows<G * TM>(pix, lanes, imin(TM, s.oh - oh0),
-                                    y + n * conv2d_y_image(s) + (o0 + o) * P + oh0 * s.ow + ow0, P, s.ow);
+            wino_store_block<G * TM, TM>(pix, lanes, imin(TM, s.oh - oh0),
+                                         y + n * conv2d_y_image(s) + (o0 + o) * P + oh0 * s.ow + ow0, P, s.ow);
             return;
         }
     }

@@ -5,7 +5,9 @@
 // F(4x4, 3x3): AlexNet's 11x11 stride 4 on 3 channels becomes a 3x3 on 48 channels, 1.19x the products
 // (12 x 12 taps for 11 x 11), then 4x fewer multiplies. Where it is 2 (a 3x3 at stride 2: 4 x 4 taps for 3 x
 // 3), it takes F(7x7, 2x2) or F(5x5, 2x2): 64 multiplies per 49 outputs, or 36 per 25, of each of the four
-// phase channels, 5.22 or 5.76 per output and input channel against the direct path's 9.
+// phase channels, 5.22 or 5.76 per output and input channel against the direct path's 9. Where it is 4 (a 7x7
+// at stride 2, ResNet's first layer: 8 x 8 taps for 7 x 7), F(5x5, 4x4): 64 per 25 outputs of each phase
+// channel, 10.24 per output and input channel against 49.
 #pragma once
 
 #include "phases.h"
@@ -64,6 +66,7 @@ inline bool phases_take_2x2(const Conv2dShape& s) { return ceil_div(s.kh, s.stri
 // thread), at batch 8 0.86x / 0.81x, on 112x112 0.91x / 0.89x, 256 -> 256 on 28x28 at batch 4 and 8
 // 0.85-0.88x / 0.85-0.86x; whole ResNet-50 forward passes, batch 1, 0.99x / 0.97x, batch 8 (one thread) 0.99x.
 inline int phase_tile(const Conv2dShape& s) {
+    if (ceil_div(s.kh, s.stride_h) == 4) return 5;  // F(5x5, 4x4)
     if (!phases_take_2x2(s)) return 4;
     const index_t t7 = s.n * ceil_div(s.oh, 7) * ceil_div(s.ow, 7), t5 = s.n * ceil_div(s.oh, 5) * ceil_div(s.ow, 5);
     return t7 >= 16 && 64.0 * double(t7) <= 0.9 * 36.0 * double(t5) ? 7 : 5;
@@ -78,7 +81,13 @@ inline int phase_tile(const Conv2dShape& s) {
 //    stores pay for it), on two 7.7 -> 6.0 ms;
 //  - or, except with AVX-512 (not measured there), the taps become 2x2 at stride 2 (a 3x3 or 4x4 filter),
 //    with at least 64 channels in and out and F(5x5, 2x2) making at most 0.8x the direct path's multiplies
-//    over at least 32 tiles (see phases_take_2x2); F(7x7, 2x2), where phase_tile takes it, makes fewer.
+//    over at least 32 tiles (see phases_take_2x2); F(7x7, 2x2), where phase_tile takes it, makes fewer;
+//  - or, except with AVX-512 (not measured there), the taps become 4x4 at stride 2 (a 7x7 or 8x8 filter)
+//    with at least 2 channels in, 32 out and 64 tiles of 5x5: F(5x5, 4x4). Against the direct path on
+//    ResNet's 7x7/2 3 -> 64 on 224x224, prepared, separate processes in turns on an AMD EPYC (Zen 3), one /
+//    two threads: 0.72x / 0.79x the time at batch 1, 0.72x / 0.84x at batch 8; on 112x112 0.72x / 0.98x, on
+//    80x80 (64 tiles) 0.64x (one thread); 32 out 0.86x (one thread); 2 channels in 0.89x / 0.95x, but 1
+//    channel (four phase channels, K = 4 for the GEMMs) 1.30x / 1.49x.
 inline bool winograd_phases_pay(const Conv2dShape& s) {
     const index_t st = s.stride_h;
     if (st < 2 || s.stride_w != st || s.kh != s.kw || s.dil_h != 1 || s.dil_w != 1 || s.groups != 1) return false;
@@ -88,6 +97,10 @@ inline bool winograd_phases_pay(const Conv2dShape& s) {
         if (CNNFAST_VEC_BYTES == 64 || st != 2 || s.c < 64 || s.oc < 64) return false;  // AVX-512: not measured
         const double tiles = double(s.n * ceil_div(s.oh, 5) * ceil_div(s.ow, 5));
         return tiles >= 32 && 36.0 * 4.0 * tiles <= 0.8 * double(s.kh * s.kw) * double(s.n * s.oh * s.ow);
+    }
+    if (ceil_div(s.kh, st) == 4) {
+        if (CNNFAST_VEC_BYTES == 64 || st != 2 || s.c < 2 || s.oc < 32) return false;  // AVX-512: not measured
+        return s.n * ceil_div(s.oh, 5) * ceil_div(s.ow, 5) >= 64;
     }
     if (ceil_div(s.kh, st) != 3 || 4 * 9 * st * st > 5 * s.kh * s.kh) return false;
     // NOTE: not winograd_profitable(): the alternative here is the direct strided path, measured only on
@@ -114,6 +127,7 @@ inline void phase_filters(const Conv2dShape& s, const float* w, float* wp) {
 // f called with the phase convolution's tile and kernel sizes as integral constants.
 template <class F>
 decltype(auto) phase_variant(const Conv2dShape& s, F&& f) {
+    if (ceil_div(s.kh, s.stride_h) == 4) return f(std::integral_constant<int, 5>{}, std::integral_constant<int, 4>{});
     switch (phase_tile(s)) {
         case 7: return f(std::integral_constant<int, 7>{}, std::integral_constant<int, 2>{});
         case 5: return f(std::integral_constant<int, 5>{}, std::integral_constant<int, 2>{});
