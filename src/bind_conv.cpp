@@ -34,16 +34,17 @@ algorithm : 'auto', 'direct' or 'winograd'
     'direct' is a GEMM over the exact products (float32 accumulation). 'winograd' (3x3 or 5x5, stride 1,
     dilation 1, groups=1 only) uses Winograd's F(4x4, 3x3) or F(4x4, 5x5), or F(2x2, 3x3) or F(2x2, 5x5)
     on small images with many channels (by a cost model): about 2-6x fewer operations on layers with many
-    channels, with a larger rounding error (at most 4e-6 * max|x| * max|w| * C * kh * kw on random data, typically 100x less).
+    channels, with a larger rounding error (at most 4e-6 * max|x| * max|w| * C * kh * kw on random data,
+    typically 100x less).
     'auto' picks Winograd for 3x3 stride-1 layers with at least 32 input and 48 output channels, and for
     5x5 ones with at least 16 input and 16 output channels, outputs of 7x7 or more and 49 2x2 tiles in
     the batch (one 14x14 image). With prepared weights: from 16 input channels on any image (3x3 with 32
     output channels too, from 32 input channels on images over 256 pixels; 5x5 on outputs of 7x7 or
-    more),
-    and for strided layers whose taps split into 3x3 ones over the stride phases (AlexNet's 11x11
+    more), and for strided layers whose taps split into 3x3 ones over the stride phases (AlexNet's 11x11
     stride 4) or, except on AVX-512, into 2x2 ones (3x3 stride 2 with 64 or more channels in and out:
-    F(7x7, 2x2) or F(5x5, 2x2)). Winograd's GEMMs take the output channels as vector lanes: with few of
-    them the direct path is faster.
+    F(7x7, 2x2) or F(5x5, 2x2)) or 4x4 ones (7x7 stride 2 from 2 channels in and 32 out, ResNet's first
+    layer: F(5x5, 4x4)). Winograd's GEMMs take the output channels as vector lanes: with few of them the
+    direct path is faster.
 prepared : the result of conv2d_prepare() for these weights, optional
     Saves rearranging the weights on every call (layers of cnnfast.nn do this in eval mode).
 residual : array of the output's shape, optional
