@@ -66,8 +66,7 @@ inline bool phases_take_2x2(const Conv2dShape& s) { return ceil_div(s.kh, s.stri
 // thread), at batch 8 0.86x / 0.81x, on 112x112 0.91x / 0.89x, 256 -> 256 on 28x28 at batch 4 and 8
 // 0.85-0.88x / 0.85-0.86x; whole ResNet-50 forward passes, batch 1, 0.99x / 0.97x, batch 8 (one thread) 0.99x.
 inline int phase_tile(const Conv2dShape& s) {
-    if (ceil_div(s.kh, s.stride_h) == 4) return 5;  // F(5x5, 4x4)
-    if (!phases_take_2x2(s)) return 4;
+    if (!phases_take_2x2(s)) return ceil_div(s.kh, s.stride_h) == 4 ? 5 : 4;  // F(5x5, 4x4), F(4x4, 3x3)
     const index_t t7 = s.n * ceil_div(s.oh, 7) * ceil_div(s.ow, 7), t5 = s.n * ceil_div(s.oh, 5) * ceil_div(s.ow, 5);
     return t7 >= 16 && 64.0 * double(t7) <= 0.9 * 36.0 * double(t5) ? 7 : 5;
 }
@@ -98,11 +97,12 @@ inline bool winograd_phases_pay(const Conv2dShape& s) {
         const double tiles = double(s.n * ceil_div(s.oh, 5) * ceil_div(s.ow, 5));
         return tiles >= 32 && 36.0 * 4.0 * tiles <= 0.8 * double(s.kh * s.kw) * double(s.n * s.oh * s.ow);
     }
-    if (ceil_div(s.kh, st) == 4) {
+    const index_t kp = ceil_div(s.kh, st);
+    if (kp == 4) {
         if (CNNFAST_VEC_BYTES == 64 || st != 2 || s.c < 2 || s.oc < 32) return false;  // AVX-512: not measured
         return s.n * ceil_div(s.oh, 5) * ceil_div(s.ow, 5) >= 64;
     }
-    if (ceil_div(s.kh, st) != 3 || 4 * 9 * st * st > 5 * s.kh * s.kh) return false;
+    if (kp != 3 || 4 * 9 * st * st > 5 * s.kh * s.kh) return false;
     // NOTE: not winograd_profitable(): the alternative here is the direct strided path, measured only on
     // AlexNet's first layer (see above); the phase convolution keeps the older, wider test.
     const index_t tiles = q.sp.n * ceil_div(q.sp.oh, 4) * ceil_div(q.sp.ow, 4);
@@ -124,14 +124,16 @@ inline void phase_filters(const Conv2dShape& s, const float* w, float* wp) {
                         }
 }
 
-// f called with the phase convolution's tile and kernel sizes as integral constants.
+// f called with the phase convolution's tile and kernel sizes as integral constants: its kernel size picks
+// the variant, and for 2x2 kernels phase_tile the tile.
 template <class F>
 decltype(auto) phase_variant(const Conv2dShape& s, F&& f) {
-    if (ceil_div(s.kh, s.stride_h) == 4) return f(std::integral_constant<int, 5>{}, std::integral_constant<int, 4>{});
-    switch (phase_tile(s)) {
-        case 7: return f(std::integral_constant<int, 7>{}, std::integral_constant<int, 2>{});
-        case 5: return f(std::integral_constant<int, 5>{}, std::integral_constant<int, 2>{});
-        default: return f(std::integral_constant<int, 4>{}, std::integral_constant<int, 3>{});
+    using Two = std::integral_constant<int, 2>;
+    using Five = std::integral_constant<int, 5>;
+    switch (ceil_div(s.kh, s.stride_h)) {
+        case 4: return f(Five{}, std::integral_constant<int, 4>{});
+        case 3: return f(std::integral_constant<int, 4>{}, std::integral_constant<int, 3>{});
+        default: return phase_tile(s) == 7 ? f(std::integral_constant<int, 7>{}, Two{}) : f(Five{}, Two{});
     }
 }
 
