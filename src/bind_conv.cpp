@@ -33,7 +33,8 @@ out : float32 array (N, O, H_out, W_out), optional; must not overlap the inputs.
 algorithm : 'auto', 'direct' or 'winograd'
     'direct' is a GEMM over the exact products (float32 accumulation). 'winograd' (3x3 or 5x5, stride 1,
     dilation 1, groups=1 only) uses Winograd's F(4x4, 3x3) or F(4x4, 5x5), or F(2x2, 3x3) or F(2x2, 5x5)
-    on small images with many channels (by a cost model): about 2-6x fewer operations on layers with many
+    on small images with many channels, or (AVX2) F(6x6, 3x3) on large images (by a cost model): about
+    2-6x fewer operations on layers with many
     channels, with a larger rounding error (at most 4e-6 * max|x| * max|w| * C * kh * kw on random data,
     typically 100x less).
     'auto' picks Winograd for 3x3 stride-1 layers with at least 32 input and 48 output channels, and for
@@ -169,7 +170,8 @@ const char* prepared_kind_name(int kind) {
         case 2:
         case 4:
         case 5:
-        case 6: return "winograd";  // F(4x4, *), or F(2x2, *) by image size (4), or on stride phases (5, 6)
+        case 6:
+        case 7: return "winograd";  // F(4x4, *), or F(2x2, *) by image size (4), on stride phases (5, 6), F(6x6, 3x3) (7)
         case 3: return "transposed";
         default: return "none";
     }

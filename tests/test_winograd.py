@@ -1,6 +1,6 @@
 """Winograd F(4x4, 3x3) and F(4x4, 5x5), F(2x2, 3x3) and F(2x2, 5x5) (calls of few tiles, where fewer
-transformed filters pay) and, on stride phases, F(5x5, 2x2) and F(7x7, 2x2): every ISA path against the
-float64 reference, with the documented error bound."""
+transformed filters pay), F(6x6, 3x3) (AVX2, large images) and, on stride phases, F(5x5, 2x2), F(7x7, 2x2)
+and F(5x5, 4x4): every ISA path against the float64 reference, with the documented error bound."""
 
 import numpy as np
 import pytest
@@ -74,6 +74,32 @@ def test_winograd_error_bound(isa, case):
     assert np.abs(y - ref).max() <= BOUND * scale
 
 
+# (n, c, h, w, o): 3x3 calls that take F(6x6, 3x3) with prepared filters on AVX2 (and F(4x4, 3x3) elsewhere)
+CASES_6X6 = [
+    (1, 1, 60, 60, 4),  # one input channel: the largest relative error seen
+    (1, 3, 36, 37, 5),  # the last tile column partial
+    (2, 17, 30, 31, 33),  # two images; output channels past a vector
+    (1, 16, 12, 12, 130),  # 4 tiles; output channels past several GEMM panels
+    (1, 64, 56, 56, 64),  # ResNet-50's first stage
+]
+
+
+@pytest.mark.parametrize("case", CASES_6X6)
+def test_winograd_6x6_error_bound(isa, case):
+    n, c, h, w, o = case
+    rng = np.random.default_rng(sum(case) + 6)
+    x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+    wt = rng.standard_normal((o, c, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(o).astype(np.float32)
+    prepared = _core.conv2d_prepare(x, wt, 1, 1, 1, 1, "winograd")
+    nr = {"avx512": 48, "avx2": 24, "generic": 8}[prepared.isa]
+    points = 64 if prepared.isa == "avx2" else 36
+    assert prepared.nbytes == points * -(-o // nr) * nr * c * 4
+    y = _core.conv2d(x, wt, b, 1, 1, 1, 1, "relu", None, "winograd", prepared)
+    ref = np.maximum(exact(x, wt, b, 1), 0)
+    assert np.abs(y - ref).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * c * 9
+
+
 @settings(max_examples=examples(40))
 @given(n=st.integers(1, 3), c=st.integers(1, 40), h=st.integers(1, 23), w=st.integers(1, 23),
        o=st.integers(1, 60), k=st.sampled_from([3, 5]), pad=st.integers(0, 2), bias=st.booleans(),
@@ -119,14 +145,16 @@ def test_winograd_same_bits_on_any_thread_count(isa, threads_restored, threads, 
     wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
     b = rng.standard_normal(o).astype(np.float32)
     p = k // 2
+    prepared = _core.conv2d_prepare(x, wt, 1, p, 1, 1, "winograd")
     cnnfast.set_num_threads(1)
     one = cnnfast.conv2d(x, wt, b, padding=p, algorithm="winograd")
+    one_prepared = _core.conv2d(x, wt, b, 1, p, 1, 1, None, None, "winograd", prepared)
     cnnfast.set_num_threads(threads)
     many = cnnfast.conv2d(x, wt, b, padding=p, algorithm="winograd")
-    prepared = _core.conv2d_prepare(x, wt, 1, p, 1, 1, "winograd")
     many_prepared = _core.conv2d(x, wt, b, 1, p, 1, 1, None, None, "winograd", prepared)
     np.testing.assert_array_equal(many, one)
-    np.testing.assert_array_equal(many_prepared, one)
+    # (prepared, the cost model may pick another tile size: F(6x6, 3x3) on AVX2)
+    np.testing.assert_array_equal(many_prepared, one_prepared)
     if threads == 2 and c * o < 10_000:  # (the float64 reference is slow on the 600-channel case)
         assert np.abs(one - exact(x, wt, b, p)).max() <= BOUND * np.abs(x).max() * np.abs(wt).max() * c * k * k
 
@@ -196,14 +224,17 @@ def test_auto_takes_winograd_where_it_was_measured_to_pay(case, winograd):
 
 
 # (n, c, h, o[, k]) -> points per transformed filter: 16 for F(2x2, 3x3), 36 for F(4x4, 3x3) and F(2x2, 5x5),
-# 64 for F(4x4, 5x5), as measured best on one thread with prepared filters (see wino_tile in winograd_body.h);
+# 64 for F(6x6, 3x3) and F(4x4, 5x5), as measured best on one thread with prepared filters (see wino_tile in winograd_body.h);
 # (split, full, avx2): on AVX-512 cores that split 512-bit FMAs in two (and on the generic path), on AVX-512
 # cores that do not, and on the AVX2 path
 @pytest.mark.parametrize("case,points", [
     ((1, 512, 7, 512), (16, 16, 16)),   # ResNet-50's last stage at batch 1: 4 tiles of 4x4, filters from memory
     ((2, 512, 7, 512), (36, 36, 36)),   # ... at batch 2
     ((1, 512, 14, 512), (36, 36, 36)),  # VGG-16's last stage: 36 MiB of filters, streamed
-    ((1, 128, 12, 128), (36, 36, 36)),  # 9 tiles of 4x4
+    ((1, 128, 12, 128), (36, 36, 64)),  # 9 tiles of 4x4 or 4 of 6x6: F(6x6, 3x3) on AVX2
+    ((1, 64, 56, 64), (36, 36, 64)),    # ResNet-50's first stage: F(6x6, 3x3) on AVX2
+    ((1, 128, 28, 128), (36, 36, 36)),  # 25 tiles of 6x6 against 49 of 4x4: F(4x4, 3x3)
+    ((1, 256, 56, 256), (36, 36, 36)),  # F(6x6, 3x3)'s filters would pass 16 MiB: F(4x4, 3x3)
     ((1, 256, 7, 256), (36, 16, 36)),   # filters that stay in cache alone, not in a network on a full-width core
     ((8, 160, 7, 320), (36, 36, 36)),   # GoogLeNet's 5a at batch 8
     ((1, 512, 2, 512), (16, 16, 16)),   # one tile of either size: F(2x2) has the fewer points

@@ -15,6 +15,7 @@ constexpr int kPrepackTransposed = 3;  // direct, pixels by channels (small outp
 constexpr int kPrepackWinograd2x2 = 4;  // Winograd F(2x2, 3x3) or F(2x2, 5x5) (images of few tiles): the filters transformed
 constexpr int kPrepackWinogradPhases = 5;  // strided, Winograd F(4x4, 3x3), F(5x5, 2x2) or F(5x5, 4x4) on the stride phases: their filters transformed
 constexpr int kPrepackWinogradPhases7x7 = 6;  // the same by F(7x7, 2x2) (enough tiles)
+constexpr int kPrepackWinograd6x6 = 7;  // Winograd F(6x6, 3x3) (large images): the filters transformed
 
 #define CNNFAST_DECLARE_ISA_KERNELS(NS)                                                                      \
     namespace NS {                                                                                            \

@@ -599,7 +599,10 @@ index_t panels_floats(const Conv2dShape& s) {
 
 int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
     switch (conv_path(s, algo, true)) {
-        case ConvPath::winograd: return wino_tile(s) == 2 ? kPrepackWinograd2x2 : kPrepackWinograd;
+        case ConvPath::winograd: {
+            const int tm = wino_tile(s);
+            return tm == 2 ? kPrepackWinograd2x2 : tm == 6 ? kPrepackWinograd6x6 : kPrepackWinograd;
+        }
         case ConvPath::winograd_phases:
             return phase_tile(s) == 7 ? kPrepackWinogradPhases7x7 : kPrepackWinogradPhases;
         case ConvPath::indirect: return kPrepackPanels;
@@ -611,14 +614,16 @@ int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
 
 index_t conv2d_prepack_floats(const Conv2dShape& s, int kind) {
     if (kind == kPrepackPanels) return panels_floats(s);
-    if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2) return winograd_filters_floats(s);
+    if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2 || kind == kPrepackWinograd6x6)
+        return winograd_filters_floats(s);
     if (kind == kPrepackWinogradPhases || kind == kPrepackWinogradPhases7x7) return winograd_phases_floats(s);
     if (kind == kPrepackTransposed) return pixel_major_b_floats(s);
     return 0;
 }
 
 void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) {
-    if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2) return winograd_prepack(s, w, dst);
+    if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2 || kind == kPrepackWinograd6x6)
+        return winograd_prepack(s, w, dst);
     if (kind == kPrepackWinogradPhases || kind == kPrepackWinogradPhases7x7) return winograd_phases_prepack(s, w, dst);
     if (kind == kPrepackTransposed) return pixel_major_pack_b(s, w, dst);
     if (kind != kPrepackPanels) return;

@@ -10,7 +10,8 @@
 // six points too, serves the 2x2 convolution over the stride phases of a 3x3 stride-2 layer
 // (winograd_phases.h), whose input transform then reads those phases from the input in place (PhaseRows2);
 // so does F(7x7, 2x2), on F(4x4, 5x5)'s eight points, where it has enough tiles; and F(5x5, 4x4), on those
-// eight too, the 4x4 convolution over the stride phases of a 7x7 stride-2 layer.
+// eight too, the 4x4 convolution over the stride phases of a 7x7 stride-2 layer. With AVX2, 3x3 layers on
+// large images take F(6x6, 3x3) on those eight points (64 points for 36 outputs, 5.06x fewer multiplies).
 //
 // Layout: filters U[xi][panel][c][NR] (packed for the GEMM's B), inputs V[xi][tile][c], products
 // M[xi][tile][o]; the transforms are vectorized across channels (inputs) and output channels (filters,
@@ -573,9 +574,9 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
     return s.c >= 32 && s.oc >= 48 && tiles >= 16;
 }
 
-// The output tile size, 4 or 2. For 3x3 kernels F(2x2, 3x3) makes 2.25x the multiplies of F(4x4, 3x3) per
-// output but streams 16 instead of 36 transformed filter matrices per call, which matters when those do not
-// stay in cache: per pair of channels, F(4x4) costs 72 T4 / peak + 144 / bw(36 c oc x 4 bytes), F(2x2)
+// The output tile size: 4 or 2, or 6 (AVX2, 3x3 kernels; below). For 3x3 kernels F(2x2, 3x3) makes 2.25x
+// the multiplies of F(4x4, 3x3) per output but streams 16 instead of 36 transformed filter matrices per
+// call, which matters when those do not stay in cache: per pair of channels, F(4x4) costs 72 T4 / peak + 144 / bw(36 c oc x 4 bytes), F(2x2)
 // 32 T2 / peak + 64 / bw(16 c oc x 4 bytes), with T4 and T2 the call's 4x4 and 2x2 tiles; for 5x5 kernels,
 // on 8 and 6 points, 128 T4 / peak + 256 / bw(64 c oc x 4 bytes) and 72 T2 / peak + 144 / bw(36 c oc x 4
 // bytes) (F(4x4, 5x5) 2.25x fewer multiplies per output). The 3x3 measurements:
@@ -611,6 +612,19 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 // Unprepared (filters_prepared false), a call also transforms the filters, writing them at about 7 GB/s
 // (36 or 16 scattered rows per filter; 512 -> 512 on 14x14 F(4x4): 8.6 ms against 3.4 prepared), which makes
 // F(2x2) pay sooner.
+// The tiles are counted as the GEMMs' rows, rounded up to MR. With AVX2, 3x3 kernels may also take F(6x6,
+// 3x3), on the eight points of F(4x4, 5x5): 64 GEMMs on 8x8 tiles, 1.78 multiplies per output against
+// F(4x4)'s 2.25, where its transformed filters stay under 16 MiB and the model gives it under 0.93x the
+// cost of the better of the other two (its larger transforms, which the model does not count: 28x28 images,
+// 25 tiles of 6x6 against 49 of 4x4, came out at 0.98-1.12x the time of F(4x4) at the model's 0.96x). On an
+// AMD EPYC (Zen 3), prepared, separate processes in turns, one thread: ResNet-50's 64 -> 64 on 56x56 0.83-0.95x
+// the time of F(4x4), GoogLeNet's 64 -> 192 on 56x56 0.88x, VGG-16's 64 -> 64 on 224x224 0.84-0.87x, 128 ->
+// 128 on 112x112 0.87x, 128 -> 256 on 56x56 0.98x, 128 -> 128 on 12x12 (4 tiles against 9) 0.71x, 64 -> 64
+// on 56x56 at batch 8 0.92x; two threads, within this host's noise (0.92-1.17x over two runs). Whole forward
+// passes, batch 1, one / two threads: ResNet-50 0.98x / 0.98x, VGG-16 0.93x / 0.99x, GoogLeNet 0.94x /
+// 0.94x. Filters above 16 MiB, which a network's layers read from memory, keep F(4x4): 256 -> 256 on 56x56
+// took 0.93-1.01x the time over two runs, 512 -> 512 on 28x28 1.01x (their tile blocks stay large,
+// wino_plan, and V and M leave the caches). Not measured with AVX-512.
 inline int wino_tile(const Conv2dShape& s, bool filters_prepared = true) {
     const double co = double(s.c) * double(s.oc), kCache = 16.0 * (1 << 20), kTransformBw = 7.0;
     const bool full = CNNFAST_VEC_BYTES == 64 && cpu_full_width_avx512();  // 256-bit FMAs run at full rate anyway
@@ -619,11 +633,14 @@ inline int wino_tile(const Conv2dShape& s, bool filters_prepared = true) {
     const auto bw = [&](double bytes) { return bytes <= kCache ? cache_bw : mem_bw; };
     const auto cost = [&](index_t tm) {  // A x A points a tile
         const double points = double((tm + s.kh - 1) * (tm + s.kh - 1));
-        const double tiles = double(s.n * ceil_div(s.oh, tm) * ceil_div(s.ow, tm));
+        const double tiles = double(ceil_div(s.n * ceil_div(s.oh, tm) * ceil_div(s.ow, tm), MR) * MR);
         return 2.0 * points * tiles / peak + 4.0 * points / bw(points * 4.0 * co) +
                (filters_prepared ? 0.0 : 4.0 * points / kTransformBw);
     };
-    return cost(2) < cost(4) ? 2 : 4;
+    const index_t best = cost(2) < cost(4) ? 2 : 4;
+    const double u6 = 64.0 * 4.0 * double(s.c) * double(ceil_div(s.oc, NR) * NR);  // F(6x6)'s filter bytes
+    const bool six = CNNFAST_VEC_BYTES == 32 && s.kh == 3 && u6 <= kCache;
+    return six && cost(6) < 0.93 * cost(best) ? 6 : best;
 }
 
 // The transformed filters of every output-channel block, as conv2d_winograd() takes them prepared.
@@ -861,7 +878,7 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     wino_conv_from<TM, R>(s, PlaneRows{x, s.c, s.h, s.w}, w, bias, y, act, U_prepared);
 }
 
-// The variant a call takes: F(4x4, *) or F(2x2, *) (wino_tile) for 3x3 or 5x5 kernels. f is called with the
+// The variant a call takes: F(4x4, *) or F(2x2, *) (wino_tile) for 3x3 or 5x5 kernels, or F(6x6, 3x3). f is called with the
 // variant's tile and kernel sizes as integral constants.
 template <class F>
 decltype(auto) wino_variant(const Conv2dShape& s, bool filters_prepared, F&& f) {
@@ -869,9 +886,10 @@ decltype(auto) wino_variant(const Conv2dShape& s, bool filters_prepared, F&& f) 
     using Three = std::integral_constant<int, 3>;
     using Four = std::integral_constant<int, 4>;
     using Five = std::integral_constant<int, 5>;
-    const bool two = wino_tile(s, filters_prepared) == 2;
-    if (s.kh == 5) return two ? f(Two{}, Five{}) : f(Four{}, Five{});
-    return two ? f(Two{}, Three{}) : f(Four{}, Three{});
+    using Six = std::integral_constant<int, 6>;
+    const int tm = wino_tile(s, filters_prepared);
+    if (s.kh == 5) return tm == 2 ? f(Two{}, Five{}) : f(Four{}, Five{});
+    return tm == 2 ? f(Two{}, Three{}) : tm == 4 ? f(Four{}, Three{}) : f(Six{}, Three{});
 }
 
 }  // namespace

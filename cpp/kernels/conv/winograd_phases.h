@@ -106,7 +106,7 @@ inline bool winograd_phases_pay(const Conv2dShape& s) {
     // NOTE: not winograd_profitable(): the alternative here is the direct strided path, measured only on
     // AlexNet's first layer (see above); the phase convolution keeps the older, wider test.
     const index_t tiles = q.sp.n * ceil_div(q.sp.oh, 4) * ceil_div(q.sp.ow, 4);
-    return conv2d_winograd_applies(q.sp) && q.sp.c >= 16 && q.sp.oc >= 16 && tiles >= 4 && wino_tile(q.sp) == 4;
+    return conv2d_winograd_applies(q.sp) && q.sp.c >= 16 && q.sp.oc >= 16 && tiles >= 4 && wino_tile(q.sp) != 2;
 }
 
 // The phase filters: (oc, c S S, kp, kp), tap (ki, kj) of phase (py, px) being tap (ki S + py, kj S + px).
