@@ -612,7 +612,7 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 // Unprepared (filters_prepared false), a call also transforms the filters, writing them at about 7 GB/s
 // (36 or 16 scattered rows per filter; 512 -> 512 on 14x14 F(4x4): 8.6 ms against 3.4 prepared), which makes
 // F(2x2) pay sooner.
-// The tiles are counted as the GEMMs' rows, rounded up to MR. With AVX2, 3x3 kernels may also take F(6x6,
+// With AVX2 the tiles are counted as the GEMMs' rows, rounded up to MR, and 3x3 kernels may also take F(6x6,
 // 3x3), on the eight points of F(4x4, 5x5): 64 GEMMs on 8x8 tiles, 1.78 multiplies per output against
 // F(4x4)'s 2.25, where its transformed filters stay under 16 MiB and the model gives it under 0.93x the
 // cost of the better of the other two (its larger transforms, which the model does not count: 28x28 images,
@@ -631,9 +631,12 @@ inline int wino_tile(const Conv2dShape& s, bool filters_prepared = true) {
     double peak = full ? 160.0 : 115.0, cache_bw = full ? 40.0 : 80.0, mem_bw = full ? 40.0 : 45.0;
     if (CNNFAST_VEC_BYTES == 32) peak = 95.0, mem_bw = 40.0;  // AVX2 (cache_bw 80, as above)
     const auto bw = [&](double bytes) { return bytes <= kCache ? cache_bw : mem_bw; };
+    // the GEMMs' rows: with AVX2 a micro-panel's MR whole (AVX-512's microkernel skips the rows past the tiles
+    // of a 7x7 image, and its choices were fitted to tiles as they are)
+    const index_t rows = CNNFAST_VEC_BYTES == 32 ? MR : 1;
     const auto cost = [&](index_t tm) {  // A x A points a tile
         const double points = double((tm + s.kh - 1) * (tm + s.kh - 1));
-        const double tiles = double(ceil_div(s.n * ceil_div(s.oh, tm) * ceil_div(s.ow, tm), MR) * MR);
+        const double tiles = double(ceil_div(s.n * ceil_div(s.oh, tm) * ceil_div(s.ow, tm), rows) * rows);
         return 2.0 * points * tiles / peak + 4.0 * points / bw(points * 4.0 * co) +
                (filters_prepared ? 0.0 : 4.0 * points / kTransformBw);
     };
