@@ -612,18 +612,21 @@ int conv2d_prepack_kind(const Conv2dShape& s, ConvAlgorithm algo) {
     }
 }
 
+// Whether a kind holds stride-1 Winograd's transformed filters (their layout told apart by wino_tile).
+inline bool winograd_kind(int kind) {
+    return kind == kPrepackWinograd || kind == kPrepackWinograd2x2 || kind == kPrepackWinograd6x6;
+}
+
 index_t conv2d_prepack_floats(const Conv2dShape& s, int kind) {
     if (kind == kPrepackPanels) return panels_floats(s);
-    if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2 || kind == kPrepackWinograd6x6)
-        return winograd_filters_floats(s);
+    if (winograd_kind(kind)) return winograd_filters_floats(s);
     if (kind == kPrepackWinogradPhases || kind == kPrepackWinogradPhases7x7) return winograd_phases_floats(s);
     if (kind == kPrepackTransposed) return pixel_major_b_floats(s);
     return 0;
 }
 
 void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) {
-    if (kind == kPrepackWinograd || kind == kPrepackWinograd2x2 || kind == kPrepackWinograd6x6)
-        return winograd_prepack(s, w, dst);
+    if (winograd_kind(kind)) return winograd_prepack(s, w, dst);
     if (kind == kPrepackWinogradPhases || kind == kPrepackWinogradPhases7x7) return winograd_phases_prepack(s, w, dst);
     if (kind == kPrepackTransposed) return pixel_major_pack_b(s, w, dst);
     if (kind != kPrepackPanels) return;

@@ -576,8 +576,9 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 
 // The output tile size: 4 or 2, or 6 (AVX2, 3x3 kernels; below). For 3x3 kernels F(2x2, 3x3) makes 2.25x
 // the multiplies of F(4x4, 3x3) per output but streams 16 instead of 36 transformed filter matrices per
-// call, which matters when those do not stay in cache: per pair of channels, F(4x4) costs 72 T4 / peak + 144 / bw(36 c oc x 4 bytes), F(2x2)
-// 32 T2 / peak + 64 / bw(16 c oc x 4 bytes), with T4 and T2 the call's 4x4 and 2x2 tiles; for 5x5 kernels,
+// call, which matters when those do not stay in cache: per pair of channels, F(4x4) costs 72 T4 / peak +
+// 144 / bw(36 c oc x 4 bytes), F(2x2) 32 T2 / peak + 64 / bw(16 c oc x 4 bytes), with T4 and T2 the call's
+// 4x4 and 2x2 tiles; for 5x5 kernels,
 // on 8 and 6 points, 128 T4 / peak + 256 / bw(64 c oc x 4 bytes) and 72 T2 / peak + 144 / bw(36 c oc x 4
 // bytes) (F(4x4, 5x5) 2.25x fewer multiplies per output). The 3x3 measurements:
 //  - Cores that split 512-bit FMAs (Zen 4): bw 80 GB/s up to 16 MiB of filters (cache) and 45 GB/s above
@@ -616,7 +617,7 @@ inline bool winograd_profitable(const Conv2dShape& s, bool filters_prepared) {
 // 3x3), on the eight points of F(4x4, 5x5): 64 GEMMs on 8x8 tiles, 1.78 multiplies per output against
 // F(4x4)'s 2.25, where its transformed filters stay under 16 MiB and the model gives it under 0.93x the
 // cost of the better of the other two (its larger transforms, which the model does not count: 28x28 images,
-// 25 tiles of 6x6 against 49 of 4x4, came out at 0.98-1.12x the time of F(4x4) at the model's 0.96x). On an
+// 25 tiles of 6x6 against 49 of 4x4, came out at 0.98-1.12x the time of F(4x4) at the model's 0.99x). On an
 // AMD EPYC (Zen 3), prepared, separate processes in turns, one thread: ResNet-50's 64 -> 64 on 56x56 0.83-0.95x
 // the time of F(4x4), GoogLeNet's 64 -> 192 on 56x56 0.88x, VGG-16's 64 -> 64 on 224x224 0.84-0.87x, 128 ->
 // 128 on 112x112 0.87x, 128 -> 256 on 56x56 0.98x, 128 -> 128 on 12x12 (4 tiles against 9) 0.71x, 64 -> 64
@@ -881,8 +882,8 @@ void wino_conv(const Conv2dShape& s, const float* x, const float* w, const float
     wino_conv_from<TM, R>(s, PlaneRows{x, s.c, s.h, s.w}, w, bias, y, act, U_prepared);
 }
 
-// The variant a call takes: F(4x4, *) or F(2x2, *) (wino_tile) for 3x3 or 5x5 kernels, or F(6x6, 3x3). f is called with the
-// variant's tile and kernel sizes as integral constants.
+// The variant a call takes (wino_tile): F(4x4, *) or F(2x2, *) for 3x3 or 5x5 kernels, or F(6x6, 3x3). f is
+// called with the variant's tile and kernel sizes as integral constants.
 template <class F>
 decltype(auto) wino_variant(const Conv2dShape& s, bool filters_prepared, F&& f) {
     using Two = std::integral_constant<int, 2>;
