@@ -47,6 +47,9 @@ void bind_runtime(py::module_& m) {
     });
     m.def("_set_num_threads", &set_num_threads, py::arg("n"));
     m.def("_get_num_threads", &get_num_threads);
+    m.def("_set_min_work_per_thread", &set_min_work_per_thread, py::arg("macs"),
+          "Multiply-adds per thread below which a convolution runs on fewer threads than set (0: none).");
+    m.def("_get_min_work_per_thread", &get_min_work_per_thread);
     m.def("_workers_pinned", &workers_pinned);
     m.def(
         "_measure_fma_peak",

@@ -105,6 +105,16 @@ def _no_workspace_leak():
     assert _core._workspace_in_use() == 0, "a kernel left workspace memory allocated"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _every_call_on_the_threads_set():
+    """The tests' layers are small: without a minimum of work per thread, a test at two or three threads runs
+    the splits of that many (test_runtime.py tests the minimum itself)."""
+    before = _core._get_min_work_per_thread()
+    _core._set_min_work_per_thread(0)
+    yield
+    _core._set_min_work_per_thread(before)
+
+
 @pytest.fixture
 def threads_restored():
     """Restores cnnfast's thread count after a test that changes it."""

@@ -202,6 +202,43 @@ def test_set_num_threads_wins_over_threadpoolctl():
     assert out == "2"
 
 
+def test_min_work_per_thread_default():
+    assert run_ok("from cnnfast import _core; print(_core._get_min_work_per_thread())") == str(1 << 19)
+
+
+@pytest.fixture
+def min_work_restored():
+    before = _core._get_min_work_per_thread()
+    yield
+    _core._set_min_work_per_thread(before)
+
+
+def test_min_work_per_thread_set_and_get(min_work_restored):
+    _core._set_min_work_per_thread(1000)
+    assert _core._get_min_work_per_thread() == 1000
+    _core._set_min_work_per_thread(-5)
+    assert _core._get_min_work_per_thread() == 0
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_small_convolutions_on_fewer_threads_same_bits(isa, rng, threads, threads_restored, min_work_restored):
+    # layers from 4K to 4M multiply-adds (one thread to all of them under the default minimum) on every path
+    cases = [((1, 16, 8, 8), (16, 16, 1, 1), 0), ((2, 8, 12, 12), (16, 8, 3, 3), 1),
+             ((1, 32, 16, 16), (32, 32, 3, 3), 1), ((1, 64, 14, 14), (64, 64, 3, 3), 1),
+             ((1, 1, 32, 32), (6, 1, 5, 5), 0), ((4, 6, 14, 14), (16, 6, 5, 5), 0),
+             ((1, 16, 20, 20), (16, 1, 3, 3), 1), ((1, 3, 33, 33), (8, 3, 7, 7), 3)]
+    cnnfast.set_num_threads(threads)
+    for x_shape, w_shape, pad in cases:
+        x, w, b = rand(rng, *x_shape), rand(rng, *w_shape), rand(rng, w_shape[0])
+        groups = x_shape[1] // w_shape[1]
+        outs = []
+        for min_work in (0, 1 << 19, 1 << 40):
+            _core._set_min_work_per_thread(min_work)
+            outs.append(cnnfast.conv2d(x, w, b, padding=pad, stride=2 if w_shape[2] == 7 else 1, groups=groups))
+        for y in outs[1:]:
+            np.testing.assert_array_equal(y, outs[0], err_msg=f"{x_shape} {w_shape}")
+
+
 def test_thread_count_applies_to_calls_from_other_threads(threads_restored):
     cnnfast.set_num_threads(1)
     with ThreadPoolExecutor(1) as pool:
@@ -257,6 +294,7 @@ PINNING_PROBE = """
     import os, numpy as np, cnnfast
     from cnnfast import _core
     cpus = sorted(os.sched_getaffinity(0))
+    _core._set_min_work_per_thread(0)  # the small layer below on every thread set
     def run(threads):
         cnnfast.set_num_threads(threads)
         rng = np.random.default_rng(0)
@@ -396,7 +434,10 @@ def _thread_safety_tasks(rng):
     return tasks
 
 
-def test_concurrent_calls_equal_sequential(isa, rng):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concurrent_calls_equal_sequential(isa, rng, threads, threads_restored):
+    # one thread: each call runs its regions without a team of its own (parallel.h)
+    cnnfast.set_num_threads(threads)
     tasks = _thread_safety_tasks(rng)
     sequential = [fn(*args, **kw) for fn, args, kw in tasks]
     for _ in range(2):

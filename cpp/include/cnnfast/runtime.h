@@ -35,6 +35,23 @@ void init_isa_from_env();
 // process created by fork() the count is 1 (GNU OpenMP cannot restart its pool there).
 void set_num_threads(int n);
 int get_num_threads();
+// Limits get_num_threads() on the calling thread for the object's life (nested limits: the smaller; 0: none),
+// so that a kernel call too small to share runs on fewer threads than set rather than wake a team for it.
+class ThreadLimit {
+public:
+    explicit ThreadLimit(int n);
+    ~ThreadLimit();
+    ThreadLimit(const ThreadLimit&) = delete;
+    ThreadLimit& operator=(const ThreadLimit&) = delete;
+
+private:
+    int saved_;
+};
+// The limit for a call of `macs` multiply-adds: a thread per get_min_work_per_thread() of them, at least one
+// (0, no limit, where that setting is 0).
+int threads_for_work(long long macs);
+void set_min_work_per_thread(long long macs);  // 0: every call on the threads set
+long long get_min_work_per_thread();
 // True in the child of a fork() (the kernels then run on one thread: see threads.cpp).
 bool in_forked_child();
 // True where the calling thread's worker threads are kept off its CPU (a team that fills every CPU it may

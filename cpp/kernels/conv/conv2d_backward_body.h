@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include "../gemm/gemm_body.h"
+#include "../parallel.h"
 #include "conv2d_body.h"
 
 namespace cnnfast {
@@ -129,97 +130,105 @@ void backward_input_col2im(const Conv2dShape& s, const float* dy, const float* w
     const index_t HW = s.h * s.w, cols = s.n * P;
     Scratch wt(static_cast<std::size_t>(G * Kk * ocg));  // W_g^T: rows (ci, ki, kj), columns o
     Scratch dcol(static_cast<std::size_t>(G * Kk * cols));
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (index_t go = 0; go < G * ocg; ++go) {
-        const index_t g = go / ocg, o = go % ocg;
-        const float* src = w + (g * ocg + o) * Kk;
-        float* d = wt.p + g * Kk * ocg + o;
-        for (index_t i = 0; i < Kk; ++i) d[i * ocg] = src[i];
-    }
+    parallel(threads, [&] {
+#pragma omp for schedule(static)
+        for (index_t go = 0; go < G * ocg; ++go) {
+            const index_t g = go / ocg, o = go % ocg;
+            const float* src = w + (g * ocg + o) * Kk;
+            float* d = wt.p + g * Kk * ocg + o;
+            for (index_t i = 0; i < Kk; ++i) d[i * ocg] = src[i];
+        }
+    });
     for (index_t g = 0; g < G; ++g)
         gemm_parallel(Kk, cols, ocg, wt.p + g * Kk * ocg, ocg, BatchColumnsPacker{dy + g * ocg * P, s.oc * P, P},
                       dcol.p + g * Kk * cols, cols, Epilogue{}, threads);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (index_t plane = 0; plane < s.n * s.c; ++plane) {
-        const index_t n = plane / s.c, c = plane % s.c, g = c / cg, ci = c % cg;
-        float* dxp = dx + plane * HW;
-        for (index_t i = 0; i < HW; ++i) dxp[i] = 0.f;
-        for (index_t ki = 0; ki < s.kh; ++ki)
-            for (index_t kj = 0; kj < s.kw; ++kj) {
-                const float* src = dcol.p + (g * Kk + (ci * s.kh + ki) * s.kw + kj) * cols + n * P;
-                const index_t off = kj * s.dil_w - s.pad_l;
-                const auto [lo, hi] = valid_cols(off, s.stride_w, s.w, s.ow);
-                for (index_t oh = 0; oh < s.oh; ++oh) {
-                    const index_t ih = oh * s.stride_h - s.pad_t + ki * s.dil_h;
-                    if (ih < 0 || ih >= s.h) continue;
-                    float* row = dxp + ih * s.w;
-                    const float* sr = src + oh * s.ow;
-                    for (index_t ow = lo; ow < hi; ++ow) row[ow * s.stride_w + off] += sr[ow];
+    parallel(threads, [&] {
+#pragma omp for schedule(static)
+        for (index_t plane = 0; plane < s.n * s.c; ++plane) {
+            const index_t n = plane / s.c, c = plane % s.c, g = c / cg, ci = c % cg;
+            float* dxp = dx + plane * HW;
+            for (index_t i = 0; i < HW; ++i) dxp[i] = 0.f;
+            for (index_t ki = 0; ki < s.kh; ++ki)
+                for (index_t kj = 0; kj < s.kw; ++kj) {
+                    const float* src = dcol.p + (g * Kk + (ci * s.kh + ki) * s.kw + kj) * cols + n * P;
+                    const index_t off = kj * s.dil_w - s.pad_l;
+                    const auto [lo, hi] = valid_cols(off, s.stride_w, s.w, s.ow);
+                    for (index_t oh = 0; oh < s.oh; ++oh) {
+                        const index_t ih = oh * s.stride_h - s.pad_t + ki * s.dil_h;
+                        if (ih < 0 || ih >= s.h) continue;
+                        float* row = dxp + ih * s.w;
+                        const float* sr = src + oh * s.ow;
+                        for (index_t ow = lo; ow < hi; ++ow) row[ow * s.stride_w + off] += sr[ow];
+                    }
                 }
-            }
-    }
+        }
+    });
 }
 
 void depthwise_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx, int threads) {
     const index_t mult = s.oc / s.c, P = s.oh * s.ow, HW = s.h * s.w;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (index_t plane = 0; plane < s.n * s.c; ++plane) {
-        const index_t n = plane / s.c, ci = plane % s.c;
-        float* dxp = dx + plane * HW;
-        for (index_t i = 0; i < HW; ++i) dxp[i] = 0.f;
-        for (index_t m = 0; m < mult; ++m) {
-            const index_t o = ci * mult + m;
-            const float* dyp = dy + (n * s.oc + o) * P;
-            const float* wp = w + o * s.kh * s.kw;
-            for (index_t oh = 0; oh < s.oh; ++oh) {
-                const float* dyr = dyp + oh * s.ow;
-                for (index_t ki = 0; ki < s.kh; ++ki) {
-                    const index_t ih = oh * s.stride_h - s.pad_t + ki * s.dil_h;
-                    if (ih < 0 || ih >= s.h) continue;
-                    float* dxr = dxp + ih * s.w;
-                    for (index_t kj = 0; kj < s.kw; ++kj) {
-                        const float wv = wp[ki * s.kw + kj];
-                        const index_t off = kj * s.dil_w - s.pad_l;
-                        const auto [lo, hi] = valid_cols(off, s.stride_w, s.w, s.ow);
-                        for (index_t ow = lo; ow < hi; ++ow) dxr[ow * s.stride_w + off] += wv * dyr[ow];
+    parallel(threads, [&] {
+#pragma omp for schedule(static)
+        for (index_t plane = 0; plane < s.n * s.c; ++plane) {
+            const index_t n = plane / s.c, ci = plane % s.c;
+            float* dxp = dx + plane * HW;
+            for (index_t i = 0; i < HW; ++i) dxp[i] = 0.f;
+            for (index_t m = 0; m < mult; ++m) {
+                const index_t o = ci * mult + m;
+                const float* dyp = dy + (n * s.oc + o) * P;
+                const float* wp = w + o * s.kh * s.kw;
+                for (index_t oh = 0; oh < s.oh; ++oh) {
+                    const float* dyr = dyp + oh * s.ow;
+                    for (index_t ki = 0; ki < s.kh; ++ki) {
+                        const index_t ih = oh * s.stride_h - s.pad_t + ki * s.dil_h;
+                        if (ih < 0 || ih >= s.h) continue;
+                        float* dxr = dxp + ih * s.w;
+                        for (index_t kj = 0; kj < s.kw; ++kj) {
+                            const float wv = wp[ki * s.kw + kj];
+                            const index_t off = kj * s.dil_w - s.pad_l;
+                            const auto [lo, hi] = valid_cols(off, s.stride_w, s.w, s.ow);
+                            for (index_t ow = lo; ow < hi; ++ow) dxr[ow * s.stride_w + off] += wv * dyr[ow];
+                        }
                     }
                 }
             }
         }
-    }
+    });
 }
 
 void depthwise_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw, int threads) {
     const index_t mult = s.oc / s.c, P = s.oh * s.ow, HW = s.h * s.w;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (index_t o = 0; o < s.oc; ++o) {
-        const index_t ci = o / mult;
-        float* dwp = dw + o * s.kh * s.kw;
-        for (index_t k = 0; k < s.kh * s.kw; ++k) dwp[k] = 0.f;
-        for (index_t n = 0; n < s.n; ++n) {
-            const float* xp = x + (n * s.c + ci) * HW;
-            const float* dyp = dy + (n * s.oc + o) * P;
-            for (index_t ki = 0; ki < s.kh; ++ki)
-                for (index_t kj = 0; kj < s.kw; ++kj) {
-                    const index_t off = kj * s.dil_w - s.pad_l;
-                    const auto [lo, hi] = valid_cols(off, s.stride_w, s.w, s.ow);
-                    float acc = 0.f;
-                    for (index_t oh = 0; oh < s.oh; ++oh) {
-                        const index_t ih = oh * s.stride_h - s.pad_t + ki * s.dil_h;
-                        if (ih < 0 || ih >= s.h) continue;
-                        const float* xr = xp + ih * s.w;
-                        const float* dyr = dyp + oh * s.ow;
-                        if (s.stride_w == 1) {
-#pragma omp simd reduction(+ : acc)
-                            for (index_t ow = lo; ow < hi; ++ow) acc += dyr[ow] * xr[ow + off];
-                        } else {
-                            for (index_t ow = lo; ow < hi; ++ow) acc += dyr[ow] * xr[ow * s.stride_w + off];
+    parallel(threads, [&] {
+#pragma omp for schedule(static)
+        for (index_t o = 0; o < s.oc; ++o) {
+            const index_t ci = o / mult;
+            float* dwp = dw + o * s.kh * s.kw;
+            for (index_t k = 0; k < s.kh * s.kw; ++k) dwp[k] = 0.f;
+            for (index_t n = 0; n < s.n; ++n) {
+                const float* xp = x + (n * s.c + ci) * HW;
+                const float* dyp = dy + (n * s.oc + o) * P;
+                for (index_t ki = 0; ki < s.kh; ++ki)
+                    for (index_t kj = 0; kj < s.kw; ++kj) {
+                        const index_t off = kj * s.dil_w - s.pad_l;
+                        const auto [lo, hi] = valid_cols(off, s.stride_w, s.w, s.ow);
+                        float acc = 0.f;
+                        for (index_t oh = 0; oh < s.oh; ++oh) {
+                            const index_t ih = oh * s.stride_h - s.pad_t + ki * s.dil_h;
+                            if (ih < 0 || ih >= s.h) continue;
+                            const float* xr = xp + ih * s.w;
+                            const float* dyr = dyp + oh * s.ow;
+                            if (s.stride_w == 1) {
+    #pragma omp simd reduction(+ : acc)
+                                for (index_t ow = lo; ow < hi; ++ow) acc += dyr[ow] * xr[ow + off];
+                            } else {
+                                for (index_t ow = lo; ow < hi; ++ow) acc += dyr[ow] * xr[ow * s.stride_w + off];
+                            }
                         }
+                        dwp[ki * s.kw + kj] += acc;
                     }
-                    dwp[ki * s.kw + kj] += acc;
-                }
+            }
         }
-    }
+    });
 }
 
 }  // namespace
@@ -239,8 +248,7 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
     const GemmSplit split = split_gemm(s.n * G, cg, HW, threads);
     const index_t tasks = s.n * G * split.n_blocks * split.m_chunks;
     PerThread<float> b_bufs(threads, static_cast<std::size_t>(KC * NC));
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
 #pragma omp for schedule(static)
         for (index_t gi = 0; gi < G * cg; ++gi) {
@@ -261,25 +269,27 @@ void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w
             const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
             gemm_block(cg, m0, m1, n0, nc, Kb, wt.p + g * cg * Kb, Kb, pk, b_buf, dx + (n * s.c + g * cg) * HW, HW, ep);
         }
-    }
+    });
 }
 
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db) {
     const int threads = get_num_threads();
     const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, KK = s.kh * s.kw, Kw = cg * KK, P = s.oh * s.ow;
     if (db) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (index_t o = 0; o < s.oc; ++o) {
-            double acc = 0.0;
-            for (index_t n = 0; n < s.n; ++n) {
-                const float* d = dy + (n * s.oc + o) * P;
-                float part = 0.f;
-#pragma omp simd reduction(+ : part)
-                for (index_t q = 0; q < P; ++q) part += d[q];
-                acc += part;
+        parallel(threads, [&] {
+#pragma omp for schedule(static)
+            for (index_t o = 0; o < s.oc; ++o) {
+                double acc = 0.0;
+                for (index_t n = 0; n < s.n; ++n) {
+                    const float* d = dy + (n * s.oc + o) * P;
+                    float part = 0.f;
+    #pragma omp simd reduction(+ : part)
+                    for (index_t q = 0; q < P; ++q) part += d[q];
+                    acc += part;
+                }
+                db[o] = static_cast<float>(acc);
             }
-            db[o] = static_cast<float>(acc);
-        }
+        });
     }
     if (s.n == 0 || P == 0) {
         for (index_t i = 0; i < s.oc * Kw; ++i) dw[i] = 0.f;
@@ -293,20 +303,21 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
     Scratch dyr(s.n > 1 ? static_cast<std::size_t>(s.oc * NP) : 0);
     const float* A = dy;
     if (s.n > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (index_t no = 0; no < s.n * s.oc; ++no) {
-            const index_t n = no / s.oc, o = no % s.oc;
-            const float* src = dy + (n * s.oc + o) * P;
-            float* d = dyr.p + o * NP + n * P;
-            for (index_t q = 0; q < P; ++q) d[q] = src[q];
-        }
+        parallel(threads, [&] {
+#pragma omp for schedule(static)
+            for (index_t no = 0; no < s.n * s.oc; ++no) {
+                const index_t n = no / s.oc, o = no % s.oc;
+                const float* src = dy + (n * s.oc + o) * P;
+                float* d = dyr.p + o * NP + n * P;
+                for (index_t q = 0; q < P; ++q) d[q] = src[q];
+            }
+        });
         A = dyr.p;
     }
     const GemmSplit split = split_gemm(G, ocg, Kw, threads);
     const index_t tasks = G * split.n_blocks * split.m_chunks;
     PerThread<float> b_bufs(threads, static_cast<std::size_t>(KC * NC));
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
         float* const b_buf = b_bufs.get();
         const Epilogue ep;
@@ -322,7 +333,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
             const float* ag = s.n > 1 ? A + g * ocg * NP : A + g * ocg * P;
             gemm_block(ocg, m0, m1, n0, nc, NP, ag, NP, pk, b_buf, dw + g * ocg * Kw, Kw, ep);
         }
-    }
+    });
 }
 
 }  // namespace CNNFAST_ISA_NS

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "../gemm/gemm_body.h"
+#include "../parallel.h"
 #include "phases.h"
 #include "../task_runs.h"
 #include "pixel_major_body.h"
@@ -435,8 +436,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
     PerThread<float> b_copies(threads, copy_panels ? static_cast<std::size_t>(kCopiedBlockK * NC) : 0);
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
     TaskRuns task_runs;
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
         float* const cblk = cblks.get();
         float* const tail = pack_tail ? tails.get() : nullptr;
@@ -490,7 +490,7 @@ void conv2d_indirect(const Conv2dShape& s, const float* x, const float* w, const
                 });
             }
         }
-    }
+    });
 }
 
 // The im2col-packing GEMM: for geometries whose padded, phase-split copy would be much larger than the input
@@ -501,8 +501,7 @@ void conv2d_packed(const Conv2dShape& s, const float* x, const float* w, const f
     const GemmSplit split = split_gemm(s.n * G, ocg, P, threads);
     const index_t tasks = s.n * G * split.n_blocks * split.m_chunks;
     PerThread<float> b_bufs(threads, static_cast<std::size_t>(KC * NC));
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
         float* const b_buf = b_bufs.get();
 #pragma omp for schedule(static)
@@ -518,7 +517,7 @@ void conv2d_packed(const Conv2dShape& s, const float* x, const float* w, const f
                             s.dil_h, s.dil_w, s.ow};
             gemm_block(ocg, m0, m1, n0, nc, K, w + gi * ocg * K, K, pk, b_buf, y + (n * s.oc + gi * ocg) * P, P, e);
         }
-    }
+    });
 }
 
 // One input channel per group: out channel o reads input channel o / (OC / C).
@@ -526,8 +525,7 @@ void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, cons
                       Activation act) {
     const index_t mult = s.oc / s.c, planes = s.n * s.oc, P = s.oh * s.ow;
     const int threads = get_num_threads();
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
 #pragma omp for schedule(static)
         for (index_t pl = 0; pl < planes; ++pl) {
@@ -559,7 +557,7 @@ void conv2d_depthwise(const Conv2dShape& s, const float* x, const float* w, cons
                     for (index_t ow = 0; ow < s.ow; ++ow) yr[ow] = relu1(yr[ow]);
             }
         }
-    }
+    });
 }
 
 }  // namespace
@@ -632,13 +630,17 @@ void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) 
     if (kind != kPrepackPanels) return;
     const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw;
     const BlockedPanels blocked(ocg, K);
-#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
-    for (index_t t = 0; t < G * blocked.panels(); ++t) blocked.pack_task(w, ocg, t, dst);
+    parallel(get_num_threads(), [&] {
+#pragma omp for schedule(static)
+        for (index_t t = 0; t < G * blocked.panels(); ++t) blocked.pack_task(w, ocg, t, dst);
+    });
 }
 
 void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
             ConvAlgorithm algo, const float* prepacked, const float* residual) {
     if (s.n == 0 || s.oc == 0 || s.oh == 0 || s.ow == 0) return;
+    // a thread per 512K multiply-adds at most, so that the smallest layers do not wait on a team (threads.cpp)
+    const ThreadLimit limit(threads_for_work(s.n * s.oc * s.oh * s.ow * (s.c / s.groups) * s.kh * s.kw));
     // NOTE: the dispatcher passes `prepacked` only when it is of the kind conv2d_prepack_kind(s, algo) gives.
     const ConvPath path = conv_path(s, algo, prepacked != nullptr);
     // y's images further apart than its size (a channel slice of a larger array): the direct and Winograd
@@ -651,8 +653,10 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
         Scratch tmp(static_cast<std::size_t>(s.n * packed));
         conv2d(sp, x, w, bias, tmp.p, act, algo, prepacked, residual);
         const index_t stride = conv2d_y_image(s);
-#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
-        for (index_t n = 0; n < s.n; ++n) std::memcpy(y + n * stride, tmp.p + n * packed, sizeof(float) * packed);
+        parallel(get_num_threads(), [&] {
+#pragma omp for schedule(static)
+            for (index_t n = 0; n < s.n; ++n) std::memcpy(y + n * stride, tmp.p + n * packed, sizeof(float) * packed);
+        });
         return;
     }
     if (path == ConvPath::indirect) return conv2d_indirect(s, x, w, bias, y, act, prepacked, residual);

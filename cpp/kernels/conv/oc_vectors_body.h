@@ -7,6 +7,7 @@
 // LeNet-5's 6 -> 16 5x5 on 14x14 gets 100 pixels done in 144 lanes there, in 100 x 16 lanes here.
 #pragma once
 
+#include "../parallel.h"
 #include "pixel_major_body.h"
 
 namespace cnnfast {
@@ -125,8 +126,7 @@ void conv2d_oc_vectors(const Conv2dShape& s, const float* x, const float* w, con
     for (index_t o = 0; o < 2 * VL; ++o) bias_v[o] = bias && o < s.oc ? bias[o] : 0.f;
     PerThread<const float*> row_tables(threads, static_cast<std::size_t>(K));
     const bool relu = act == Activation::relu;
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
         const float** const rows = row_tables.get();
         for (index_t n_begin = 0; n_begin < s.n; n_begin += chunk) {
@@ -144,7 +144,7 @@ void conv2d_oc_vectors(const Conv2dShape& s, const float* x, const float* w, con
                     oc_vectors_dispatch<2>(s, g.Wph, oh0, oh1, rows, wt, bias_v, relu, yn);
             }
         }
-    }
+    });
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 // once per call, or prepared (kPrepackTransposed).
 #pragma once
 
+#include "../parallel.h"
 #include "phases.h"
 
 namespace cnnfast {
@@ -46,17 +47,19 @@ inline index_t pixel_major_b_floats(const Conv2dShape& s) { return ceil_div(s.oc
 
 void pixel_major_pack_b(const Conv2dShape& s, const float* __restrict w, float* __restrict dst) {
     const index_t K = s.c * s.kh * s.kw, panels = ceil_div(s.oc, NR);
-#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
-    for (index_t jn = 0; jn < panels; ++jn) {
-        float* d = dst + jn * K * NR;
-        const index_t count = imin(NR, s.oc - jn * NR);
-        for (index_t j = 0; j < count; ++j) {
-            const float* src = w + (jn * NR + j) * K;
-            for (index_t k = 0; k < K; ++k) d[k * NR + j] = src[k];
+    parallel(get_num_threads(), [&] {
+#pragma omp for schedule(static)
+        for (index_t jn = 0; jn < panels; ++jn) {
+            float* d = dst + jn * K * NR;
+            const index_t count = imin(NR, s.oc - jn * NR);
+            for (index_t j = 0; j < count; ++j) {
+                const float* src = w + (jn * NR + j) * K;
+                for (index_t k = 0; k < K; ++k) d[k * NR + j] = src[k];
+            }
+            for (index_t j = count; j < NR; ++j)
+                for (index_t k = 0; k < K; ++k) d[k * NR + j] = 0.f;
         }
-        for (index_t j = count; j < NR; ++j)
-            for (index_t k = 0; k < K; ++k) d[k * NR + j] = 0.f;
-    }
+    });
 }
 
 // The input the pixel-major path reads in place: x itself where no tap reads the padding, else a zero-padded
@@ -155,8 +158,7 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
     ep.relu = act == Activation::relu;
     ep.bias_col = bias;
 
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
         const float** const rows = row_tables.get();
         float* const abuf = pack ? a_bufs.get() : nullptr;
@@ -302,7 +304,7 @@ void conv2d_pixel_major(const Conv2dShape& s, const float* x, const float* w, co
                 }
             }
         }
-    }
+    });
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include <type_traits>
 
 #include "../gemm/gemm_body.h"
+#include "../parallel.h"
 #include "../task_runs.h"
 
 namespace cnnfast {
@@ -658,11 +659,13 @@ template <int TM, int R>
 void wino_prepack(const Conv2dShape& s, const float* w, float* dst) {
     const WinoPlan p = wino_plan<TM, R>(s, true);
     const index_t per_block = (TM + R - 1) * (TM + R - 1) * p.panels * s.c * NR, blocks = ceil_div(s.oc, p.ob);
-#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
-    for (index_t t = 0; t < blocks * s.c * p.panels; ++t) {
-        const index_t b = t / (s.c * p.panels), cp = t % (s.c * p.panels), o0 = b * p.ob;
-        wino_filters<TM, R>(s, p, w, o0, imin(p.ob, s.oc - o0), dst + b * per_block, cp / p.panels, cp % p.panels);
-    }
+    parallel(get_num_threads(), [&] {
+#pragma omp for schedule(static)
+        for (index_t t = 0; t < blocks * s.c * p.panels; ++t) {
+            const index_t b = t / (s.c * p.panels), cp = t % (s.c * p.panels), o0 = b * p.ob;
+            wino_filters<TM, R>(s, p, w, o0, imin(p.ob, s.oc - o0), dst + b * per_block, cp / p.panels, cp % p.panels);
+        }
+    });
 }
 
 // What every tile block of a call shares.
@@ -851,8 +854,7 @@ void wino_conv_from(const Conv2dShape& s, const Src& src, const float* w, const 
                      grouped ? kWinoMaxGroup : 1, ceil_div(s.c, kblocks), ceil_div(s.c, VL), p.ob_pad / VL};
 
     TaskRuns block_runs;
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
         for (index_t o0 = 0; o0 < s.oc; o0 += p.ob) {
             const index_t ob = imin(p.ob, s.oc - o0);
@@ -873,7 +875,7 @@ void wino_conv_from(const Conv2dShape& s, const Src& src, const float* w, const 
                     wino_block<true, TM, R>(c, U, o0, ob, t0, imin(p.tb, total - t0), V.first(), M.first(), S.get());
             }
         }
-    }
+    });
 }
 
 template <int TM, int R>

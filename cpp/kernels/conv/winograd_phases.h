@@ -10,6 +10,7 @@
 // channel, 10.24 per output and input channel against 49.
 #pragma once
 
+#include "../parallel.h"
 #include "phases.h"
 #include "winograd_body.h"
 
@@ -167,8 +168,7 @@ void conv2d_winograd_phases(const Conv2dShape& s, const float* x, const float* b
         // NOTE: the direct path's phase images (phases.h) in its layout: K in ((kp - 1) S, kp S] makes them
         // (OH + kp - 1) x (OW + kp - 1) each, S x S of them per channel, every one read, which is the phase
         // convolution's input.
-#pragma omp parallel num_threads(get_num_threads())
-        build_phases_of_images(s, g, x, n0, sp.n, xp.p);
+        parallel(get_num_threads(), [&] { build_phases_of_images(s, g, x, n0, sp.n, xp.p); });
         phase_variant(s, [&](auto tm, auto r) {
             wino_conv<tm, r>(sp, xp.p, nullptr, bias, y + n0 * s.oc * s.oh * s.ow, act, U);
         });

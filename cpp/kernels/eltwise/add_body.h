@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include "../simd.h"
+#include "../parallel.h"
 #include "runtime/kernel_table.h"
 
 namespace cnnfast {
@@ -14,8 +15,7 @@ void add(index_t count, const float* a, const float* b, float* y, Activation act
     // NOTE: below ~64K elements a parallel region costs more than it saves.
     const int threads = count < (1 << 16) ? 1 : get_num_threads();
     const bool relu = act == Activation::relu;
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         const index_t nt = omp_get_num_threads(), id = omp_get_thread_num();
         const index_t chunk = ceil_div(ceil_div(count, nt), 16) * 16;
         const index_t lo = imin(count, id * chunk), hi = imin(count, lo + chunk);
@@ -29,15 +29,17 @@ void add(index_t count, const float* a, const float* b, float* y, Activation act
 #pragma omp simd
             for (index_t i = lo; i < hi; ++i) y[i] = a[i] + b[i];
         }
-    }
+    });
 }
 
 // dx = dy where y > 0, else 0: the gradient through a ReLU from its output (an add+ReLU passes it to both terms).
 void relu_backward(index_t count, const float* dy, const float* y, float* dx) {
     if (count == 0) return;
     const int threads = count < (1 << 16) ? 1 : get_num_threads();
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (index_t i = 0; i < count; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+    parallel(threads, [&] {
+#pragma omp for schedule(static)
+        for (index_t i = 0; i < count; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+    });
 }
 
 }  // namespace CNNFAST_ISA_NS

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "../simd.h"
+#include "../parallel.h"
 #include "runtime/kernel_table.h"
 
 namespace cnnfast {
@@ -762,8 +763,7 @@ void gemm_parallel(index_t M, index_t N, index_t K, const float* A, index_t lda,
     const GemmSplit split = split_gemm(1, M, N, threads);
     const index_t tasks = split.n_blocks * split.m_chunks;
     PerThread<float> b_bufs(threads, static_cast<std::size_t>(KC * NC));
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
         float* const b_buf = b_bufs.get();
         PackB pk = packer;
@@ -775,7 +775,7 @@ void gemm_parallel(index_t M, index_t N, index_t K, const float* A, index_t lda,
             const index_t n0 = split.n_begin(nb), nc = split.n_begin(nb + 1) - n0;
             gemm_block(M, m0, m1, n0, nc, K, A, lda, pk, b_buf, C, ldc, ep);
         }
-    }
+    });
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include "../gemm/gemm_body.h"
+#include "../parallel.h"
 
 namespace cnnfast {
 namespace CNNFAST_ISA_NS {
@@ -79,54 +80,58 @@ void gemv(index_t in, index_t out, const float* __restrict x, const float* __res
     constexpr int R = gemv_rows_of_w(B);
     const index_t blocks = ceil_div(out, R);
     if (B * in * out < kGemvOneThreadMacs) threads = 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (index_t blk = 0; blk < blocks; ++blk) {
-        DenormalsOff ftz;
-        const index_t o0 = blk * R;
-        const int rows = static_cast<int>(imin(R, out - o0));
-        const float* wr[R];
-        for (int r = 0; r < R; ++r) wr[r] = w + (o0 + (r < rows ? r : rows - 1)) * in;  // repeats are not stored
-        vf acc[B][R];
-        for (int b = 0; b < B; ++b)
-            for (int r = 0; r < R; ++r) acc[b][r] = vf{};
-        index_t k = 0;
-        for (; k + VL <= in; k += VL) {
-            vf wv[R];
-            for (int r = 0; r < R; ++r) {
-                prefetch_ahead(wr[r] + k, kGemvAheadFloats);  // past the row's end near its end
-                wv[r] = vload(wr[r] + k);
+    parallel(threads, [&] {
+#pragma omp for schedule(static)
+        for (index_t blk = 0; blk < blocks; ++blk) {
+            DenormalsOff ftz;
+            const index_t o0 = blk * R;
+            const int rows = static_cast<int>(imin(R, out - o0));
+            const float* wr[R];
+            for (int r = 0; r < R; ++r) wr[r] = w + (o0 + (r < rows ? r : rows - 1)) * in;  // repeats are not stored
+            vf acc[B][R];
+            for (int b = 0; b < B; ++b)
+                for (int r = 0; r < R; ++r) acc[b][r] = vf{};
+            index_t k = 0;
+            for (; k + VL <= in; k += VL) {
+                vf wv[R];
+                for (int r = 0; r < R; ++r) {
+                    prefetch_ahead(wr[r] + k, kGemvAheadFloats);  // past the row's end near its end
+                    wv[r] = vload(wr[r] + k);
+                }
+                for (int b = 0; b < B; ++b) {
+                    const vf xv = vload(x + b * in + k);
+                    for (int r = 0; r < R; ++r) acc[b][r] += wv[r] * xv;
+                }
             }
-            for (int b = 0; b < B; ++b) {
-                const vf xv = vload(x + b * in + k);
-                for (int r = 0; r < R; ++r) acc[b][r] += wv[r] * xv;
-            }
+            for (int b = 0; b < B; ++b)
+                for (int r = 0; r < rows; ++r) {
+                    float sum = hsum(acc[b][r]);
+                    for (index_t t = k; t < in; ++t) sum += wr[r][t] * x[b * in + t];
+                    if (bias) sum += bias[o0 + r];
+                    y[b * out + o0 + r] = relu ? relu1(sum) : sum;
+                }
         }
-        for (int b = 0; b < B; ++b)
-            for (int r = 0; r < rows; ++r) {
-                float sum = hsum(acc[b][r]);
-                for (index_t t = k; t < in; ++t) sum += wr[r][t] * x[b * in + t];
-                if (bias) sum += bias[o0 + r];
-                y[b * out + o0 + r] = relu ? relu1(sum) : sum;
-            }
-    }
+    });
 }
 
 // W^T packed whole: ceil(out / NR) panels of in x NR floats (panel p, row k: W[p * NR + j][k], zero past out).
 void linear_prepack_impl(index_t in, index_t out, const float* w, float* dst) {
     const index_t panels = ceil_div(out, NR);
     constexpr index_t kBlock = 64;  // k rows per pass: NR rows of W stay in cache while transposed
-#pragma omp parallel for num_threads(get_num_threads()) schedule(static)
-    for (index_t p = 0; p < panels; ++p) {
-        float* d = dst + p * in * NR;
-        const index_t count = imin(NR, out - p * NR);
-        for (index_t k0 = 0; k0 < in; k0 += kBlock) {
-            const index_t k1 = imin(in, k0 + kBlock);
-            for (index_t j = 0; j < NR; ++j) {
-                const float* src = w + (p * NR + j) * in;
-                for (index_t k = k0; k < k1; ++k) d[k * NR + j] = j < count ? src[k] : 0.f;
+    parallel(get_num_threads(), [&] {
+#pragma omp for schedule(static)
+        for (index_t p = 0; p < panels; ++p) {
+            float* d = dst + p * in * NR;
+            const index_t count = imin(NR, out - p * NR);
+            for (index_t k0 = 0; k0 < in; k0 += kBlock) {
+                const index_t k1 = imin(in, k0 + kBlock);
+                for (index_t j = 0; j < NR; ++j) {
+                    const float* src = w + (p * NR + j) * in;
+                    for (index_t k = k0; k < k1; ++k) d[k * NR + j] = j < count ? src[k] : 0.f;
+                }
             }
         }
-    }
+    });
 }
 
 // Rows of a prepared panel that a single stream over it asks for ahead of the one it reads (AheadB, panel_gemv).
@@ -162,8 +167,7 @@ void linear_packed(index_t batch, index_t in, index_t out, const float* x, const
     Epilogue ep;
     ep.bias_col = bias;
     ep.relu = relu;
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
 #pragma omp for schedule(static)
         for (index_t im = 0; im < mpanels; ++im)
@@ -199,7 +203,7 @@ void linear_packed(index_t batch, index_t in, index_t out, const float* x, const
                 }
             }
         }
-    }
+    });
 }
 
 // y (B x out) = x @ W.T + b for a few rows (B <= 3) with W^T prepared: each thread walks its run of panels S
@@ -228,8 +232,7 @@ void panel_gemv(index_t in, index_t out, const float* __restrict x, const float*
     constexpr int S = panel_streams(B);
     const index_t panels = ceil_div(out, NR);
     threads = B * in * out < kPanelOneThreadMacs ? 1 : static_cast<int>(imin(threads, panels));
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         DenormalsOff ftz;
         const int t = omp_get_thread_num();
         const index_t p0 = t * panels / threads, p1 = (t + 1) * panels / threads;
@@ -264,7 +267,7 @@ void panel_gemv(index_t in, index_t out, const float* __restrict x, const float*
                 }
             }
         }
-    }
+    });
 }
 
 // Whether passes over W itself (gemv) beat the prepared panels (panel_gemv) for a batch of at most 3 rows:

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include "../simd.h"
+#include "../parallel.h"
 #include "runtime/kernel_table.h"
 
 namespace cnnfast {
@@ -344,8 +345,11 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     const bool separable = wext <= 4 * s.w + 1024;
     if (kind == PoolKind::max && max_pool_pairs_applies(s)) {
         const index_t rows = planes * s.oh, runs = ceil_div(rows, kPairRun);
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (index_t r = 0; r < runs; ++r) max_pool_pairs(s, x, y, r * kPairRun, imin(kPairRun, rows - r * kPairRun));
+        parallel(threads, [&] {
+#pragma omp for schedule(static)
+            for (index_t r = 0; r < runs; ++r)
+                max_pool_pairs(s, x, y, r * kPairRun, imin(kPairRun, rows - r * kPairRun));
+        });
         return;
     }
     const bool flat = kind == PoolKind::max && max_pool_flat_applies(s);
@@ -354,8 +358,7 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     const index_t scratch = rows || flat ? 0 : separable ? wext + s.ow + 2 * half : 0;
     PerThread<float> tmps(threads, static_cast<std::size_t>(scratch));
     const vi_flat first_columns = flat ? flat_first_columns(s.w) : vi_flat{};
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
         float* const tmp = tmps.get();
         float *cols = tmp + wext, *even = cols + s.ow, *odd = even + half;
         // this thread's planes, one run, so that its output ends where the next thread's begins (y_stop)
@@ -376,7 +379,7 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
             else
                 pool_plane<PoolKind::avg>(s, xp, yp, tmp, cols, even, odd);
         }
-    }
+    });
 }
 
 // Sums of planes: [u's groups of G lanes folded to G / 2, v's folded likewise]; lane order is kept, so VL
@@ -417,8 +420,7 @@ void global_avg_pool(index_t planes, index_t hw, const float* x, float* y) {
     const float inv = hw > 0 ? 1.0f / static_cast<float>(hw) : 0.f;
     const bool grouped = hw > 0 && hw <= 8 * VL;
     const index_t groups = grouped ? planes / VL : 0, full = hw / VL * VL;
-#pragma omp parallel num_threads(threads)
-    {
+    parallel(threads, [&] {
 #pragma omp for schedule(static)
         for (index_t gi = 0; gi < groups; ++gi) {
             vf a[VL];
@@ -433,7 +435,7 @@ void global_avg_pool(index_t planes, index_t hw, const float* x, float* y) {
         }
 #pragma omp for schedule(static)
         for (index_t p = groups * VL; p < planes; ++p) y[p] = hw > 0 ? plane_sum(x + p * hw, hw) * inv : __builtin_nanf("");
-    }
+    });
 }
 
 // dx = d(pool)/dx^T dy. Max pooling sends each output's gradient to the first maximum of its window (the
@@ -442,56 +444,62 @@ void pool2d_backward(PoolKind kind, const Pool2dShape& s, const float* x, const 
     const index_t planes = s.n * s.c, HW = s.h * s.w;
     if (planes == 0 || HW == 0) return;
     const int threads = get_num_threads();
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (index_t p = 0; p < planes; ++p) {
-        const float* xp = x + p * HW;
-        const float* dyp = dy + p * s.oh * s.ow;
-        float* dxp = dx + p * HW;
-        for (index_t i = 0; i < HW; ++i) dxp[i] = 0.f;
-        for (index_t oh = 0; oh < s.oh; ++oh) {
-            const index_t h0 = oh * s.stride_h - s.pad_h;
-            const index_t hs = imax(h0, 0), he = imin(h0 + s.kh, s.h);
-            for (index_t ow = 0; ow < s.ow; ++ow) {
-                const index_t w0 = ow * s.stride_w - s.pad_w;
-                const index_t ws = imax(w0, 0), we = imin(w0 + s.kw, s.w);
-                const float g = dyp[oh * s.ow + ow];
-                if (kind == PoolKind::max) {
-                    // PyTorch's rule: start at the window's first element, move on `v > m || isnan(v)`
-                    index_t arg = hs * s.w + ws;
-                    float m = -__builtin_inff();
-                    for (index_t ih = hs; ih < he; ++ih)
-                        for (index_t iw = ws; iw < we; ++iw) {
-                            const float v = xp[ih * s.w + iw];
-                            if (v > m || v != v) {
-                                m = v;
-                                arg = ih * s.w + iw;
+    parallel(threads, [&] {
+#pragma omp for schedule(static)
+        for (index_t p = 0; p < planes; ++p) {
+            const float* xp = x + p * HW;
+            const float* dyp = dy + p * s.oh * s.ow;
+            float* dxp = dx + p * HW;
+            for (index_t i = 0; i < HW; ++i) dxp[i] = 0.f;
+            for (index_t oh = 0; oh < s.oh; ++oh) {
+                const index_t h0 = oh * s.stride_h - s.pad_h;
+                const index_t hs = imax(h0, 0), he = imin(h0 + s.kh, s.h);
+                for (index_t ow = 0; ow < s.ow; ++ow) {
+                    const index_t w0 = ow * s.stride_w - s.pad_w;
+                    const index_t ws = imax(w0, 0), we = imin(w0 + s.kw, s.w);
+                    const float g = dyp[oh * s.ow + ow];
+                    if (kind == PoolKind::max) {
+                        // PyTorch's rule: start at the window's first element, move on `v > m || isnan(v)`
+                        index_t arg = hs * s.w + ws;
+                        float m = -__builtin_inff();
+                        for (index_t ih = hs; ih < he; ++ih)
+                            for (index_t iw = ws; iw < we; ++iw) {
+                                const float v = xp[ih * s.w + iw];
+                                if (v > m || v != v) {
+                                    m = v;
+                                    arg = ih * s.w + iw;
+                                }
                             }
-                        }
-                    if (hs < he && ws < we) dxp[arg] += g;
-                } else {
-                    const index_t h_end_pad = imin(h0 + s.kh, s.h + s.pad_h), w_end_pad = imin(w0 + s.kw, s.w + s.pad_w);
-                    const index_t count = s.count_include_pad ? (h_end_pad - h0) * (w_end_pad - w0) : (he - hs) * (we - ws);
-                    if (count <= 0) continue;
-                    const float share = g / static_cast<float>(count);
-                    for (index_t ih = hs; ih < he; ++ih)
-                        for (index_t iw = ws; iw < we; ++iw) dxp[ih * s.w + iw] += share;
+                        if (hs < he && ws < we) dxp[arg] += g;
+                    } else {
+                        const index_t h_end_pad = imin(h0 + s.kh, s.h + s.pad_h),
+                                      w_end_pad = imin(w0 + s.kw, s.w + s.pad_w);
+                        const index_t count = s.count_include_pad ? (h_end_pad - h0) * (w_end_pad - w0)
+                                                                  : (he - hs) * (we - ws);
+                        if (count <= 0) continue;
+                        const float share = g / static_cast<float>(count);
+                        for (index_t ih = hs; ih < he; ++ih)
+                            for (index_t iw = ws; iw < we; ++iw) dxp[ih * s.w + iw] += share;
+                    }
                 }
             }
         }
-    }
+    });
 }
 
 void global_avg_pool_backward(index_t planes, index_t hw, const float* dy, float* dx) {
     if (planes == 0 || hw == 0) return;
     const int threads = planes * hw < (1 << 16) ? 1 : get_num_threads();
     const float inv = 1.0f / static_cast<float>(hw);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (index_t p = 0; p < planes; ++p) {
-        const float g = dy[p] * inv;
-        float* d = dx + p * hw;
-#pragma omp simd
-        for (index_t i = 0; i < hw; ++i) d[i] = g;
-    }
+    parallel(threads, [&] {
+#pragma omp for schedule(static)
+        for (index_t p = 0; p < planes; ++p) {
+            const float g = dy[p] * inv;
+            float* d = dx + p * hw;
+    #pragma omp simd
+            for (index_t i = 0; i < hw; ++i) d[i] = g;
+        }
+    });
 }
 
 }  // namespace CNNFAST_ISA_NS

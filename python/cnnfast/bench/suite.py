@@ -361,6 +361,8 @@ SUITE: List[Case] = [
     # AlexNet's first layer, LeNet-5's first layer at batch 64.
     _conv("alexnet", 3, 96, 227, 11, stride=4, padding=0),
     _conv("lenet5", 1, 6, 32, 5, padding=0, batch=64),
+    # A call's fixed cost: a 1x1 convolution with 16K multiply-adds, well under a microsecond's work.
+    _conv("call", 16, 16, 8, 1),
     # Pooling, the residual add.
     _max_pool(64, 224, 2, 2),
     _max_pool(64, 112, 3, 2, padding=1),
