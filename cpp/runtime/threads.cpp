@@ -41,7 +41,8 @@ thread_local int t_limit = 0;  // ThreadLimit's, on this thread (0: none)
 // NOTE: a team costs a call microseconds to start and to end (on a 2-vCPU AMD EPYC, Zen 3, KVM guest, a 1x1
 // 16 -> 16 on 8x8 took 15.4 us on two threads, 7.7 on one), which the smallest layers do not win back: there,
 // prepared, two threads against one, 1x1 layers of 64K multiply-adds 1.31x the time, 256K 0.94x, 1M 0.84x;
-// 3x3 layers of 147K 1.39x, 590K 1.23-1.24x, 2.4M 0.86x. So a convolution takes a thread per 512K.
+// 3x3 layers of 147K 1.39x, 590K 1.23-1.24x, 2.4M 0.86-1.20x (two runs). So a convolution takes a thread
+// per 512K.
 std::atomic<long long> g_min_work{1LL << 19};
 
 void on_fork_child() { g_forked.store(true, std::memory_order_relaxed); }
