@@ -32,12 +32,15 @@ std::string shape_str(const py::array& a) {
 
 namespace {
 
+// Results under 4 KiB take NumPy's own memory, which is as cheap as the runtime's block cache.
+constexpr std::size_t kNumpyBelow = std::size_t(4) << 10;
+
 // A fresh float32 array whose memory comes from the runtime's block cache (released to it when NumPy frees
 // the array), so a network's activations reuse pages already mapped instead of faulting new ones in.
 FloatArray new_array(const std::vector<index_t>& shape, index_t numel) {
     std::vector<py::ssize_t> dims(shape.begin(), shape.end());
     const std::size_t bytes = static_cast<std::size_t>(numel) * sizeof(float);
-    if (bytes < cnnfast::kCachedMinBytes) return FloatArray(dims);  // not cached: NumPy's own is as cheap
+    if (bytes < kNumpyBelow) return FloatArray(dims);
     struct Owned {
         void* p;
         std::size_t bytes;

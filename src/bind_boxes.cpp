@@ -41,7 +41,7 @@ py::array nms_impl(bool reference, const char* fn, py::handle boxes_obj, py::han
     const index_t n = boxes.shape(0);
     if (scores.shape(0) != n)
         value_error(std::string(fn) + "(): scores has shape " + shape_str(scores) + " but boxes has shape " + shape_str(boxes));
-    Int64Array classes;
+    Int64Array classes = no_array<Int64Array>();
     const bool batched = !classes_obj.is_none();
     if (batched) {
         classes = int_array(classes_obj, fn, "class_ids", 1);

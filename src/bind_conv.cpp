@@ -62,7 +62,7 @@ arrays raise TypeError.)doc";
 
 struct ConvArgs {
     Conv2dShape s;
-    FloatArray x, w, b;
+    FloatArray x = no_array<FloatArray>(), w = no_array<FloatArray>(), b = no_array<FloatArray>();
     bool has_bias;
 };
 
@@ -204,7 +204,7 @@ py::array conv2d_impl(bool reference, py::handle x_obj, py::handle w_obj, py::ha
     const std::vector<index_t> y_shape{s.n, s.oc, s.oh, s.ow};
     std::vector<std::pair<const char*, py::array>> inputs{{"x", a.x}, {"weight", a.w}};
     if (a.has_bias) inputs.push_back({"bias", a.b});
-    FloatArray r;
+    FloatArray r = no_array<FloatArray>();
     const bool has_residual = !residual_obj.is_none();
     if (has_residual) {
         r = float_array(residual_obj, fn, "residual", 4, "(N, out_channels, H_out, W_out)");
@@ -215,7 +215,7 @@ py::array conv2d_impl(bool reference, py::handle x_obj, py::handle w_obj, py::ha
     }
     // out a channel slice of a larger array: written in place, its images s.y_image floats apart
     s.y_image = image_strided_output(out_obj, y_shape, fn, inputs);
-    py::array y;
+    py::array y = no_array<py::array>();
     float* yp = nullptr;
     if (s.y_image > 0) {
         y = py::reinterpret_borrow<py::array>(out_obj);
@@ -255,7 +255,7 @@ py::tuple conv2d_backward_impl(bool reference, py::handle dy_obj, py::handle x_o
     if (std::vector<index_t>(dy.shape(), dy.shape() + 4) != yshape)
         value_error(std::string(fn) + "(): grad_output has shape " + shape_str(dy) + " but the convolution of x " +
                     shape_str(a.x) + " with weight " + shape_str(a.w) + " gives " + shape_str(yshape));
-    FloatArray masked;
+    FloatArray masked = no_array<FloatArray>();
     if (act == Activation::relu) {
         if (y_obj.is_none()) value_error(std::string(fn) + "(): activation='relu' needs output= (the forward's result)");
         FloatArray y = float_array(y_obj, fn, "output", 4);

@@ -56,7 +56,7 @@ py::array linear_impl(bool reference, py::handle x_obj, py::handle w_obj, py::ha
     if (x.shape(x.ndim() - 1) != in)
         value_error(std::string(fn) + "(): x has " + std::to_string(x.shape(x.ndim() - 1)) + " features (shape " +
                     shape_str(x) + ") but weight expects " + std::to_string(in) + " (shape " + shape_str(w) + ")");
-    FloatArray b;
+    FloatArray b = no_array<FloatArray>();
     const bool has_bias = !b_obj.is_none();
     if (has_bias) {
         b = float_array(b_obj, fn, "bias", 1, "(out_features,)");

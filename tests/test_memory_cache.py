@@ -59,6 +59,20 @@ def test_freed_results_are_reused(rng, limit_restored):
     np.testing.assert_array_equal(y2, a + b)
 
 
+def test_small_scratch_is_reused(rng, limit_restored):
+    # a 1x1 8 -> 8 on 4x4: its scratch blocks (under 1 KiB each, down to a 64-byte row table) are kept, and
+    # the next calls take them again (its 512-byte result is NumPy's own memory)
+    cnnfast.set_cache_limit(0)
+    cnnfast.set_cache_limit(64 << 20)
+    x, w = rand(rng, 1, 8, 4, 4), rand(rng, 8, 8, 1, 1)
+    cnnfast.conv2d(x, w)
+    after_one = cnnfast.config()["cached_bytes"]
+    assert after_one > 0
+    for _ in range(3):
+        cnnfast.conv2d(x, w)
+    assert cnnfast.config()["cached_bytes"] == after_one
+
+
 def test_limit_zero_keeps_nothing(rng, limit_restored):
     cnnfast.set_cache_limit(0)
     assert cnnfast.get_cache_limit() == 0

@@ -220,23 +220,45 @@ def test_min_work_per_thread_set_and_get(min_work_restored):
     assert _core._get_min_work_per_thread() == 0
 
 
+# Layers from 4K to 4M multiply-adds (one thread to all of them under the default minimum) on every path:
+# x shape, weight shape, padding (the 7x7 at stride 2).
+SMALL_LAYERS = [((1, 16, 8, 8), (16, 16, 1, 1), 0), ((2, 8, 12, 12), (16, 8, 3, 3), 1),
+                ((1, 32, 16, 16), (32, 32, 3, 3), 1), ((1, 64, 14, 14), (64, 64, 3, 3), 1),
+                ((1, 1, 32, 32), (6, 1, 5, 5), 0), ((4, 6, 14, 14), (16, 6, 5, 5), 0),
+                ((1, 16, 20, 20), (16, 1, 3, 3), 1), ((1, 3, 33, 33), (8, 3, 7, 7), 3)]
+
+
+def _small_layer_args(x_shape, w_shape, pad):
+    return dict(padding=pad, stride=2 if w_shape[2] == 7 else 1, groups=x_shape[1] // w_shape[1])
+
+
 @pytest.mark.parametrize("threads", [2, 3])
 def test_small_convolutions_on_fewer_threads_same_bits(isa, rng, threads, threads_restored, min_work_restored):
-    # layers from 4K to 4M multiply-adds (one thread to all of them under the default minimum) on every path
-    cases = [((1, 16, 8, 8), (16, 16, 1, 1), 0), ((2, 8, 12, 12), (16, 8, 3, 3), 1),
-             ((1, 32, 16, 16), (32, 32, 3, 3), 1), ((1, 64, 14, 14), (64, 64, 3, 3), 1),
-             ((1, 1, 32, 32), (6, 1, 5, 5), 0), ((4, 6, 14, 14), (16, 6, 5, 5), 0),
-             ((1, 16, 20, 20), (16, 1, 3, 3), 1), ((1, 3, 33, 33), (8, 3, 7, 7), 3)]
     cnnfast.set_num_threads(threads)
-    for x_shape, w_shape, pad in cases:
+    for x_shape, w_shape, pad in SMALL_LAYERS:
         x, w, b = rand(rng, *x_shape), rand(rng, *w_shape), rand(rng, w_shape[0])
-        groups = x_shape[1] // w_shape[1]
         outs = []
         for min_work in (0, 1 << 19, 1 << 40):
             _core._set_min_work_per_thread(min_work)
-            outs.append(cnnfast.conv2d(x, w, b, padding=pad, stride=2 if w_shape[2] == 7 else 1, groups=groups))
+            outs.append(cnnfast.conv2d(x, w, b, **_small_layer_args(x_shape, w_shape, pad)))
         for y in outs[1:]:
             np.testing.assert_array_equal(y, outs[0], err_msg=f"{x_shape} {w_shape}")
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_small_backward_passes_on_fewer_threads_same_bits(isa, rng, threads, threads_restored, min_work_restored):
+    cnnfast.set_num_threads(threads)
+    for x_shape, w_shape, pad in SMALL_LAYERS:
+        x, w = rand(rng, *x_shape), rand(rng, *w_shape)
+        kw = _small_layer_args(x_shape, w_shape, pad)
+        dy = rand(rng, *cnnfast.conv2d(x, w, **kw).shape)
+        grads = []
+        for min_work in (0, 1 << 19, 1 << 40):
+            _core._set_min_work_per_thread(min_work)
+            grads.append(cnnfast.conv2d_backward(dy, x, w, **kw))
+        for got in grads[1:]:
+            for name, g, want in zip(("grad_x", "grad_weight", "grad_bias"), got, grads[0]):
+                np.testing.assert_array_equal(g, want, err_msg=f"{name}: {x_shape} {w_shape}")
 
 
 def test_thread_count_applies_to_calls_from_other_threads(threads_restored):
@@ -510,6 +532,17 @@ def test_workspace_peak_is_bounded(isa, rng, threads_restored):
     assert peaks["winograd", 112] < 1.25 * peaks["winograd", 56], peaks
     _core._workspace_reset_peak()
     assert _core._workspace_peak() == 0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_small_layer_scratch_is_sized_to_it(isa, rng, threads, threads_restored):
+    # a 1x1 16 -> 16 on 8x8 (4 KiB of output): its packed panels, panel tail and row table, per thread
+    cnnfast.set_num_threads(threads)
+    x, w = rand(rng, 1, 16, 8, 8), rand(rng, 16, 16, 1, 1)
+    for prepared in (None, _core.conv2d_prepare(x, w, 1, 0, 1, 1, "auto")):
+        _core._workspace_reset_peak()
+        _core.conv2d(x, w, None, 1, 0, 1, 1, None, None, "auto", prepared)
+        assert 0 < _core._workspace_peak() <= threads * (8 << 10), _core._workspace_peak()
 
 
 @pytest.mark.parametrize("shape, out_channels, kernel, stride", [

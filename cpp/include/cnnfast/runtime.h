@@ -73,7 +73,9 @@ void workspace_reset_peak();
 // as the scratch memory, not counted in the workspace figures. buffer_free() takes the size given to
 // buffer_alloc().
 void* buffer_alloc(std::size_t bytes);
-constexpr std::size_t kCachedMinBytes = std::size_t(4) << 10;  // smaller blocks come cheaply from malloc
+// The smallest block: a smaller request gets one of this size, so that a call's small scratch (a table of row
+// pointers, a panel's packed tail) is reused as the large is.
+constexpr std::size_t kCachedMinBytes = 256;
 void buffer_free(void* p, std::size_t bytes);
 
 // Fresh memory, 64-byte aligned, for buffers and prepared weights; from 4 MiB up, aligned to 2 MiB and marked
@@ -81,7 +83,7 @@ void buffer_free(void* p, std::size_t bytes);
 // every 4 KiB. Free with std::free.
 void* aligned_fresh(std::size_t bytes);
 
-// Freed blocks of kCachedMinBytes and more are kept for reuse up to a limit, 512 MiB unless set; 0 keeps none.
+// Freed blocks are kept for reuse up to a limit, 512 MiB unless set; 0 keeps none.
 // Lowering the limit frees the oldest blocks at once.
 std::size_t cached_bytes();
 std::size_t cache_limit();
