@@ -28,6 +28,16 @@ inline void parallel(int threads, F&& f) {
     f();
 }
 
+// f(i) for each i in [0, n), the iterations split among the team in equal runs (`omp for schedule(static)`):
+// the parallel region of a single loop.
+template <class F>
+inline void parallel_for(int threads, index_t n, F&& f) {
+    parallel(threads, [&] {
+#pragma omp for schedule(static)
+        for (index_t i = 0; i < n; ++i) f(i);
+    });
+}
+
 }  // namespace
 }  // namespace CNNFAST_ISA_NS
 }  // namespace cnnfast

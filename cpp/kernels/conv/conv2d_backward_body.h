@@ -130,14 +130,11 @@ void backward_input_col2im(const Conv2dShape& s, const float* dy, const float* w
     const index_t HW = s.h * s.w, cols = s.n * P;
     Scratch wt(static_cast<std::size_t>(G * Kk * ocg));  // W_g^T: rows (ci, ki, kj), columns o
     Scratch dcol(static_cast<std::size_t>(G * Kk * cols));
-    parallel(threads, [&] {
-#pragma omp for schedule(static)
-        for (index_t go = 0; go < G * ocg; ++go) {
-            const index_t g = go / ocg, o = go % ocg;
-            const float* src = w + (g * ocg + o) * Kk;
-            float* d = wt.p + g * Kk * ocg + o;
-            for (index_t i = 0; i < Kk; ++i) d[i * ocg] = src[i];
-        }
+    parallel_for(threads, G * ocg, [&](index_t go) {
+        const index_t g = go / ocg, o = go % ocg;
+        const float* src = w + (g * ocg + o) * Kk;
+        float* d = wt.p + g * Kk * ocg + o;
+        for (index_t i = 0; i < Kk; ++i) d[i * ocg] = src[i];
     });
     for (index_t g = 0; g < G; ++g)
         gemm_parallel(Kk, cols, ocg, wt.p + g * Kk * ocg, ocg, BatchColumnsPacker{dy + g * ocg * P, s.oc * P, P},
@@ -287,19 +284,16 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
     const int threads = get_num_threads();
     const index_t G = s.groups, cg = s.c / G, ocg = s.oc / G, KK = s.kh * s.kw, Kw = cg * KK, P = s.oh * s.ow;
     if (db) {
-        parallel(threads, [&] {
-#pragma omp for schedule(static)
-            for (index_t o = 0; o < s.oc; ++o) {
-                double acc = 0.0;
-                for (index_t n = 0; n < s.n; ++n) {
-                    const float* d = dy + (n * s.oc + o) * P;
-                    float part = 0.f;
-    #pragma omp simd reduction(+ : part)
-                    for (index_t q = 0; q < P; ++q) part += d[q];
-                    acc += part;
-                }
-                db[o] = static_cast<float>(acc);
+        parallel_for(threads, s.oc, [&](index_t o) {
+            double acc = 0.0;
+            for (index_t n = 0; n < s.n; ++n) {
+                const float* d = dy + (n * s.oc + o) * P;
+                float part = 0.f;
+#pragma omp simd reduction(+ : part)
+                for (index_t q = 0; q < P; ++q) part += d[q];
+                acc += part;
             }
+            db[o] = static_cast<float>(acc);
         });
     }
     if (s.n == 0 || P == 0) {
@@ -314,14 +308,11 @@ void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* d
     Scratch dyr(s.n > 1 ? static_cast<std::size_t>(s.oc * NP) : 0);
     const float* A = dy;
     if (s.n > 1) {
-        parallel(threads, [&] {
-#pragma omp for schedule(static)
-            for (index_t no = 0; no < s.n * s.oc; ++no) {
-                const index_t n = no / s.oc, o = no % s.oc;
-                const float* src = dy + (n * s.oc + o) * P;
-                float* d = dyr.p + o * NP + n * P;
-                for (index_t q = 0; q < P; ++q) d[q] = src[q];
-            }
+        parallel_for(threads, s.n * s.oc, [&](index_t no) {
+            const index_t n = no / s.oc, o = no % s.oc;
+            const float* src = dy + (n * s.oc + o) * P;
+            float* d = dyr.p + o * NP + n * P;
+            for (index_t q = 0; q < P; ++q) d[q] = src[q];
         });
         A = dyr.p;
     }

@@ -633,10 +633,7 @@ void conv2d_prepack(const Conv2dShape& s, int kind, const float* w, float* dst) 
     if (kind != kPrepackPanels) return;
     const index_t G = s.groups, ocg = s.oc / G, K = (s.c / G) * s.kh * s.kw;
     const BlockedPanels blocked(ocg, K);
-    parallel(get_num_threads(), [&] {
-#pragma omp for schedule(static)
-        for (index_t t = 0; t < G * blocked.panels(); ++t) blocked.pack_task(w, ocg, t, dst);
-    });
+    parallel_for(get_num_threads(), G * blocked.panels(), [&](index_t t) { blocked.pack_task(w, ocg, t, dst); });
 }
 
 void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, Activation act,
@@ -656,9 +653,8 @@ void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* b
         Scratch tmp(static_cast<std::size_t>(s.n * packed));
         conv2d(sp, x, w, bias, tmp.p, act, algo, prepacked, residual);
         const index_t stride = conv2d_y_image(s);
-        parallel(get_num_threads(), [&] {
-#pragma omp for schedule(static)
-            for (index_t n = 0; n < s.n; ++n) std::memcpy(y + n * stride, tmp.p + n * packed, sizeof(float) * packed);
+        parallel_for(get_num_threads(), s.n, [&](index_t n) {
+            std::memcpy(y + n * stride, tmp.p + n * packed, sizeof(float) * packed);
         });
         return;
     }

@@ -47,18 +47,15 @@ inline index_t pixel_major_b_floats(const Conv2dShape& s) { return ceil_div(s.oc
 
 void pixel_major_pack_b(const Conv2dShape& s, const float* __restrict w, float* __restrict dst) {
     const index_t K = s.c * s.kh * s.kw, panels = ceil_div(s.oc, NR);
-    parallel(get_num_threads(), [&] {
-#pragma omp for schedule(static)
-        for (index_t jn = 0; jn < panels; ++jn) {
-            float* d = dst + jn * K * NR;
-            const index_t count = imin(NR, s.oc - jn * NR);
-            for (index_t j = 0; j < count; ++j) {
-                const float* src = w + (jn * NR + j) * K;
-                for (index_t k = 0; k < K; ++k) d[k * NR + j] = src[k];
-            }
-            for (index_t j = count; j < NR; ++j)
-                for (index_t k = 0; k < K; ++k) d[k * NR + j] = 0.f;
+    parallel_for(get_num_threads(), panels, [&](index_t jn) {
+        float* d = dst + jn * K * NR;
+        const index_t count = imin(NR, s.oc - jn * NR);
+        for (index_t j = 0; j < count; ++j) {
+            const float* src = w + (jn * NR + j) * K;
+            for (index_t k = 0; k < K; ++k) d[k * NR + j] = src[k];
         }
+        for (index_t j = count; j < NR; ++j)
+            for (index_t k = 0; k < K; ++k) d[k * NR + j] = 0.f;
     });
 }
 

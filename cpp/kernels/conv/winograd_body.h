@@ -659,12 +659,9 @@ template <int TM, int R>
 void wino_prepack(const Conv2dShape& s, const float* w, float* dst) {
     const WinoPlan p = wino_plan<TM, R>(s, true);
     const index_t per_block = (TM + R - 1) * (TM + R - 1) * p.panels * s.c * NR, blocks = ceil_div(s.oc, p.ob);
-    parallel(get_num_threads(), [&] {
-#pragma omp for schedule(static)
-        for (index_t t = 0; t < blocks * s.c * p.panels; ++t) {
-            const index_t b = t / (s.c * p.panels), cp = t % (s.c * p.panels), o0 = b * p.ob;
-            wino_filters<TM, R>(s, p, w, o0, imin(p.ob, s.oc - o0), dst + b * per_block, cp / p.panels, cp % p.panels);
-        }
+    parallel_for(get_num_threads(), blocks * s.c * p.panels, [&](index_t t) {
+        const index_t b = t / (s.c * p.panels), cp = t % (s.c * p.panels), o0 = b * p.ob;
+        wino_filters<TM, R>(s, p, w, o0, imin(p.ob, s.oc - o0), dst + b * per_block, cp / p.panels, cp % p.panels);
     });
 }
 

@@ -36,10 +36,7 @@ void add(index_t count, const float* a, const float* b, float* y, Activation act
 void relu_backward(index_t count, const float* dy, const float* y, float* dx) {
     if (count == 0) return;
     const int threads = count < (1 << 16) ? 1 : get_num_threads();
-    parallel(threads, [&] {
-#pragma omp for schedule(static)
-        for (index_t i = 0; i < count; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
-    });
+    parallel_for(threads, count, [&](index_t i) { dx[i] = y[i] > 0.f ? dy[i] : 0.f; });
 }
 
 }  // namespace CNNFAST_ISA_NS

@@ -80,37 +80,34 @@ void gemv(index_t in, index_t out, const float* __restrict x, const float* __res
     constexpr int R = gemv_rows_of_w(B);
     const index_t blocks = ceil_div(out, R);
     if (B * in * out < kGemvOneThreadMacs) threads = 1;
-    parallel(threads, [&] {
-#pragma omp for schedule(static)
-        for (index_t blk = 0; blk < blocks; ++blk) {
-            DenormalsOff ftz;
-            const index_t o0 = blk * R;
-            const int rows = static_cast<int>(imin(R, out - o0));
-            const float* wr[R];
-            for (int r = 0; r < R; ++r) wr[r] = w + (o0 + (r < rows ? r : rows - 1)) * in;  // repeats are not stored
-            vf acc[B][R];
-            for (int b = 0; b < B; ++b)
-                for (int r = 0; r < R; ++r) acc[b][r] = vf{};
-            index_t k = 0;
-            for (; k + VL <= in; k += VL) {
-                vf wv[R];
-                for (int r = 0; r < R; ++r) {
-                    prefetch_ahead(wr[r] + k, kGemvAheadFloats);  // past the row's end near its end
-                    wv[r] = vload(wr[r] + k);
-                }
-                for (int b = 0; b < B; ++b) {
-                    const vf xv = vload(x + b * in + k);
-                    for (int r = 0; r < R; ++r) acc[b][r] += wv[r] * xv;
-                }
+    parallel_for(threads, blocks, [&](index_t blk) {
+        DenormalsOff ftz;
+        const index_t o0 = blk * R;
+        const int rows = static_cast<int>(imin(R, out - o0));
+        const float* wr[R];
+        for (int r = 0; r < R; ++r) wr[r] = w + (o0 + (r < rows ? r : rows - 1)) * in;  // repeats are not stored
+        vf acc[B][R];
+        for (int b = 0; b < B; ++b)
+            for (int r = 0; r < R; ++r) acc[b][r] = vf{};
+        index_t k = 0;
+        for (; k + VL <= in; k += VL) {
+            vf wv[R];
+            for (int r = 0; r < R; ++r) {
+                prefetch_ahead(wr[r] + k, kGemvAheadFloats);  // past the row's end near its end
+                wv[r] = vload(wr[r] + k);
             }
-            for (int b = 0; b < B; ++b)
-                for (int r = 0; r < rows; ++r) {
-                    float sum = hsum(acc[b][r]);
-                    for (index_t t = k; t < in; ++t) sum += wr[r][t] * x[b * in + t];
-                    if (bias) sum += bias[o0 + r];
-                    y[b * out + o0 + r] = relu ? relu1(sum) : sum;
-                }
+            for (int b = 0; b < B; ++b) {
+                const vf xv = vload(x + b * in + k);
+                for (int r = 0; r < R; ++r) acc[b][r] += wv[r] * xv;
+            }
         }
+        for (int b = 0; b < B; ++b)
+            for (int r = 0; r < rows; ++r) {
+                float sum = hsum(acc[b][r]);
+                for (index_t t = k; t < in; ++t) sum += wr[r][t] * x[b * in + t];
+                if (bias) sum += bias[o0 + r];
+                y[b * out + o0 + r] = relu ? relu1(sum) : sum;
+            }
     });
 }
 
@@ -118,17 +115,14 @@ void gemv(index_t in, index_t out, const float* __restrict x, const float* __res
 void linear_prepack_impl(index_t in, index_t out, const float* w, float* dst) {
     const index_t panels = ceil_div(out, NR);
     constexpr index_t kBlock = 64;  // k rows per pass: NR rows of W stay in cache while transposed
-    parallel(get_num_threads(), [&] {
-#pragma omp for schedule(static)
-        for (index_t p = 0; p < panels; ++p) {
-            float* d = dst + p * in * NR;
-            const index_t count = imin(NR, out - p * NR);
-            for (index_t k0 = 0; k0 < in; k0 += kBlock) {
-                const index_t k1 = imin(in, k0 + kBlock);
-                for (index_t j = 0; j < NR; ++j) {
-                    const float* src = w + (p * NR + j) * in;
-                    for (index_t k = k0; k < k1; ++k) d[k * NR + j] = j < count ? src[k] : 0.f;
-                }
+    parallel_for(get_num_threads(), panels, [&](index_t p) {
+        float* d = dst + p * in * NR;
+        const index_t count = imin(NR, out - p * NR);
+        for (index_t k0 = 0; k0 < in; k0 += kBlock) {
+            const index_t k1 = imin(in, k0 + kBlock);
+            for (index_t j = 0; j < NR; ++j) {
+                const float* src = w + (p * NR + j) * in;
+                for (index_t k = k0; k < k1; ++k) d[k * NR + j] = j < count ? src[k] : 0.f;
             }
         }
     });

@@ -85,16 +85,13 @@ void box_iou(index_t na, const float* a, index_t nb, const float* b, float* iou)
     BoxesSoA bs{soa.p, nb};
     for (index_t j = 0; j < nb; ++j) bs.set(j, b + 4 * j);
     const int threads = na * nb < (1 << 14) ? 1 : get_num_threads();
-    parallel(threads, [&] {
-#pragma omp for schedule(static)
-        for (index_t i = 0; i < na; ++i) {
-            vf box[5];
-            broadcast_box(a + 4 * i, box);
-            float* row = iou + i * nb;
-            index_t j = 0;
-            for (; j + VL <= nb; j += VL) vstore(row + j, bs.iou<true>(j, box));
-            if (j < nb) vstore_n(row + j, bs.iou<true, true>(j, box, nb - j), nb - j);
-        }
+    parallel_for(threads, na, [&](index_t i) {
+        vf box[5];
+        broadcast_box(a + 4 * i, box);
+        float* row = iou + i * nb;
+        index_t j = 0;
+        for (; j + VL <= nb; j += VL) vstore(row + j, bs.iou<true>(j, box));
+        if (j < nb) vstore_n(row + j, bs.iou<true, true>(j, box, nb - j), nb - j);
     });
 }
 

@@ -491,14 +491,11 @@ void global_avg_pool_backward(index_t planes, index_t hw, const float* dy, float
     if (planes == 0 || hw == 0) return;
     const int threads = planes * hw < (1 << 16) ? 1 : get_num_threads();
     const float inv = 1.0f / static_cast<float>(hw);
-    parallel(threads, [&] {
-#pragma omp for schedule(static)
-        for (index_t p = 0; p < planes; ++p) {
-            const float g = dy[p] * inv;
-            float* d = dx + p * hw;
-    #pragma omp simd
-            for (index_t i = 0; i < hw; ++i) d[i] = g;
-        }
+    parallel_for(threads, planes, [&](index_t p) {
+        const float g = dy[p] * inv;
+        float* d = dx + p * hw;
+#pragma omp simd
+        for (index_t i = 0; i < hw; ++i) d[i] = g;
     });
 }
 
