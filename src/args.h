@@ -23,7 +23,7 @@ using Int64Array = py::array_t<std::int64_t, py::array::c_style | py::array::for
 
 // An array variable holding no array yet, for one assigned later (or never: an absent optional argument).
 // NOTE: the default constructors of py::array and py::array_t each make a NumPy array of length 0: about a
-// thousand instructions and three heap allocations. A convolution call made five it never used, a sixth of
+// thousand instructions and three heap allocations. A convolution call made five it never used, a quarter of
 // its instructions with 16K multiply-adds (callgrind).
 template <class Array>
 Array no_array() {
