@@ -213,6 +213,9 @@ def test_conv2d_few_output_channels(isa, n, c, hw, o, k, stride, padding, dilati
     (3, 4, 9, 30, 16, 3, 1),     # rows of 30: runs of 10
     (1, 5, 7, 25, 24, 3, 0),     # runs of 23 pixels: moved back at the row's end
     (2, 3, 5, 4, 8, 2, 0),       # rows narrower than any run but 2 and 3
+    (4, 1, 32, 32, 6, 5, 0),     # LeNet-5's C1: with AVX2 runs of 8, stored transposed
+    (2, 2, 6, 16, 5, 3, 1),      # rows of 16: two such runs
+    (3, 3, 8, 19, 7, 3, 1),      # rows of 19: runs of 8 (AVX2), the last moved back
 ])
 def test_conv2d_few_output_channels_shapes(isa, shape, rng):
     n, c, h, w_, o, k, p = shape

@@ -241,11 +241,13 @@ def test_max_pool_2x2_s2(isa, h, w, rng):
                                       ref.max_pool2d(x, 2, 2, ceil_mode=ceil_mode).astype(np.float32))
 
 
-# 2x2 stride-2 pooling of even planes with output rows of up to 8 floats takes the row-pair path: the planes
-# back to back as one run of row pairs, split in runs of 64 across threads. Runs that start and end inside a
-# plane, a value at each row's ends that must not leak into the next row's or plane's windows, NaN anywhere.
+# 2x2 stride-2 pooling of even planes with output rows of up to 8 floats (with AVX2 up to 32) takes the row-pair
+# path: the planes back to back as one run of row pairs, split in runs of up to 64 (as many as 2048 column-pair
+# maxima hold) across threads. Runs that start and end inside a plane, a value at each row's ends that must not
+# leak into the next row's or plane's windows, NaN anywhere; rows just past each limit take the row path.
 @pytest.mark.parametrize("n,c,h,w", [(64, 16, 10, 10), (1, 832, 14, 14), (1, 1, 2, 2), (2, 3, 4, 16), (1, 5, 14, 14),
-                                     (1, 3, 6, 12), (1, 130, 2, 2), (2, 7, 22, 6), (1, 2, 2, 18), (3, 6, 28, 28)])
+                                     (1, 3, 6, 12), (1, 130, 2, 2), (2, 7, 22, 6), (1, 2, 2, 18), (3, 6, 28, 28),
+                                     (2, 5, 30, 30), (1, 9, 56, 56), (1, 3, 64, 64), (1, 2, 8, 66), (2, 3, 12, 62)])
 def test_max_pool_2x2_s2_row_pairs(isa, n, c, h, w, rng, threads_restored):
     x = rand(rng, n, c, h, w)
     x[..., 0] = 100 + rng.random((n, c, h), dtype=np.float32)

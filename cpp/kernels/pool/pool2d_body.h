@@ -236,7 +236,8 @@ void max_pool_rows(const Pool2dShape& s, const float* xp, float* yp, const float
 }
 
 // 2x2 stride-2 max pooling without padding on planes of even height and width whose output rows hold at most
-// 8 floats (LeNet-5's second pool, on 10x10; GoogLeNet's on 832 x 14x14; VGG-16's last). Row by row, each
+// 8 floats (LeNet-5's second pool, on 10x10; GoogLeNet's on 832 x 14x14; VGG-16's last), or with AVX2 at most
+// 32 (LeNet-5's first, on 28x28; VGG-16's fourth and third, on 28x28 and 56x56). Row by row, each
 // output row a fraction of a vector, the work of a row (its prefetch, masks and loop) cost more than its
 // maxima. No window crosses a pair of rows, and with an even width no pair of columns crosses a row, so the
 // planes back to back are one sequence of row pairs: the maxima of the column pairs of a run of row pairs
@@ -246,19 +247,26 @@ void max_pool_rows(const Pool2dShape& s, const float* xp, float* yp, const float
 // batch 64) 37.6-37.9 -> 18.5-18.6 us / 20.4-21.0 -> 10.2-12.8 us, 832 x 14x14 41.2-41.7 -> 24.5 us / 22.2-22.8
 // -> 13.2-16.2 us, 512 x 14x14 25.7-26.5 -> 15.0-15.4 us, at batch 8 206-207 -> 148 us. Output rows of 14
 // (28x28 planes), a vector a row either way, gained nothing (LeNet-5's first pool 35-36 us both ways) or lost
-// (512 x 28x28 48 -> 55-56 us), so they stay row by row.
+// (512 x 28x28 48 -> 55-56 us), so with AVX-512 they stay row by row. With AVX2 such a row takes a whole and a
+// masked vector, and the flat pass wins: in separate processes in turns on an AMD EPYC (Zen 3), one / two
+// threads, 64 x 6 x 28x28 0.65-0.71x / 0.76x the time, 512 x 28x28 0.73x / 0.74x (0.81x at batch 8 on two),
+// 256 x 56x56 (rows of 28) 0.80-0.94x / 0.88x; 128 x 112x112 (rows of 56) 0.91-0.99x and 64 x 224x224 worse,
+// so those stay row by row.
+constexpr index_t kPairRun = 64;       // row pairs per run at most
+constexpr index_t kPairFloats = 2048;  // a run's column-pair maxima (8 KiB), which stay in L1
+constexpr index_t kPairMaxOW = VL == 8 ? 32 : 8;
 inline bool max_pool_pairs_applies(const Pool2dShape& s) {
     return s.kh == 2 && s.kw == 2 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 0 && s.pad_w == 0 &&
-           s.oh * 2 == s.h && s.ow * 2 == s.w && s.ow <= 8;
+           s.oh * 2 == s.h && s.ow * 2 == s.w && s.ow <= kPairMaxOW;
 }
+// row pairs per run: as many as fit kPairFloats, up to kPairRun
+inline index_t pair_run(const Pool2dShape& s) { return imax(1, imin(kPairRun, kPairFloats / (2 * s.ow))); }
 
-constexpr index_t kPairRun = 64;  // row pairs per run: their column maxima, 64 x 2 x 8 floats at most, stay in L1
-
-// Output rows [r0, r0 + n) of all the planes (row r: plane r / OH, its row r % OH), n <= kPairRun.
+// Output rows [r0, r0 + n) of all the planes (row r: plane r / OH, its row r % OH), n <= pair_run(s).
 void max_pool_pairs(const Pool2dShape& s, const float* __restrict x, float* __restrict y, index_t r0, index_t n) {
     const index_t W = s.w, OW = s.ow, count = n * W;  // n row pairs: n * 2 rows of OW column-pair maxima
     const float* const xs = x + r0 * 2 * W;
-    alignas(64) float h[kPairRun * 2 * 8];
+    alignas(64) float h[kPairFloats];
     index_t k = 0;
     for (; k + VL <= count; k += VL) {
         vf even, odd;
@@ -344,11 +352,10 @@ void pool2d(PoolKind kind, const Pool2dShape& s, const float* x, float* y) {
     // (allowed: the padding may be half the kernel) take the per-window path instead.
     const bool separable = wext <= 4 * s.w + 1024;
     if (kind == PoolKind::max && max_pool_pairs_applies(s)) {
-        const index_t rows = planes * s.oh, runs = ceil_div(rows, kPairRun);
+        const index_t rows = planes * s.oh, run = pair_run(s), runs = ceil_div(rows, run);
         parallel(threads, [&] {
 #pragma omp for schedule(static)
-            for (index_t r = 0; r < runs; ++r)
-                max_pool_pairs(s, x, y, r * kPairRun, imin(kPairRun, rows - r * kPairRun));
+            for (index_t r = 0; r < runs; ++r) max_pool_pairs(s, x, y, r * run, imin(run, rows - r * run));
         });
         return;
     }
