@@ -83,6 +83,10 @@ std::size_t round_up(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign *
 // turns in one process, Intel Xeon, Ice Lake).
 constexpr std::size_t kHuge = std::size_t(2) << 20;
 
+// The smallest block: a smaller request gets one of this size, so that a call's small scratch (a table of row
+// pointers, a panel's packed tail) is reused as the large is.
+constexpr std::size_t kCachedMinBytes = 256;
+
 // The capacity a request of `bytes` gets: a size class from kCachedMinBytes up, each a multiple of kAlign; from
 // kHuge up, whole huge pages (at most 2 MiB more).
 std::size_t capacity_for(std::size_t bytes) {

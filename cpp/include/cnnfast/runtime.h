@@ -73,9 +73,6 @@ void workspace_reset_peak();
 // as the scratch memory, not counted in the workspace figures. buffer_free() takes the size given to
 // buffer_alloc().
 void* buffer_alloc(std::size_t bytes);
-// The smallest block: a smaller request gets one of this size, so that a call's small scratch (a table of row
-// pointers, a panel's packed tail) is reused as the large is.
-constexpr std::size_t kCachedMinBytes = 256;
 void buffer_free(void* p, std::size_t bytes);
 
 // Fresh memory, 64-byte aligned, for buffers and prepared weights; from 4 MiB up, aligned to 2 MiB and marked

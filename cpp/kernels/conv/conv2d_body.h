@@ -180,6 +180,10 @@ void indirect_block(index_t M, index_t m0, index_t m1, index_t n0, index_t nc, i
         // 192 -> 64 on 28x28 0.93x, 1024 -> 256 on 14x14 0.99x. Without asking ahead it gained about half of that.
         // Whole forward passes (GoogLeNet, ResNet-50, batch 1) moved within this host's noise (0.99-1.02x).
         const bool copied = b_copy && kc <= kCopiedBlockK, pack_tail = nt > 0 && tail;
+        // NOTE: every full panel has a slot of its own, though in the B-panel-outer order with AVX2 a copy is
+        // read only right after it is made: one slot for all of them, or two in turn, took 1.00-1.07x the time
+        // (Inception's 1x1 192 -> 16 and 192 -> 64, ResNet-50's 256 -> 64 and 1024 -> 256, its 3x3/2 128 -> 128;
+        // one thread, separate processes in turns, AMD EPYC, Zen 3).
         auto copy_of = [&](index_t jr) { return b_copy + jr * kc; };
         for (index_t k = 0; k < kc && ((copied && !kCopyInTile) || pack_tail); ++k) {
             const float* const src = rows[pc + k] + n0;

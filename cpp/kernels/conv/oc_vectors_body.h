@@ -26,6 +26,8 @@ inline bool oc_vectors_pays(const Conv2dShape& s) {
     const double useful = double(s.oh * s.ow) * double(s.oc);
     const double gemm = useful / (double(gemm_lanes(s, g)) * double(ceil_div(s.oc, MR) * MR));
     const double here = double(s.oc) / double(nvec * VL);
+    // NOTE: where neither wastes lanes the GEMM is faster: Inception's 1x1 192 -> 16 on 28x28 took 1.15x the
+    // time here, 480 -> 16 on 14x14 1.47x (one thread, separate processes in turns, AMD EPYC, Zen 3).
     return here > 1.1 * gemm;
 }
 
@@ -94,7 +96,7 @@ void oc_vectors_dispatch(const Conv2dShape& s, index_t Wph, index_t oh0, index_t
     // wherever they compute at most a fifth more pixels than the best run: LeNet-5's C1 (6 channels, rows of
     // 28) had taken runs of 7, 7 accumulators that left the FMA units waiting on each other's latency and 42
     // floats stored one by one per run. In separate processes in turns on an AMD EPYC (Zen 3), same bits, one
-    // thread: that layer 0.88-0.92x the time at batch 64, 0.81x at batch 1. (AVX-512, not measured so, keeps
+    // thread: that layer 0.88-0.95x the time at batch 64, 0.81x at batch 1. (AVX-512, not measured so, keeps
     // its runs of 14 there.)
     if (NVEC == 1 && VL == 8 && s.ow >= VL && ceil_div(s.ow, VL) * VL * 5 <= best * 6) R = VL;
 #define CNNFAST_OC_CASE(RR)                                                                 \

@@ -125,7 +125,8 @@ inline bool phase_used(index_t a, index_t taps, index_t dil, index_t stride) {
 // 3x3 128 -> 128 on 56x56 spent 10% of its samples building them, 6% split once (one thread, AMD EPYC Zen 3),
 // and the time went less than that, the input's first reads from L3 being the rest: in turns in one process,
 // same bits, 0.99-1.01x at batch 1 (one and two threads), 0.98-0.99x at batch 8. A 1x1/2, whose images all take
-// one half, keeps the gather.
+// one half, keeps the gather. Asking for the input's rows 8 or 16 rows ahead as well: 0.93-1.05x the time on
+// that layer at batch 1 and 8, within the noise (one thread, separate processes in turns, AMD EPYC, Zen 3).
 constexpr index_t kMaxHalf = 1024;
 bool build_phases_stride2(const Conv2dShape& s, const PhaseGeometry& g, const float* __restrict plane, index_t a,
                           float* __restrict dst) {

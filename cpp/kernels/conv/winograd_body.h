@@ -389,7 +389,10 @@ void wino_input_segment(const Conv2dShape& s, const WinoPlan& p, const WinoSegme
     // streams than the hardware prefetchers follow. In ResNet-50's first stage run as a network runs it (the
     // input just written by the layer before; one thread, in turns in one process, Intel Xeon, Ice Lake): its
     // 3x3 64 -> 64 on 56x56 0.95-0.96x the time, 0.89-0.94x with U prefetched as well (wino_conv); back to
-    // back 0.98-1.01x.
+    // back 0.98-1.01x. Asking as well for the next call's channels under this segment (on its first tile row
+    // only, or on every one): ResNet-50's 3x3/2 128 -> 128 on 56x56 (PhaseRows2) 0.96-1.11x the time at batch 1,
+    // within the noise, its loads from the input still the transform's hottest spot (one thread, separate
+    // processes in turns, AMD EPYC, Zen 3).
     src.prefetch(n, c, lanes, ih0 + A, ih0 + A + TM, imax(iw0, 0), imin(iw0 + cols, s.w));
     for (int i = 0; i < A; ++i) {
         float* const dst = S + i * cols * VL;

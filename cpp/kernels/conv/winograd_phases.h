@@ -81,7 +81,11 @@ inline int phase_tile(const Conv2dShape& s) {
 //    stores pay for it), on two 7.7 -> 6.0 ms;
 //  - or, except with AVX-512 (not measured there), the taps become 2x2 at stride 2 (a 3x3 or 4x4 filter),
 //    with at least 64 channels in and out and F(5x5, 2x2) making at most 0.8x the direct path's multiplies
-//    over at least 32 tiles (see phases_take_2x2); F(7x7, 2x2), where phase_tile takes it, makes fewer;
+//    over at least 32 tiles (see phases_take_2x2); F(7x7, 2x2), where phase_tile takes it, makes fewer.
+//    Against the direct path as it now is (B panels copied by its tiles, shifted images), the two run about
+//    even on one thread, the direct path 1.02x the time on 3x3/2 128 -> 128 on 56x56 at batch 1, 0.97x on
+//    256 -> 256 on 28x28, 1.09x on 512 -> 512 on 14x14, 1.02x and 1.34x on the first two at batch 8
+//    (separate processes in turns, AMD EPYC, Zen 3, a noisy host), so this path stays;
 //  - or, except with AVX-512 (not measured there), the taps become 4x4 at stride 2 (a 7x7 or 8x8 filter)
 //    with at least 2 channels in, 32 out and 64 tiles of 5x5: F(5x5, 4x4). Against the direct path on
 //    ResNet's 7x7/2 3 -> 64 on 224x224, prepared, separate processes in turns on an AMD EPYC (Zen 3), one /

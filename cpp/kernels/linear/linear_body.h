@@ -68,7 +68,9 @@ inline float hsum(vf v) {
 // 4096 0.97x / 0.99x, at batch 8 and 16 0.90x and 0.92x; with the weights in L3 (4096 -> 2048 and smaller)
 // 1.00x; with AVX2 forced, one thread, in turns of processes: 9216 -> 4096 at batch 8 0.75x, 4096 -> 4096 and
 // smaller 0.97-1.01x. Half or twice as far ahead gained less: on 25088 -> 4096, against panel_gemv
-// (rows_beat_panels), 0.95-0.96x the time where 1 KiB took 0.82-0.89x.
+// (rows_beat_panels), 0.95-0.96x the time where 1 KiB took 0.82-0.89x. On an AMD EPYC (Zen 3), one thread,
+// batch 1, separate processes in turns: asking into L2 instead, half as far ahead, or once per line, 0.99-1.16x
+// the time on 25088 -> 4096 and 4096 -> 4096, none a gain.
 constexpr index_t kGemvAheadFloats = 1024 / sizeof(float);
 
 // y (B x out) = x (B x in) @ W.T for a batch of B <= kGemvBatch: bound by reading W once. Each task takes R
